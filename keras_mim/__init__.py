@@ -1,0 +1,7 @@
+"""keras_mim: masked image modeling in Keras 3, on TensorFlow, JAX and PyTorch."""
+
+from keras_mim import layers, masking, models, targets
+from keras_mim.masking import MaskGenerator, RandomMaskGenerator
+from keras_mim.models import MAEDecoder, MaskedAutoencoder, ViTEncoder, list_presets
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""Token gathering and restoring with static shapes (no boolean indexing)."""
+
+from keras import ops
+
+
+def gather_tokens(tokens, ids):
+    """Pick tokens by index per sample.
+
+    Args:
+        tokens: `(B, N, D)`.
+        ids: int `(B, K)` indices into N.
+
+    Returns:
+        `(B, K, D)`, `out[b, k] = tokens[b, ids[b, k]]`.
+
+    Example:
+    >>> import numpy as np
+    >>> gather_tokens(np.arange(6.0).reshape(1, 3, 2), np.array([[2, 0]])).shape
+    (1, 2, 2)
+    """
+    ids = ops.expand_dims(ops.cast(ids, "int32"), -1)
+    return ops.take_along_axis(tokens, ids, axis=1)
+
+
+def restore_tokens(visible, ids_restore, mask_token):
+    """Put visible tokens back in place and fill hidden places with `mask_token`.
+
+    Args:
+        visible: `(B, K, D)` tokens in shuffled (kept-first) order.
+        ids_restore: int `(B, N)`, the inverse of the shuffle that kept `visible`.
+        mask_token: `(1, 1, D)` or `(D,)` token for every hidden position.
+
+    Returns:
+        `(B, N, D)` in the original token order.
+
+    Example:
+    >>> import numpy as np
+    >>> restore_tokens(np.ones((1, 1, 2)), np.array([[1, 0]]), np.zeros((2,))).tolist()
+    [[[0.0, 0.0], [1.0, 1.0]]]
+    """
+    b, k, d = ops.shape(visible)[0], visible.shape[1], visible.shape[2]
+    n = ids_restore.shape[1]
+    fill = ops.broadcast_to(ops.reshape(ops.cast(mask_token, visible.dtype), (1, 1, d)), (b, n - k, d))
+    shuffled = ops.concatenate([visible, fill], axis=1)  # (B, N, D), kept first
+    return gather_tokens(shuffled, ids_restore)

@@ -1,0 +1,113 @@
+"""The light MAE decoder: visible latents + mask tokens -> per-patch predictions."""
+
+import keras
+from keras import ops
+
+from keras_mim.layers.pos_embed import PositionEmbedding2D
+from keras_mim.layers.token_ops import restore_tokens
+from keras_mim.layers.transformer_block import TransformerBlock
+from keras_mim.utils import check_positive_int, to_2tuple
+
+
+@keras.saving.register_keras_serializable(package="keras_mim")
+class MAEDecoder(keras.layers.Layer):
+    """MAE decoder: project, append mask tokens, unshuffle, add the fixed sin-cos
+    position embedding, run `depth` blocks, norm, project each token to `output_dim`.
+
+    Args:
+        grid_shape: `(gh, gw)` token grid of the encoder.
+        output_dim: prediction width per token (`ph * pw * C` for pixels).
+        decoder_dim: decoder token width (MAE: 512).
+        depth: decoder blocks (MAE: 8).
+        num_heads: decoder heads (MAE: 16).
+        mlp_ratio: MLP hidden width / decoder width.
+        num_prefix_tokens: tokens before the patches in the encoder output (1 for cls).
+        norm_epsilon: LayerNorm epsilon.
+        **kwargs: standard layer arguments.
+
+    Example:
+    >>> import numpy as np
+    >>> dec = MAEDecoder((2, 2), output_dim=12, decoder_dim=16, depth=1, num_heads=2)
+    >>> latent = np.zeros((1, 3, 8), "float32")  # cls + 2 visible tokens of width 8
+    >>> tuple(dec(latent, np.array([[0, 2, 1, 3]])).shape)
+    (1, 4, 12)
+    """
+
+    def __init__(
+        self,
+        grid_shape,
+        output_dim,
+        decoder_dim=512,
+        depth=8,
+        num_heads=16,
+        mlp_ratio=4.0,
+        num_prefix_tokens=1,
+        norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.grid_shape = to_2tuple(grid_shape, "grid_shape")
+        self.output_dim = check_positive_int(output_dim, "output_dim")
+        self.decoder_dim = check_positive_int(decoder_dim, "decoder_dim")
+        self.depth = check_positive_int(depth, "depth")
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        if decoder_dim % num_heads:
+            raise ValueError(f"`num_heads`={num_heads} must divide `decoder_dim`={decoder_dim}.")
+        self.mlp_ratio = float(mlp_ratio)
+        self.num_prefix_tokens = int(num_prefix_tokens)
+        self.norm_epsilon = float(norm_epsilon)
+        p = self.dtype_policy
+        self.embed = keras.layers.Dense(decoder_dim, dtype=p, name="decoder_embed")
+        self.pos_embed = PositionEmbedding2D(
+            self.grid_shape, "sincos", cls_token=self.num_prefix_tokens > 0, dtype=p,
+            name="decoder_pos_embed",
+        )
+        self.blocks = [
+            TransformerBlock(num_heads, mlp_ratio, norm_epsilon=norm_epsilon, dtype=p,
+                             name=f"decoder_block_{i}")
+            for i in range(depth)
+        ]
+        self.norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="decoder_norm")
+        self.pred = keras.layers.Dense(output_dim, dtype=p, name="decoder_pred")
+
+    def build(self, latent_shape, ids_restore_shape=None):
+        self.embed.build(latent_shape)
+        n = self.grid_shape[0] * self.grid_shape[1]
+        shape = (None, n + self.num_prefix_tokens, self.decoder_dim)
+        self.pos_embed.build(shape)
+        self.mask_token = self.add_weight(
+            shape=(1, 1, self.decoder_dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="mask_token",
+        )
+        for block in self.blocks:
+            block.build(shape)
+        self.norm.build(shape)
+        self.pred.build(shape)
+
+    def call(self, latent, ids_restore, training=None):
+        x = self.embed(latent)  # (B, P + K, Dd)
+        prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+        x = restore_tokens(visible, ids_restore, self.mask_token)  # (B, N, Dd)
+        x = self.pos_embed(x)
+        if self.num_prefix_tokens:
+            prefix = prefix + ops.cast(self.pos_embed.cls_embedding(), x.dtype)
+            x = ops.concatenate([prefix, x], axis=1)
+        for block in self.blocks:
+            x = block(x, training=training)
+        x = self.pred(self.norm(x))
+        return x[:, self.num_prefix_tokens :]  # (B, N, output_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            grid_shape=self.grid_shape,
+            output_dim=self.output_dim,
+            decoder_dim=self.decoder_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            num_prefix_tokens=self.num_prefix_tokens,
+            norm_epsilon=self.norm_epsilon,
+        )
+        return config

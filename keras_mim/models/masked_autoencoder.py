@@ -1,0 +1,180 @@
+"""MAE: Masked Autoencoders Are Scalable Vision Learners (He et al., 2021)."""
+
+import keras
+from keras import ops
+
+from keras_mim.layers.patching import patchify, unpatchify
+from keras_mim.losses import masked_mean, mse_per_token
+from keras_mim.masking import get_mask_generator
+from keras_mim.models.mae_decoder import MAEDecoder
+from keras_mim.models.presets import build_preset
+from keras_mim.models.vit_encoder import ViTEncoder
+from keras_mim.targets.pixel_target import denormalize_prediction, pixel_target
+from keras_mim.utils import check_mask_ratio
+
+
+@keras.saving.register_keras_serializable(package="keras_mim")
+class MaskedAutoencoder(keras.Model):
+    """MAE pretraining model: encode visible tokens only, decode all, score hidden ones.
+
+    `call(images, noise=None)` returns a dict: `pred` `(B, N, ph*pw*C)` (per-patch
+    normalised pixels when `norm_pix_loss`), `mask` `(B, N)` (1 = hidden) and
+    `ids_restore` `(B, N)`. The loss lives in `compute_loss`, so `fit` works
+    unchanged on every backend: per-patch MSE against the (normalised) target,
+    averaged over hidden patches only, in float32.
+
+    Args:
+        encoder: a `ViTEncoder`; after pretraining, this object is what downstream
+            models reuse.
+        decoder: a `MAEDecoder`, or None for the MAE default (512 x 8 blocks x 16 heads).
+        mask_generator: a `keras_mim.masking.MaskGenerator` or its name (`"random"`).
+        mask_ratio: fraction of hidden tokens when `mask_generator` is a name.
+        norm_pix_loss: normalise each target patch by its mean and unbiased variance.
+        norm_pix_eps: epsilon of that normalisation (MAE: 1e-6).
+        seed: optional int seed of the mask generator when built from a name.
+        **kwargs: standard model arguments (name, dtype).
+
+    Example:
+    >>> import numpy as np, keras
+    >>> model = MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+    >>> sorted(model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0))
+    ['ids_restore', 'mask', 'pred']
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder=None,
+        mask_generator="random",
+        mask_ratio=0.75,
+        norm_pix_loss=True,
+        norm_pix_eps=1e-6,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(encoder, ViTEncoder):
+            raise TypeError(f"`encoder` must be a ViTEncoder, got {type(encoder).__name__}.")
+        self.encoder = encoder
+        ph, pw = encoder.patch_size
+        self.patch_size = encoder.patch_size
+        if decoder is None:
+            decoder = MAEDecoder(
+                encoder.grid_shape, ph * pw * encoder.num_channels,
+                num_prefix_tokens=encoder.num_prefix_tokens, name="decoder",
+            )
+        if not isinstance(decoder, MAEDecoder):
+            raise TypeError(f"`decoder` must be a MAEDecoder or None, got {type(decoder).__name__}.")
+        if decoder.grid_shape != encoder.grid_shape or decoder.output_dim != ph * pw * encoder.num_channels:
+            raise ValueError(
+                f"`decoder` (grid {decoder.grid_shape}, output_dim {decoder.output_dim}) does not "
+                f"match the encoder (grid {encoder.grid_shape}, output_dim {ph * pw * encoder.num_channels})."
+            )
+        self.decoder = decoder
+        self.mask_generator = get_mask_generator(mask_generator, mask_ratio=mask_ratio, seed=seed)
+        # The generator's own ratio rules; fail now if it leaves no token visible.
+        self.mask_ratio = check_mask_ratio(self.mask_generator.mask_ratio, encoder.num_patches)
+        self.norm_pix_loss = bool(norm_pix_loss)
+        self.norm_pix_eps = float(norm_pix_eps)
+        self.seed = seed
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Build a freshly initialised model from a preset name (see `list_presets()`).
+
+        Keyword arguments override the preset: encoder ones (`image_size`,
+        `num_channels`, `drop_path_rate`, ...), decoder ones prefixed `decoder_`
+        (`decoder_dim`, `decoder_depth`, `decoder_num_heads`) and this model's own
+        (`mask_ratio`, `mask_generator`, `norm_pix_loss`, `seed`).
+        """
+        return build_preset(cls, preset, **kwargs)
+
+    def build(self, images_shape=None):
+        # Sub-models deserialised from a `.keras` file arrive already built.
+        if not self.encoder.built:
+            self.encoder.build()
+        if not self.decoder.built:
+            k = self.mask_generator.num_visible(self.encoder.num_patches)
+            self.decoder.build((None, k + self.encoder.num_prefix_tokens, self.encoder.embed_dim))
+        self.built = True
+
+    def build_from_config(self, config):
+        # Every shape is fixed by the config; the recorded input shape adds nothing.
+        self.build()
+
+    # ------------------------------------------------------------------ the method
+    def patchify(self, images):
+        """`(B, H, W, C) -> (B, N, ph * pw * C)`."""
+        return patchify(images, self.patch_size)
+
+    def unpatchify(self, patches):
+        """`(B, N, ph * pw * C) -> (B, H, W, C)` at the encoder's image size."""
+        return unpatchify(patches, self.patch_size, self.encoder.image_size + (self.encoder.num_channels,))
+
+    def random_masking(self, images, noise=None):
+        """Decide which tokens to hide: dict of `ids_keep`, `ids_restore`, `mask`."""
+        return self.mask_generator(images, grid_shape=self.encoder.grid_shape, noise=noise)
+
+    def forward_encoder(self, images, noise=None, training=None):
+        self.encoder.check_images(images)
+        masking = self.random_masking(images, noise=noise)
+        latent = self.encoder(images, ids_keep=masking["ids_keep"], training=training)  # (B, 1+K, D)
+        return latent, masking
+
+    def forward_decoder(self, latent, ids_restore, training=None):
+        return self.decoder(latent, ids_restore, training=training)  # (B, N, P)
+
+    def forward_loss(self, images, pred, mask):
+        target = pixel_target(images, self.patch_size, self.norm_pix_loss, self.norm_pix_eps)
+        loss = mse_per_token(pred, target)  # (B, N)
+        if self.mask_generator.num_visible(self.encoder.num_patches) == self.encoder.num_patches:
+            mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score every patch
+        return masked_mean(loss, mask)
+
+    def call(self, images, noise=None, training=None):
+        latent, masking = self.forward_encoder(images, noise=noise, training=training)
+        pred = self.forward_decoder(latent, masking["ids_restore"], training=training)
+        return {"pred": pred, "mask": masking["mask"], "ids_restore": masking["ids_restore"]}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        loss = self.forward_loss(x, y_pred["pred"], y_pred["mask"])
+        if self.losses:
+            loss = loss + ops.cast(ops.sum(self.losses), "float32")
+        return loss
+
+    def reconstruct(self, images, noise=None):
+        """Reconstructed images `(B, H, W, C)` in pixel space (normalisation undone with
+        each patch's own statistics, as the official demo) and the hidden-pixel mask
+        `(B, H, W, 1)`; returns `(reconstruction, pixel_mask, mask)`."""
+        out = self(images, noise=noise, training=False)
+        pred = out["pred"]
+        if self.norm_pix_loss:
+            pred = denormalize_prediction(pred, images, self.patch_size, self.norm_pix_eps)
+        ph, pw = self.patch_size
+        mask_patches = ops.repeat(ops.expand_dims(out["mask"], -1), ph * pw, axis=-1)
+        pixel_mask = unpatchify(mask_patches, self.patch_size, self.encoder.image_size + (1,))
+        return self.unpatchify(pred), pixel_mask, out["mask"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            encoder=keras.saving.serialize_keras_object(self.encoder),
+            decoder=keras.saving.serialize_keras_object(self.decoder),
+            mask_generator=keras.saving.serialize_keras_object(self.mask_generator),
+            mask_ratio=self.mask_ratio,
+            norm_pix_loss=self.norm_pix_loss,
+            norm_pix_eps=self.norm_pix_eps,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "mask_generator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
