@@ -19,7 +19,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> MultiHeadSelfAttention(4)(np.zeros((2, 5, 32), "float32")).shape
+    >>> tuple(MultiHeadSelfAttention(4)(np.zeros((2, 5, 32), "float32")).shape)
     (2, 5, 32)
     """
 

@@ -16,7 +16,7 @@ class DropPath(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> DropPath(0.1, seed=0)(np.ones((4, 3, 8), "float32"), training=True).shape
+    >>> tuple(DropPath(0.1, seed=0)(np.ones((4, 3, 8), "float32"), training=True).shape)
     (4, 3, 8)
     """
 
@@ -27,6 +27,7 @@ class DropPath(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # no weights
 
     def call(self, x, training=None):
         if not training or self.rate == 0.0:

@@ -14,7 +14,7 @@ class MLP(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> MLP()(np.zeros((2, 5, 16), "float32")).shape
+    >>> tuple(MLP()(np.zeros((2, 5, 16), "float32")).shape)
     (2, 5, 16)
     """
 

@@ -23,7 +23,7 @@ def patchify(images, patch_size):
 
     Example:
     >>> import numpy as np
-    >>> patchify(np.zeros((2, 32, 48, 3), "float32"), 16).shape
+    >>> tuple(patchify(np.zeros((2, 32, 48, 3), "float32"), 16).shape)
     (2, 6, 768)
     """
     ph, pw = to_2tuple(patch_size, "patch_size")
@@ -48,7 +48,7 @@ def unpatchify(patches, patch_size, image_shape):
 
     Example:
     >>> import numpy as np
-    >>> unpatchify(np.zeros((2, 6, 768), "float32"), 16, (32, 48, 3)).shape
+    >>> tuple(unpatchify(np.zeros((2, 6, 768), "float32"), 16, (32, 48, 3)).shape)
     (2, 32, 48, 3)
     """
     ph, pw = to_2tuple(patch_size, "patch_size")
@@ -87,7 +87,7 @@ class PatchEmbedding(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> PatchEmbedding(4, 64)(np.zeros((2, 32, 32, 3), "float32")).shape
+    >>> tuple(PatchEmbedding(4, 64)(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 64, 64)
     """
 

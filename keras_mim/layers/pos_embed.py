@@ -51,7 +51,7 @@ class PositionEmbedding2D(keras.layers.Layer):
     Example:
     >>> import numpy as np
     >>> layer = PositionEmbedding2D((2, 3))
-    >>> layer(np.zeros((1, 6, 8), "float32")).shape
+    >>> tuple(layer(np.zeros((1, 6, 8), "float32")).shape)
     (1, 6, 8)
     """
 

@@ -15,7 +15,7 @@ def gather_tokens(tokens, ids):
 
     Example:
     >>> import numpy as np
-    >>> gather_tokens(np.arange(6.0).reshape(1, 3, 2), np.array([[2, 0]])).shape
+    >>> tuple(gather_tokens(np.arange(6.0).reshape(1, 3, 2), np.array([[2, 0]])).shape)
     (1, 2, 2)
     """
     ids = ops.expand_dims(ops.cast(ids, "int32"), -1)
@@ -35,7 +35,8 @@ def restore_tokens(visible, ids_restore, mask_token):
 
     Example:
     >>> import numpy as np
-    >>> restore_tokens(np.ones((1, 1, 2)), np.array([[1, 0]]), np.zeros((2,))).tolist()
+    >>> out = restore_tokens(np.ones((1, 1, 2)), np.array([[1, 0]]), np.zeros((2,)))
+    >>> ops.convert_to_numpy(out).tolist()
     [[[0.0, 0.0], [1.0, 1.0]]]
     """
     b, k, d = ops.shape(visible)[0], visible.shape[1], visible.shape[2]

@@ -25,7 +25,7 @@ class TransformerBlock(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> TransformerBlock(num_heads=2)(np.zeros((2, 5, 16), "float32")).shape
+    >>> tuple(TransformerBlock(num_heads=2)(np.zeros((2, 5, 16), "float32")).shape)
     (2, 5, 16)
     """
 

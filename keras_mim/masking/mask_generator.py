@@ -28,6 +28,7 @@ class MaskGenerator(keras.layers.Layer):
         self.mask_ratio = check_mask_ratio(mask_ratio)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # no weights, only the seed state
 
     def num_visible(self, num_tokens):
         """Static number of visible tokens for a sequence of `num_tokens`."""

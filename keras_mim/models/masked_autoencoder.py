@@ -79,6 +79,7 @@ class MaskedAutoencoder(keras.Model):
         self.norm_pix_loss = bool(norm_pix_loss)
         self.norm_pix_eps = float(norm_pix_eps)
         self.seed = seed
+        self.build()  # every shape is known from the config
 
     @classmethod
     def from_preset(cls, preset, **kwargs):
@@ -92,7 +93,7 @@ class MaskedAutoencoder(keras.Model):
         return build_preset(cls, preset, **kwargs)
 
     def build(self, images_shape=None):
-        # Sub-models deserialised from a `.keras` file arrive already built.
+        # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
         if not self.encoder.built:
             self.encoder.build()
         if not self.decoder.built:
@@ -145,6 +146,27 @@ class MaskedAutoencoder(keras.Model):
         if self.losses:
             loss = loss + ops.cast(ops.sum(self.losses), "float32")
         return loss
+
+    # Inputs are checked before Keras traces a step: an error raised inside a traced
+    # step on JAX leaves the model's variables purged, losing the user's weights.
+    def _check_data(self, x):
+        spec = getattr(x, "element_spec", x)  # tf.data: the element spec
+        if isinstance(spec, (tuple, list)) and spec:
+            spec = spec[0]
+        if hasattr(spec, "shape") and hasattr(spec, "dtype"):
+            self.encoder.check_images(spec, name="x")
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x)
+        return super().predict(x, *args, **kwargs)
 
     def reconstruct(self, images, noise=None):
         """Reconstructed images `(B, H, W, C)` in pixel space (normalisation undone with

@@ -106,8 +106,11 @@ class ViTEncoder(keras.Model):
             for i in range(depth)
         ]
         self.norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="norm")
+        self.build()  # every shape is known from the config
 
     def build(self, images_shape=None):
+        if self.built:
+            return
         h, w = self.image_size
         self.patch_embed.build((None, h, w, self.num_channels))
         token_shape = (None, self.num_patches, self.embed_dim)

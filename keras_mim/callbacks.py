@@ -1,0 +1,171 @@
+"""Callbacks for `model.fit`: reconstruction figures saved during training."""
+
+import os
+import re
+import string
+
+import keras
+import numpy as np
+
+from keras_mim.viz import _check_images, _check_noise, plot_reconstructions
+
+
+def _pattern_regex(filename_pattern):
+    """A regex matching every file name `filename_pattern.format(epoch=...)` can produce."""
+    parts = []
+    fields = []
+    for literal, field, _, _ in string.Formatter().parse(filename_pattern):
+        parts.append(re.escape(literal))
+        if field is not None:
+            fields.append(field)
+            parts.append(r".+?")
+    return re.compile("".join(parts) + r"\Z"), fields
+
+
+class ReconstructionFigureCallback(keras.callbacks.Callback):
+    """Save a `plot_reconstructions` figure of a fixed batch every N epochs.
+
+    The same images and the same `noise` (hence the same hidden patches) are used at
+    every save, so the figures show the model's progress and nothing else. Files are
+    named `filename_pattern.format(epoch=e)` with 1-based epochs `e`. Nothing is ever
+    overwritten silently: at the start of training, if `output_dir` already holds a file
+    matching the pattern (other than one this callback wrote itself during an earlier
+    `fit`), a `FileExistsError` is raised before any training step; a file appearing
+    in the meantime raises when it is about to be written. Pass `overwrite=True` to
+    replace such files.
+
+    Args:
+        images: a small float batch `(B, H, W, C)` at the model's image size.
+        output_dir: folder for the PNG files (created if missing).
+        every_n_epochs: positive int; saves after epochs N, 2N, ... (1-based).
+        noise: optional float `(B, N)` per-token scores fixing the hidden patches.
+            If None, uniform noise is drawn once with numpy from `seed` (when the
+            number of patches is known, at the start of the first `fit`) and reused.
+        seed: optional int seed for that noise; None draws it from fresh entropy
+            (still fixed for the callback's lifetime).
+        max_images: positive int, the number of images (rows) per figure.
+        filename_pattern: file name with an `{epoch}` field, e.g. `"rec_{epoch:03d}.png"`.
+        overwrite: replace existing files instead of raising `FileExistsError`.
+
+    Example:
+    >>> import numpy as np, keras, keras_mim, tempfile
+    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
+    >>> folder = tempfile.mkdtemp()
+    >>> callback = ReconstructionFigureCallback(x[:2], folder, seed=0)
+    >>> history = model.fit(x, epochs=2, verbose=0, callbacks=[callback])
+    >>> sorted(os.listdir(folder))
+    ['reconstruction_epoch0001.png', 'reconstruction_epoch0002.png']
+    """
+
+    def __init__(
+        self,
+        images,
+        output_dir,
+        every_n_epochs=1,
+        noise=None,
+        seed=None,
+        max_images=4,
+        filename_pattern="reconstruction_epoch{epoch:04d}.png",
+        overwrite=False,
+    ):
+        super().__init__()
+        self.images = _check_images(images)
+        if not isinstance(output_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"`output_dir` must be a str or os.PathLike, got {type(output_dir).__name__}."
+            )
+        self.output_dir = os.fspath(output_dir)
+        for name, value in (("every_n_epochs", every_n_epochs), ("max_images", max_images)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+        self.every_n_epochs = every_n_epochs
+        self.max_images = max_images
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"`seed` must be an int or None, got {seed!r}.")
+        self.seed = seed
+        self.noise = _check_noise(noise, self.images.shape[0])
+        if not isinstance(filename_pattern, str):
+            raise TypeError(f"`filename_pattern` must be a str, got {type(filename_pattern).__name__}.")
+        self._regex, fields = _pattern_regex(filename_pattern)
+        try:
+            name = filename_pattern.format(epoch=1)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"`filename_pattern` must be a format string whose only field is `epoch`, "
+                f"got {filename_pattern!r} ({error})."
+            ) from error
+        if fields != ["epoch"] or os.sep in name or (os.altsep and os.altsep in name):
+            raise ValueError(
+                "`filename_pattern` must be a file name (no folder) with exactly one `{epoch}` "
+                f"field, e.g. 'reconstruction_epoch{{epoch:04d}}.png', got {filename_pattern!r}."
+            )
+        self.filename_pattern = filename_pattern
+        self.overwrite = bool(overwrite)
+        self._rng = np.random.default_rng(seed)
+        self._written = set()
+
+    def _path(self, epoch):
+        return os.path.join(self.output_dir, self.filename_pattern.format(epoch=epoch))
+
+    def _fixed_noise(self):
+        if self.noise is None:
+            encoder = getattr(self.model, "encoder", None)
+            num_patches = getattr(encoder, "num_patches", None)
+            if not isinstance(num_patches, int):
+                raise TypeError(
+                    "ReconstructionFigureCallback needs `noise` for a model without "
+                    f"`encoder.num_patches`; got a {type(self.model).__name__}."
+                )
+            self.noise = self._rng.random((self.images.shape[0], num_patches)).astype("float32")
+        return self.noise
+
+    def on_train_begin(self, logs=None):
+        if not callable(getattr(self.model, "reconstruct", None)):
+            raise TypeError(
+                "ReconstructionFigureCallback needs a model with a `reconstruct` method "
+                f"(e.g. a MaskedAutoencoder), got {type(self.model).__name__}."
+            )
+        self._fixed_noise()
+        if os.path.isdir(self.output_dir) and not self.overwrite:
+            clashes = sorted(
+                name for name in os.listdir(self.output_dir)
+                if self._regex.match(name) and os.path.join(self.output_dir, name) not in self._written
+            )
+            if clashes:
+                raise FileExistsError(
+                    f"`output_dir` {self.output_dir!r} already holds {len(clashes)} file(s) matching "
+                    f"{self.filename_pattern!r} (e.g. {clashes[0]!r}); choose another folder, move "
+                    "them, or pass overwrite=True to replace them."
+                )
+        os.makedirs(self.output_dir, exist_ok=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        epoch += 1  # Keras counts from 0; file names count from 1.
+        if epoch % self.every_n_epochs:
+            return
+        path = self._path(epoch)
+        if os.path.exists(path) and not self.overwrite:
+            raise FileExistsError(
+                f"{path!r} already exists; pass overwrite=True to ReconstructionFigureCallback "
+                "to replace it, or use another `output_dir`."
+            )
+        figure = plot_reconstructions(
+            self.model, self.images, noise=self._fixed_noise(), path=path,
+            max_images=self.max_images, title=f"epoch {epoch}",
+        )
+        figure.clear()  # a bare Figure (no pyplot): nothing else holds it
+        self._written.add(path)
+
+    def get_config(self):
+        return {
+            "images": self.images.tolist(),
+            "output_dir": self.output_dir,
+            "every_n_epochs": self.every_n_epochs,
+            "noise": None if self.noise is None else self.noise.tolist(),
+            "seed": self.seed,
+            "max_images": self.max_images,
+            "filename_pattern": self.filename_pattern,
+            "overwrite": self.overwrite,
+        }

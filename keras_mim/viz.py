@@ -1,0 +1,177 @@
+"""Reconstruction figures (matplotlib), in the layout of the official MAE demo.
+
+Figures are drawn on a bare `matplotlib.figure.Figure` with the Agg canvas: no pyplot
+state, no window ever opens, and nothing needs closing. In a notebook, the returned
+figure displays as the cell's value.
+"""
+
+import os
+
+import numpy as np
+from keras import ops
+
+PANEL_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
+
+
+def _check_images(images):
+    try:
+        array = np.asarray(ops.convert_to_numpy(images), dtype="float32")
+    except Exception as error:  # not array-like, or not numeric
+        raise TypeError(
+            f"`images` must be a float array of shape (B, H, W, C), got {type(images).__name__}."
+        ) from error
+    if array.ndim != 4 or 0 in array.shape:
+        raise ValueError(
+            f"`images` must have rank 4 (B, H, W, C) with no empty axis, got shape {array.shape}."
+        )
+    return array
+
+
+def _check_model(model):
+    if not callable(getattr(model, "reconstruct", None)):
+        raise TypeError(
+            "`model` must have a `reconstruct(images, noise=None)` method (e.g. a "
+            f"MaskedAutoencoder), got {type(model).__name__}."
+        )
+
+
+def _check_noise(noise, batch_size):
+    if noise is None:
+        return None
+    noise = np.asarray(ops.convert_to_numpy(noise), dtype="float32")
+    if noise.ndim != 2 or noise.shape[0] != batch_size:
+        raise ValueError(
+            f"`noise` must have shape (batch, num_patches) with batch = {batch_size} "
+            f"(the number of images), got shape {noise.shape}."
+        )
+    return noise
+
+
+def _to_numpy(x):
+    return np.asarray(ops.convert_to_numpy(ops.cast(x, "float32")))
+
+
+def reconstruction_panels(model, images, noise=None):
+    """Compute the arrays behind `plot_reconstructions`, in the images' own value range.
+
+    Args:
+        model: a model with `reconstruct(images, noise=None)` returning
+            `(reconstruction, pixel_mask, token_mask)`, e.g. a `MaskedAutoencoder`.
+        images: float array-like `(B, H, W, C)` at the model's image size.
+        noise: optional float `(B, N)` per-token scores that fix which patches are hidden
+            (lower = visible); None draws a random mask.
+
+    Returns:
+        dict of float32 numpy arrays:
+            `original` `(B, H, W, C)`: the input images;
+            `masked` `(B, H, W, C)`: the input with hidden pixels set to a neutral gray,
+                the midpoint `(min + max) / 2` of that image's values (all channels);
+            `reconstruction` `(B, H, W, C)`: the model's prediction in pixel space;
+            `pasted` `(B, H, W, C)`: the reconstruction on hidden pixels, the input on
+                visible ones;
+            `mask` `(B, H, W, 1)`: 1 = hidden pixel, 0 = visible.
+
+    Example:
+    >>> import numpy as np, keras_mim
+    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+    >>> panels = reconstruction_panels(model, np.random.rand(2, 16, 16, 3).astype("float32"))
+    >>> sorted(panels), panels["mask"].shape
+    (['mask', 'masked', 'original', 'pasted', 'reconstruction'], (2, 16, 16, 1))
+    """
+    _check_model(model)
+    original = _check_images(images)
+    noise = _check_noise(noise, original.shape[0])
+    reconstruction, pixel_mask, _ = model.reconstruct(original, noise=noise)
+    reconstruction, mask = _to_numpy(reconstruction), _to_numpy(pixel_mask)
+    gray = 0.5 * (original.min(axis=(1, 2, 3)) + original.max(axis=(1, 2, 3)))
+    gray = gray[:, None, None, None]
+    return {
+        "original": original,
+        "masked": original * (1.0 - mask) + gray * mask,
+        "reconstruction": reconstruction,
+        "pasted": reconstruction * mask + original * (1.0 - mask),
+        "mask": mask,
+    }
+
+
+def _displayable(image, low, high):
+    """`(H, W, C)` -> (array for imshow, imshow kwargs); see `plot_reconstructions`."""
+    scale = high - low if high > low else 1.0
+    if image.shape[-1] >= 3:  # RGB, or the first three channels of a multichannel image
+        return np.clip((image[..., :3] - low) / scale, 0.0, 1.0), {}
+    return image[..., 0], {"cmap": "gray", "vmin": low, "vmax": low + scale}
+
+
+def plot_reconstructions(model, images, noise=None, path=None, max_images=4, title=None):
+    """Draw original / masked / reconstruction / reconstruction + visible, one row per image.
+
+    The four panels are those of the official MAE demo. `model.reconstruct` already undoes
+    the per-patch target normalisation, so every panel is in the images' value range.
+    Each row is displayed with the value range (min, max) of its original image, applied
+    to all four panels, so images in [0, 1], in [0, 255] or standardized all look right;
+    reconstructed values outside that range are clipped. Channels: C=1 is drawn in
+    grayscale; C=3 as RGB; C=2 shows the first channel in grayscale; C>3 shows the first
+    three channels as RGB (the range still comes from all channels).
+
+    Args:
+        model: a model with `reconstruct(images, noise=None)`, e.g. a `MaskedAutoencoder`.
+        images: float array-like `(B, H, W, C)` at the model's image size.
+        noise: optional float `(B, N)` per-token scores fixing the hidden patches.
+        path: optional file path; the figure is saved there as PNG (parent folders are
+            created, an existing file is replaced).
+        max_images: positive int, the number of images (rows) drawn, from the start of
+            the batch.
+        title: optional figure title.
+
+    Returns:
+        The `matplotlib.figure.Figure` (also when `path` is given).
+
+    Example:
+    >>> import numpy as np, keras_mim
+    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+    >>> images = np.random.rand(2, 16, 16, 3).astype("float32")
+    >>> fig = plot_reconstructions(model, images, title="untrained")
+    >>> len(fig.axes)
+    8
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    _check_model(model)
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise ValueError(f"`max_images` must be a positive int, got {max_images!r}.")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str, an os.PathLike or None, got {type(path).__name__}.")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"`title` must be a str or None, got {type(title).__name__}.")
+    images = _check_images(images)
+    noise = _check_noise(noise, images.shape[0])
+    images = images[:max_images]
+    noise = None if noise is None else noise[:max_images]
+    panels = reconstruction_panels(model, images, noise=noise)
+
+    rows = images.shape[0]
+    height, width = images.shape[1:3]
+    panel_size = 2.2
+    fig = Figure(figsize=(4 * panel_size, rows * panel_size * height / width + (0.5 if title else 0.3)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 4, squeeze=False)
+    keys = ("original", "masked", "reconstruction", "pasted")
+    for row in range(rows):
+        low, high = float(images[row].min()), float(images[row].max())
+        for col, key in enumerate(keys):
+            ax = axes[row, col]
+            data, kwargs = _displayable(panels[key][row], low, high)
+            ax.imshow(data, interpolation="nearest", **kwargs)
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(PANEL_TITLES[col], fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    if path is not None:
+        parent = os.path.dirname(os.fspath(path))
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fig.savefig(path, format="png", dpi=100)
+    return fig

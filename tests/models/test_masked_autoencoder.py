@@ -1,0 +1,199 @@
+import keras
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from keras_mim import MaskedAutoencoder, list_presets
+from keras_mim.masking import RandomMaskGenerator
+from tests.conftest import to_numpy
+
+
+def digits(n=256):
+    x = load_digits().images[:n].astype("float32") / 16.0
+    return np.kron(x, np.ones((2, 2), "float32"))[..., None]  # (n, 16, 16, 1)
+
+
+def official_patchify(x, p):
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, (h // p) * (w // p), p * p * c)
+
+
+def reference_loss(images, pred, mask, p, norm_pix):
+    """The official MAE forward_loss in numpy: unbiased per-patch variance, eps 1e-6."""
+    target = official_patchify(images.astype(np.float64), p)
+    if norm_pix:
+        target = (target - target.mean(-1, keepdims=True)) / np.sqrt(target.var(-1, ddof=1, keepdims=True) + 1e-6)
+    per_patch = ((pred - target) ** 2).mean(-1)
+    return (per_patch * mask).sum() / mask.sum()
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_loss_matches_official_formula(rng, norm_pix):
+    model = MaskedAutoencoder.from_preset("mae_vit_test", norm_pix_loss=norm_pix)
+    x = rng.random((3, 16, 16, 3)).astype("float32")
+    noise = rng.random((3, 16)).astype("float32")
+    out = model(x, noise=noise)
+    loss = float(model.compute_loss(x=x, y_pred=out))
+    ref = reference_loss(x, to_numpy(out["pred"]).astype(np.float64), to_numpy(out["mask"]), 4, norm_pix)
+    assert loss == pytest.approx(ref, rel=1e-4)
+
+
+def test_mask_follows_noise_and_ratio(rng):
+    model = MaskedAutoencoder.from_preset("mae_vit_test", mask_ratio=0.75)
+    noise = rng.random((2, 16)).astype("float32")
+    mask = to_numpy(model(rng.random((2, 16, 16, 3)).astype("float32"), noise=noise)["mask"])
+    for b in range(2):
+        np.testing.assert_array_equal(np.flatnonzero(mask[b]), np.sort(np.argsort(noise[b])[4:]))
+
+
+def test_encoder_sees_only_visible_patches(rng):
+    model = MaskedAutoencoder.from_preset("mae_vit_test")
+    x = rng.random((1, 16, 16, 3)).astype("float32")
+    noise = rng.random((1, 16)).astype("float32")
+    out = model(x, noise=noise)
+    hidden = np.flatnonzero(to_numpy(out["mask"])[0])
+    y = x.copy()
+    for t in hidden:  # scramble every hidden patch
+        r, c = divmod(int(t), 4)
+        y[0, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = rng.random((4, 4, 3))
+    np.testing.assert_allclose(to_numpy(model(y, noise=noise)["pred"]), to_numpy(out["pred"]), atol=1e-6)
+
+
+def test_zero_ratio_scores_every_patch(rng):
+    model = MaskedAutoencoder.from_preset("mae_vit_test", mask_ratio=0.0)
+    x = rng.random((2, 16, 16, 3)).astype("float32")
+    out = model(x)
+    assert to_numpy(out["mask"]).sum() == 0
+    ref = reference_loss(x, to_numpy(out["pred"]), np.ones((2, 16)), 4, True)
+    assert float(model.compute_loss(x=x, y_pred=out)) == pytest.approx(ref, rel=1e-4)
+
+
+def jit_for_backend():
+    return keras.backend.backend() in ("jax", "tensorflow")
+
+
+def test_loss_falls_on_real_digits():
+    keras.utils.set_random_seed(0)
+    model = MaskedAutoencoder.from_preset("mae_vit_test", num_channels=1, seed=0)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(3e-3, weight_decay=0.05, beta_2=0.95),
+        jit_compile=jit_for_backend(),
+    )
+    history = model.fit(digits(256), batch_size=32, epochs=5, shuffle=False, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history))
+    assert history[-1] < 0.75 * history[0], history
+
+
+def test_fit_on_tf_data_with_labels_ignored():
+    tf = pytest.importorskip("tensorflow")
+    ds = tf.data.Dataset.from_tensor_slices((digits(64), np.zeros(64))).batch(16)
+    model = MaskedAutoencoder.from_preset("mae_vit_test", num_channels=1, seed=0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=jit_for_backend())
+    history = model.fit(ds, epochs=2, verbose=0).history["loss"]
+    assert len(history) == 2 and np.all(np.isfinite(history))
+    assert np.isfinite(model.evaluate(ds, verbose=0))
+
+
+def test_predict_and_reconstruct(rng):
+    model = MaskedAutoencoder.from_preset("mae_vit_test")
+    x = rng.random((5, 16, 16, 3)).astype("float32")
+    out = model.predict(x, batch_size=2, verbose=0)
+    assert out["pred"].shape == (5, 16, 48) and out["mask"].shape == (5, 16)
+    rec, pixel_mask, mask = model.reconstruct(x[:2])
+    assert tuple(rec.shape) == (2, 16, 16, 3) and tuple(pixel_mask.shape) == (2, 16, 16, 1)
+    # pixel mask is the token mask spread over each 4x4 patch
+    pm = to_numpy(pixel_mask)[..., 0]
+    m = to_numpy(mask).reshape(2, 4, 4)
+    np.testing.assert_array_equal(pm, np.kron(m, np.ones((4, 4))))
+
+
+def test_custom_generator_instance_and_its_ratio():
+    model = MaskedAutoencoder.from_preset("mae_vit_test", mask_generator=RandomMaskGenerator(0.5, seed=1))
+    assert model.mask_ratio == 0.5
+    mask = to_numpy(model(np.zeros((2, 16, 16, 3), "float32"))["mask"])
+    np.testing.assert_array_equal(mask.sum(1), 8)
+
+
+SMALL = ["mae_vit_test", "mae_vit_nano_patch2_16", "mae_vit_micro_patch4_32", "mae_vit_tiny_patch4_32"]
+LARGE = ["mae_vit_tiny_patch16", "mae_vit_small_patch16", "mae_vit_base_patch16", "mae_vit_large_patch16",
+         "mae_vit_huge_patch14"]
+
+
+def test_every_preset_is_listed():
+    assert sorted(list_presets()) == sorted(SMALL + LARGE)
+
+
+@pytest.mark.parametrize("preset", SMALL)
+def test_small_presets_train_one_step(preset):
+    model = MaskedAutoencoder.from_preset(preset, seed=0)
+    h, w = model.encoder.image_size
+    # XLA compile of a 12-block step costs more than the step; JAX runs eagerly op by op without jit.
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=keras.backend.backend() == "jax")
+    history = model.fit(np.random.rand(2, h, w, 3).astype("float32"), epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", LARGE)
+def test_large_presets_build_and_run_one_step(preset):
+    model = MaskedAutoencoder.from_preset(preset, seed=0)
+    out = model(np.random.rand(1, 224, 224, 3).astype("float32"))
+    n = model.encoder.num_patches
+    assert tuple(out["pred"].shape) == (1, n, model.encoder.patch_size[0] ** 2 * 3)
+    assert float(to_numpy(out["mask"]).sum()) == n - int(n * 0.25)
+
+
+def test_official_sizes():
+    for preset, (d, depth, heads, params) in {
+        "mae_vit_base_patch16": (768, 12, 12, 85.8e6),
+    }.items():
+        enc = MaskedAutoencoder.from_preset(preset).encoder
+        enc.build()
+        assert (enc.embed_dim, enc.depth, enc.num_heads) == (d, depth, heads)
+        # timm ViT-B/16 without head: 85.8M parameters, 86.4M with the fixed pos table
+        assert abs(enc.count_params() - 85.8e6 - 197 * 768) / 85.8e6 < 0.01
+
+
+@pytest.mark.parametrize(
+    "kw,error,match",
+    [
+        (dict(mask_ratio=1.0), ValueError, r"\[0, 1\)"),
+        (dict(mask_ratio=0.97), ValueError, "leaves no visible token"),
+        (dict(mask_ratio="high"), TypeError, "`mask_ratio`"),
+        (dict(image_size=18), ValueError, "not divisible"),
+        (dict(mask_generator="chessboard"), ValueError, "Unknown `mask_generator`"),
+        (dict(depht=3), TypeError, "Unknown override 'depht'"),
+    ],
+)
+def test_bad_arguments(kw, error, match):
+    with pytest.raises(error, match=match):
+        MaskedAutoencoder.from_preset("mae_vit_test", **kw)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="Unknown preset 'mae_vit_gigantic'.*mae_vit_base_patch16"):
+        MaskedAutoencoder.from_preset("mae_vit_gigantic")
+
+
+def test_bad_images_fail_before_training():
+    model = MaskedAutoencoder.from_preset("mae_vit_test")
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match="`num_channels`=3"):
+        model.fit(np.zeros((4, 16, 16, 1), "float32"), verbose=0)
+    with pytest.raises(TypeError, match="float tensor"):
+        model.fit(np.zeros((4, 16, 16, 3), "uint8"), verbose=0)
+    with pytest.raises(ValueError, match="rank 3"):
+        model.predict(np.zeros((16, 16, 3), "float32"), verbose=0)
+    before = [to_numpy(w) for w in model.weights]
+    # the model is intact and still trains after the refused calls
+    assert [np.array_equal(a, to_numpy(b)) for a, b in zip(before, model.weights)] == [True] * len(before)
+    assert np.isfinite(model.fit(np.zeros((4, 16, 16, 3), "float32"), verbose=0).history["loss"][0])
+
+
+def test_bad_tf_data_fails_before_training():
+    tf = pytest.importorskip("tensorflow")
+    model = MaskedAutoencoder.from_preset("mae_vit_test")
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"not divisible by the patch size"):
+        model.fit(tf.data.Dataset.from_tensor_slices(np.zeros((4, 18, 16, 3), "float32")).batch(2), verbose=0)
