@@ -109,7 +109,9 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
     the per-patch target normalisation, so every panel is in the images' value range.
     Each row is displayed with the value range (min, max) of its original image, applied
     to all four panels, so images in [0, 1], in [0, 255] or standardized all look right;
-    reconstructed values outside that range are clipped. Channels: C=1 is drawn in
+    reconstructed values outside that range are clipped. For a model trained with
+    `norm_pix_loss=True` the figure says that hidden patches were drawn with their
+    true mean and contrast (see `MaskedAutoencoder.reconstruct`). Channels: C=1 is drawn in
     grayscale; C=3 as RGB; C=2 shows the first channel in grayscale; C>3 shows the first
     three channels as RGB (the range still comes from all channels).
 
@@ -150,10 +152,14 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
     noise = None if noise is None else noise[:max_images]
     panels = reconstruction_panels(model, images, noise=noise)
 
+    if getattr(model, "norm_pix_loss", False):
+        # See MaskedAutoencoder.reconstruct: hidden patches borrow their own mean/std.
+        note = "norm-pix model: hidden patches shown with their true mean/std"
+        title = f"{title}\n{note}" if title else note
     rows = images.shape[0]
     height, width = images.shape[1:3]
     panel_size = 2.2
-    fig = Figure(figsize=(4 * panel_size, rows * panel_size * height / width + (0.5 if title else 0.3)))
+    fig = Figure(figsize=(4 * panel_size, rows * panel_size * height / width + (0.3 + 0.25 * (title.count("\n") + 1) if title else 0.3)))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 4, squeeze=False)
     keys = ("original", "masked", "reconstruction", "pasted")
@@ -167,7 +173,7 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
             if row == 0:
                 ax.set_title(PANEL_TITLES[col], fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(title, fontsize=10 if "\n" in title else 12)
     fig.tight_layout()
     if path is not None:
         parent = os.path.dirname(os.fspath(path))

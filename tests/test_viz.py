@@ -94,7 +94,8 @@ def test_plot_writes_png_and_returns_figure(rgb_model, tmp_path):
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2 * 4
     assert [ax.get_title() for ax in fig.axes[:4]] == list(PANEL_TITLES)
-    assert fig.get_suptitle() == "t"
+    # rgb_model trains with norm_pix_loss: the figure says hidden patches borrow their stats
+    assert fig.get_suptitle() == "t\nnorm-pix model: hidden patches shown with their true mean/std"
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     png = imread(path)

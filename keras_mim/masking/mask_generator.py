@@ -1,10 +1,20 @@
 """Base class of every mask generator."""
 
+import math
+
 import keras
 from keras import ops
 
 from keras_mim.masking.selection import num_visible, select_tokens
-from keras_mim.utils import check_mask_ratio, to_2tuple
+from keras_mim.utils import check_mask_ratio
+
+
+def check_grid_shape(grid_shape):
+    """A token grid as a tuple of positive ints: `(gh, gw)` for images, `(T, gh, gw)` for clips."""
+    grid = tuple(grid_shape) if isinstance(grid_shape, (tuple, list)) else None
+    if not grid or not all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid):
+        raise ValueError(f"`grid_shape` must be a tuple of positive ints, got {grid_shape!r}.")
+    return grid
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -12,10 +22,11 @@ class MaskGenerator(keras.layers.Layer):
     """Decides which tokens to hide; never touches the tokens themselves.
 
     A subclass implements `scores(batch_size, grid_shape)` returning float `(B, N)`
-    scores (lower = kept). `call` turns scores into `ids_keep`, `ids_restore` and
-    `mask` through the shared `select_tokens`, hiding exactly
-    `N - int(N * (1 - mask_ratio))` tokens in every sample. Passing `noise` fixes the
-    mask (it is used as the scores), as in the reference implementations.
+    scores (lower = kept), N = prod(grid_shape) in row-major grid order. `call` turns
+    scores into `ids_keep`, `ids_restore` and `mask` through the shared
+    `select_tokens`, keeping exactly `num_visible(grid_shape)` tokens in every sample
+    (`int(N * (1 - mask_ratio))` unless the strategy says otherwise). Passing `noise`
+    fixes the mask (it is used as the scores), as in the reference implementations.
 
     Args:
         mask_ratio: fraction of tokens to hide, in [0, 1).
@@ -30,10 +41,11 @@ class MaskGenerator(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.built = True  # no weights, only the seed state
 
-    def num_visible(self, num_tokens):
-        """Static number of visible tokens for a sequence of `num_tokens`."""
-        check_mask_ratio(self.mask_ratio, num_tokens)
-        return num_visible(num_tokens, self.mask_ratio)
+    def num_visible(self, grid_shape):
+        """Static number of visible tokens on `grid_shape` (raises if it is 0)."""
+        n = math.prod(check_grid_shape(grid_shape))
+        check_mask_ratio(self.mask_ratio, n)
+        return num_visible(n, self.mask_ratio)
 
     def scores(self, batch_size, grid_shape):
         raise NotImplementedError(f"{type(self).__name__} must implement `scores`.")
@@ -44,19 +56,19 @@ class MaskGenerator(keras.layers.Layer):
         Args:
             inputs: any tensor whose first axis is the batch (images or tokens); only
                 its batch size is read.
-            grid_shape: static `(gh, gw)` token grid; N = gh * gw.
-            noise: optional float `(B, N)` scores that replace the random ones.
+            grid_shape: static token grid, `(gh, gw)` or `(T, gh, gw)`; N = its product.
+            noise: optional float `(B, N)` scores that replace the generated ones.
 
         Returns:
             dict of `ids_keep` `(B, K)`, `ids_restore` `(B, N)`, `mask` `(B, N)`.
         """
-        grid_shape = to_2tuple(tuple(grid_shape), "grid_shape")
-        n = grid_shape[0] * grid_shape[1]
+        grid_shape = check_grid_shape(grid_shape)
+        n = math.prod(grid_shape)
         if noise is None:
             noise = self.scores(ops.shape(inputs)[0], grid_shape)
-        elif noise.shape[-1] != n or len(noise.shape) != 2:
+        elif len(noise.shape) != 2 or noise.shape[-1] != n:
             raise ValueError(f"`noise` must have shape (batch, {n}), got {tuple(noise.shape)}.")
-        return select_tokens(ops.cast(noise, "float32"), self.num_visible(n))
+        return select_tokens(ops.cast(noise, "float32"), self.num_visible(grid_shape))
 
     def get_config(self):
         config = super().get_config()

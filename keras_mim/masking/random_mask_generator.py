@@ -1,5 +1,7 @@
 """MAE's per-sample uniform random masking."""
 
+import math
+
 import keras
 
 from keras_mim.masking.mask_generator import MaskGenerator
@@ -25,5 +27,5 @@ class RandomMaskGenerator(MaskGenerator):
     """
 
     def scores(self, batch_size, grid_shape):
-        n = grid_shape[0] * grid_shape[1]
+        n = math.prod(grid_shape)
         return keras.random.uniform((batch_size, n), seed=self.seed_generator)

@@ -76,6 +76,7 @@ class MaskedAutoencoder(keras.Model):
         self.mask_generator = get_mask_generator(mask_generator, mask_ratio=mask_ratio, seed=seed)
         # The generator's own ratio rules; fail now if it leaves no token visible.
         self.mask_ratio = check_mask_ratio(self.mask_generator.mask_ratio, encoder.num_patches)
+        self.mask_generator.num_visible(encoder.grid_shape)
         self.norm_pix_loss = bool(norm_pix_loss)
         self.norm_pix_eps = float(norm_pix_eps)
         self.seed = seed
@@ -97,7 +98,7 @@ class MaskedAutoencoder(keras.Model):
         if not self.encoder.built:
             self.encoder.build()
         if not self.decoder.built:
-            k = self.mask_generator.num_visible(self.encoder.num_patches)
+            k = self.mask_generator.num_visible(self.encoder.grid_shape)
             self.decoder.build((None, k + self.encoder.num_prefix_tokens, self.encoder.embed_dim))
         self.built = True
 
@@ -130,7 +131,7 @@ class MaskedAutoencoder(keras.Model):
     def forward_loss(self, images, pred, mask):
         target = pixel_target(images, self.patch_size, self.norm_pix_loss, self.norm_pix_eps)
         loss = mse_per_token(pred, target)  # (B, N)
-        if self.mask_generator.num_visible(self.encoder.num_patches) == self.encoder.num_patches:
+        if self.mask_generator.num_visible(self.encoder.grid_shape) == self.encoder.num_patches:
             mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score every patch
         return masked_mean(loss, mask)
 
@@ -169,9 +170,16 @@ class MaskedAutoencoder(keras.Model):
         return super().predict(x, *args, **kwargs)
 
     def reconstruct(self, images, noise=None):
-        """Reconstructed images `(B, H, W, C)` in pixel space (normalisation undone with
-        each patch's own statistics, as the official demo) and the hidden-pixel mask
-        `(B, H, W, 1)`; returns `(reconstruction, pixel_mask, mask)`."""
+        """Reconstructed images `(B, H, W, C)` in pixel space and the hidden-pixel mask
+        `(B, H, W, 1)`; returns `(reconstruction, pixel_mask, mask)`.
+
+        With `norm_pix_loss=True` the model predicts each patch only up to its mean and
+        contrast, so the prediction is mapped back with the statistics of the original
+        patch, hidden ones included. That borrows information the model never saw: such
+        figures look better than what was learned. The official MAE trains its
+        visualisation models with `norm_pix_loss=False` for this reason; do the same
+        (as `keras-mim pretrain` does by default) for honest figures.
+        """
         out = self(images, noise=noise, training=False)
         pred = out["pred"]
         if self.norm_pix_loss:

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+from keras_mim.data import DEFAULT_IMAGE_SIZES, list_sample_datasets, load_sample_images
+from keras_mim.data.sample_datasets import NUM_DIGITS
+
+
+def test_digits_default_shape_and_range():
+    x = load_sample_images("digits")
+    assert x.shape == (NUM_DIGITS, 16, 16, 1)
+    assert x.dtype == np.float32
+    assert x.min() == 0.0 and x.max() == 1.0
+    assert np.isfinite(x).all()
+
+
+@pytest.mark.parametrize("size, expected", [(8, (8, 8)), (32, (32, 32)), ((16, 24), (16, 24)), (4, (4, 4))])
+def test_digits_sizes(size, expected):
+    x = load_sample_images("digits", image_size=size, num_images=5)
+    assert x.shape == (5,) + expected + (1,)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_digits_native_size_is_the_original_data():
+    from sklearn.datasets import load_digits
+
+    original = load_digits().images.astype("float32") / 16.0
+    x = load_sample_images("digits", image_size=8)
+    # Same images, in another (seeded) order.
+    np.testing.assert_allclose(np.sort(x.reshape(len(x), -1).sum(1)), np.sort(original.reshape(len(x), -1).sum(1)),
+                               rtol=1e-5)
+
+
+def test_digits_bilinear_matches_skimage():
+    from skimage.transform import resize
+    from sklearn.datasets import load_digits
+
+    original = load_digits().images[:3].astype("float32") / 16.0
+    ours = load_sample_images("digits", image_size=8, seed=0)
+    # Locate the first three originals in the seeded order, then compare their 16 px versions.
+    up = load_sample_images("digits", image_size=16, seed=0)
+    for image in original:
+        index = int(np.argmin(np.abs(ours[..., 0] - image).sum(axis=(1, 2))))
+        expected = resize(image, (16, 16), order=1, mode="edge", anti_aliasing=False)
+        np.testing.assert_allclose(up[index, ..., 0], expected, atol=1e-5)
+
+
+def test_digits_deterministic_and_seeded():
+    a = load_sample_images("digits", num_images=50, seed=3)
+    b = load_sample_images("digits", num_images=50, seed=3)
+    c = load_sample_images("digits", num_images=50, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # A prefix of the full seeded order.
+    np.testing.assert_array_equal(a, load_sample_images("digits", seed=3)[:50])
+
+
+def test_digits_prefix_covers_every_class():
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = load_sample_images("digits", image_size=8, num_images=20, seed=0)
+    flat = (data.images.astype("float32") / 16.0).reshape(len(data.images), -1)
+    labels = []
+    for image in x.reshape(len(x), -1):
+        labels.append(int(data.target[np.argmin(np.abs(flat - image).sum(axis=1))]))
+    assert sorted(labels) == sorted(list(range(10)) * 2)
+
+
+def test_photos_default_shape_and_range():
+    x = load_sample_images("photos", num_images=64)
+    assert x.shape == (64, DEFAULT_IMAGE_SIZES["photos"], DEFAULT_IMAGE_SIZES["photos"], 3)
+    assert x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.std() > 0.05  # real image content, not constant
+    # Crops differ from one another.
+    assert len({image.tobytes() for image in x}) == len(x)
+
+
+def test_photos_default_count():
+    assert load_sample_images("photos", image_size=16).shape == (4096, 16, 16, 3)
+
+
+def test_photos_deterministic_and_seeded():
+    a = load_sample_images("photos", image_size=16, num_images=20, seed=1)
+    b = load_sample_images("photos", image_size=16, num_images=20, seed=1)
+    c = load_sample_images("photos", image_size=16, num_images=20, seed=2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_photos_non_square():
+    x = load_sample_images("photos", image_size=(16, 32), num_images=3)
+    assert x.shape == (3, 16, 32, 3)
+
+
+def test_returned_arrays_are_independent_copies():
+    a = load_sample_images("digits", num_images=4)
+    a[:] = -1.0
+    assert load_sample_images("digits", num_images=4).min() == 0.0
+
+
+def test_list_sample_datasets():
+    assert sorted(list_sample_datasets()) == ["digits", "photos"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "mnist"}, "Unknown sample dataset `name`='mnist'"),
+        ({"name": "digits", "image_size": 0}, "image_size"),
+        ({"name": "digits", "image_size": (16,)}, "image_size"),
+        ({"name": "digits", "image_size": 16.0}, "image_size"),
+        ({"name": "digits", "image_size": 1}, "at least 2 pixels"),
+        ({"name": "photos", "image_size": 1000}, "at most 512"),
+        ({"name": "digits", "num_images": 0}, "num_images"),
+        ({"name": "digits", "num_images": 2.5}, "num_images"),
+        ({"name": "digits", "num_images": NUM_DIGITS + 1}, "more than the 1797"),
+        ({"name": "digits", "seed": -1}, "seed"),
+        ({"name": "photos", "seed": "a"}, "seed"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_sample_images(**kwargs)

@@ -1,0 +1,227 @@
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mim import cli
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--num-images", "32", "--batch-size", "16", "--preset", "mae_vit_test"]
+RUN_FILES = {"model.keras", "config.json", "history.json", "history.csv", "reconstructions.png", "figures"}
+
+
+def _pretrain(output, *extra):
+    return cli.main(["pretrain", *TINY, "--output", str(output), *extra])
+
+
+def _snapshot(folder):
+    """{relative path: bytes} of every file under `folder`."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files
+
+
+def _check_run_folder(run, backend):
+    assert RUN_FILES <= set(os.listdir(run))
+    assert os.listdir(run / "figures") == ["reconstruction_epoch0001.png"]
+    with open(run / "reconstructions.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    history = json.loads((run / "history.json").read_text())
+    assert history["backend"] == backend
+    assert len(history["loss"]) == 1 and np.isfinite(history["loss"][0])
+    assert history["final_loss"] == history["loss"][-1]
+    assert np.isfinite(history["heldout_pixel_mse"])
+    assert history["wall_time_s"] > 0 and len(history["epoch_time_s"]) == 1
+    assert history["args"]["preset"] == "mae_vit_test"
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["epochs"] == 1 and config["args"]["dataset"] == "digits"
+    assert config["resolved"]["backend"] == backend
+    assert config["resolved"]["num_train_images"] == 32
+    assert config["versions"]["keras"] == keras.__version__
+    csv_lines = (run / "history.csv").read_text().strip().splitlines()
+    assert csv_lines[0].startswith("epoch") and len(csv_lines) == 2
+    return history, config
+
+
+def test_pretrain_tiny_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    backend = keras.backend.backend()
+    assert _pretrain(run, "--backend", backend, "--seed", "3") == 0  # same backend: no restart
+    out = capsys.readouterr().out
+    assert f"backend {backend}" in out and "switching backend" not in out
+    _, config = _check_run_folder(run, backend)
+    assert config["args"]["seed"] == 3 and config["resolved"]["num_channels"] == 1
+    model = keras.saving.load_model(run / "model.keras")
+    out = model.predict(np.zeros((2, 16, 16, 1), "float32"), verbose=0)
+    assert out["pred"].shape == (2, 16, 4 * 4 * 1)
+
+
+def test_existing_non_empty_run_folder_is_refused_untouched(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    (run / "model.keras").write_bytes(b"old model")
+    (run / "figures" / "reconstruction_epoch0001.png").write_bytes(b"old figure")
+    before = _snapshot(run)
+    monkeypatch.setattr(cli, "run_pretrain", lambda args: pytest.fail("training started"))
+    with pytest.raises(SystemExit) as error:
+        _pretrain(run)
+    assert error.value.code == 2
+    err = capsys.readouterr().err
+    assert "already exists and is not empty" in err and "--overwrite" in err
+    assert _snapshot(run) == before
+
+
+def test_overwrite_replaces_only_this_commands_files(tmp_path):
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    (run / "model.keras").write_bytes(b"old model")
+    (run / "figures" / "reconstruction_epoch0005.png").write_bytes(b"stale figure")
+    (run / "figures" / "sketch.png").write_bytes(b"user figure")
+    assert _pretrain(run, "--overwrite") == 0
+    assert set(os.listdir(run)) == RUN_FILES | {"notes.txt"}
+    assert (run / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(run / "figures")) == ["reconstruction_epoch0001.png", "sketch.png"]
+    assert (run / "model.keras").read_bytes() != b"old model"
+    keras.saving.load_model(run / "model.keras")
+
+
+def test_empty_existing_folder_is_accepted(tmp_path, monkeypatch):
+    run = tmp_path / "empty"
+    run.mkdir()
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    assert _pretrain(run) == 0
+    assert seen and seen[0].output == str(run)
+
+
+def test_defaults_are_resolved(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["pretrain"]) == 0
+    args = seen[0]
+    assert args.dataset == cli.DEFAULT_DATASET
+    assert args.preset == cli.DEFAULT_PRESETS[args.dataset]
+    assert args.epochs == cli.DEFAULT_EPOCHS[args.dataset]
+    assert args.batch_size == cli.DEFAULT_BATCH_SIZE
+    assert args.learning_rate == cli.DEFAULT_LEARNING_RATE
+    assert args.num_images == 1797 - cli.NUM_HELDOUT
+    assert os.path.dirname(args.output) == "runs" and os.path.basename(args.output).startswith("pretrain-")
+    assert not os.path.exists(tmp_path / "runs")  # nothing written before training
+    seen.clear()
+    assert cli.main(["pretrain", "--dataset", "photos"]) == 0
+    assert seen[0].preset == cli.DEFAULT_PRESETS["photos"] and seen[0].image_size == 32
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "argument --epochs: must be a positive int, got '0'"),
+        (["--epochs", "-2"], "argument --epochs: must be a positive int"),
+        (["--epochs", "1.5"], "argument --epochs: must be a positive int"),
+        (["--batch-size", "0"], "argument --batch-size: must be a positive int"),
+        (["--num-images", "0"], "argument --num-images: must be a positive int"),
+        (["--mask-ratio", "1"], "argument --mask-ratio: must be a number in [0, 1), got '1'"),
+        (["--mask-ratio", "-0.1"], "argument --mask-ratio: must be a number in [0, 1)"),
+        (["--mask-ratio", "0.97", "--preset", "mae_vit_test"], "leaves no visible token out of 16"),
+        (["--learning-rate", "0"], "argument --learning-rate: must be a positive number"),
+        (["--preset", "mae_vit_gigantic"], "unknown preset 'mae_vit_gigantic'; available presets"),
+        (["--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+        (["--backend", "numpy"], "argument --backend: invalid choice: 'numpy'"),
+        (["--jit-compile", "yes"], "argument --jit-compile: invalid choice"),
+        (["--image-size", "18", "--preset", "mae_vit_test"], "--image-size 18"),
+        (["--num-images", "5000"], "more than the 1789 digits available"),
+        (["--seed", "-1"], "argument --seed: must be a non-negative int"),
+        (["--weight-decay", "-1"], "--weight-decay must be a non-negative number"),
+    ],
+)
+def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "run_pretrain", lambda args: pytest.fail("training started"))
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", *argv, "--output", str(run)])
+    assert error.value.code == 2
+    err = capsys.readouterr().err
+    assert "keras-mim pretrain: error:" in err
+    assert message in err
+    assert not run.exists()
+
+
+def test_unknown_preset_lists_presets(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--preset", "nope"])
+    err = capsys.readouterr().err
+    for name in ("mae_vit_test", "mae_vit_nano_patch2_16", "mae_vit_base_patch16"):
+        assert name in err
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "file.txt"
+    path.write_text("x")
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", *TINY, "--output", str(path)])
+    assert error.value.code == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert path.read_text() == "x"
+
+
+def test_command_is_required_and_help_works(capsys):
+    with pytest.raises(SystemExit) as error:
+        cli.main([])
+    assert error.value.code == 2
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", "--help"])
+    assert error.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--backend", "--preset", "--dataset", "--epochs", "--batch-size", "--mask-ratio",
+                   "--learning-rate", "--output", "--overwrite", "--seed", "--jit-compile", "--num-images"):
+        assert option in out
+
+
+def _other_backend():
+    return {"tensorflow": "jax", "jax": "torch", "torch": "jax"}[keras.backend.backend()]
+
+
+def test_backend_switch_from_python_runs_a_child(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_call(command, env):
+        calls.append((command, env))
+        return 0
+
+    monkeypatch.setattr(cli.subprocess, "call", fake_call)
+    monkeypatch.setattr(cli, "run_pretrain", lambda args: pytest.fail("trained in this process"))
+    other = _other_backend()
+    argv = ["pretrain", *TINY, "--output", str(tmp_path / "run"), "--backend", other]
+    assert cli.main(argv) == 0
+    (command, env), = calls
+    assert command == [sys.executable, "-m", "keras_mim.cli", *argv]
+    assert env["KERAS_BACKEND"] == other
+    assert not (tmp_path / "run").exists()
+
+
+def test_backend_switch_reexecutes_the_command(tmp_path):
+    """`python -m keras_mim.cli pretrain --backend X` restarts itself (os.execve) on X."""
+    current, other = keras.backend.backend(), _other_backend()
+    run = tmp_path / "run"
+    env = dict(os.environ, KERAS_BACKEND=current, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_mim.cli", "pretrain", *TINY, "--output", str(run), "--backend", other],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"switching backend {current} -> {other}" in result.stdout
+    assert f"backend {other}" in result.stdout
+    history, _ = _check_run_folder(run, other)
+    assert history["args"]["backend"] == other
