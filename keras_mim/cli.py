@@ -148,6 +148,9 @@ def build_parser():
     p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, help="batch size")
     p.add_argument("--mask-ratio", type=_ratio, default=DEFAULT_MASK_RATIO,
                    help="fraction of patches hidden, in [0, 1), at least one patch left visible")
+    p.add_argument("--masking", default="random",
+                   help="masking strategy: a name from keras_mim.masking.MASK_GENERATORS "
+                        "(random, block, simmim, grid, red, blue, green, purple, disjoint, guided)")
     p.add_argument("--norm-pix-loss", choices=("true", "false"), default="false",
                    help="score predictions against per-patch normalised pixels (MAE's choice "
                         "for representation quality). Off by default: the figures undo that "
@@ -171,7 +174,75 @@ def build_parser():
     p.add_argument("--figure-every", type=_non_negative_int, default=None,
                    help="save a reconstruction figure in figures/ every N epochs (0: never); "
                         "default: about 5 figures per run")
+
+    m = commands.add_parser(
+        "masks",
+        help="draw every masking strategy on a real image (a PNG gallery).",
+        description="Draw masks of each strategy over a sample photo bundled with scikit-image; "
+                    "one row per strategy (video strategies show successive time slices).",
+        formatter_class=_HelpFormatter,
+    )
+    parser.subparsers["masks"] = m
+    m.add_argument("--backend", choices=BACKENDS, default=None, help="Keras backend (see pretrain)")
+    m.add_argument("--image", default="astronaut",
+                   help="scikit-image sample photo (astronaut, coffee, chelsea, rocket, ...)")
+    m.add_argument("--image-size", type=_positive_int, default=224, help="image side in pixels")
+    m.add_argument("--patch-size", type=_positive_int, default=16, help="patch side in pixels")
+    m.add_argument("--strategies", default=None,
+                   help="comma-separated strategy names; default: all of keras_mim.masking.MASK_GENERATORS")
+    m.add_argument("--mask-ratio", type=_ratio, default=None,
+                   help="hidden fraction for every strategy that takes one; default: each strategy's own")
+    m.add_argument("--samples", type=_positive_int, default=4, help="masks drawn per strategy")
+    m.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the masks")
+    m.add_argument("--output", default="masks.png", help="PNG file to write")
+    m.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     return parser
+
+
+def _resolve_masks(parser, args):
+    """Check `masks` arguments before anything heavy; exits with status 2 on a problem."""
+    from keras_mim.masking import MASK_GENERATORS
+
+    if args.image_size % args.patch_size:
+        parser.error(f"--image-size {args.image_size} is not divisible by --patch-size {args.patch_size}")
+    names = sorted(MASK_GENERATORS) if args.strategies is None else [
+        n.strip() for n in args.strategies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MASK_GENERATORS]
+    if unknown or not names:
+        parser.error(f"unknown --strategies {unknown or args.strategies!r}; expected names from "
+                     f"{', '.join(sorted(MASK_GENERATORS))}")
+    args.strategies = names
+    if os.path.exists(args.output) and not args.overwrite:
+        parser.error(f"--output {args.output!r} already exists; choose another file or pass --overwrite")
+    return args
+
+
+def run_masks(args):
+    """Write the mask gallery PNG; returns its path."""
+    import numpy as np
+    import skimage.data
+    import skimage.transform
+
+    from keras_mim.masking import get_mask_generator
+    from keras_mim.viz import plot_mask_gallery
+
+    loader = getattr(skimage.data, args.image, None)
+    if loader is None:
+        raise SystemExit(f"keras-mim masks: error: scikit-image has no sample image {args.image!r}")
+    image = np.asarray(loader(), "float32")
+    image = image / 255.0 if image.max() > 1 else image
+    h, w = image.shape[:2]
+    side = min(h, w)  # centre square crop, then resize
+    image = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    image = skimage.transform.resize(image, (args.image_size, args.image_size), anti_aliasing=True)
+    generators = {}
+    for i, name in enumerate(args.strategies):
+        kwargs = {} if args.mask_ratio is None else {"mask_ratio": args.mask_ratio}
+        generators[name] = get_mask_generator(name, seed=args.seed + i, patch_size=args.patch_size, **kwargs)
+    plot_mask_gallery(image, generators, patch_size=args.patch_size, num_samples=args.samples,
+                      path=args.output)
+    print(f"keras-mim: wrote {args.output} ({len(generators)} strategies)", flush=True)
+    return args.output
 
 
 def _resolve_pretrain(parser, args):
@@ -202,6 +273,7 @@ def _resolve_pretrain(parser, args):
         check_mask_ratio(args.mask_ratio, num_tokens, name="--mask-ratio")
     except ValueError as error:
         parser.error(str(error).replace("`", ""))
+    _check_masking(parser, args.masking, args.mask_ratio, patch[0], grid)
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS[args.dataset]
     if args.dataset == "digits":
@@ -240,6 +312,21 @@ def _resolve_pretrain(parser, args):
         parser.error(f"--backend {args.backend}: the {args.backend!r} package is not installed")
     args.num_tokens = num_tokens
     return args
+
+
+def _check_masking(parser, name, mask_ratio, patch_size, grid):
+    """Exit with status 2 unless strategy `name` exists and can mask `grid`."""
+    from keras_mim.masking import MASK_GENERATORS, get_mask_generator
+
+    if name not in MASK_GENERATORS:
+        parser.error(f"unknown --masking {name!r}; expected one of {', '.join(sorted(MASK_GENERATORS))}")
+    try:
+        generator = get_mask_generator(name, mask_ratio=mask_ratio, patch_size=patch_size)
+        if generator.grid_rank == 3:
+            raise ValueError("it masks video token grids (T, gh, gw), not images")
+        generator.num_visible(grid)
+    except (ValueError, TypeError) as error:
+        parser.error(f"--masking {name} cannot mask the {grid[0]}x{grid[1]} token grid: " + str(error).replace("`", ""))
 
 
 # ---------------------------------------------------------------------------- backend switch
@@ -332,7 +419,8 @@ def run_pretrain(args):
     num_channels = int(train.shape[-1])
     model = MaskedAutoencoder.from_preset(
         args.preset, image_size=args.image_size, num_channels=num_channels,
-        mask_ratio=args.mask_ratio, norm_pix_loss=args.norm_pix_loss == "true", seed=args.seed,
+        mask_ratio=args.mask_ratio, mask_generator=args.masking,
+        norm_pix_loss=args.norm_pix_loss == "true", seed=args.seed,
     )
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
@@ -464,6 +552,13 @@ def main(argv=None):
         if status is not None:
             return status
         run_pretrain(args)
+        return 0
+    if args.command == "masks":
+        _resolve_masks(parser.subparsers["masks"], args)
+        status = _switch_backend(args, argv, from_command_line)
+        if status is not None:
+            return status
+        run_masks(args)
         return 0
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover (argparse checks)
 

@@ -51,6 +51,17 @@ def _to_numpy(x):
     return np.asarray(ops.convert_to_numpy(ops.cast(x, "float32")))
 
 
+def _finish(fig, path):
+    """Lay out `fig`, save it as PNG at `path` (creating folders) if given, return it."""
+    fig.tight_layout()
+    if path is not None:
+        parent = os.path.dirname(os.fspath(path))
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fig.savefig(path, format="png", dpi=100)
+    return fig
+
+
 def reconstruction_panels(model, images, noise=None):
     """Compute the arrays behind `plot_reconstructions`, in the images' own value range.
 
@@ -174,10 +185,82 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
                 ax.set_title(PANEL_TITLES[col], fontsize=10)
     if title:
         fig.suptitle(title, fontsize=10 if "\n" in title else 12)
-    fig.tight_layout()
-    if path is not None:
-        parent = os.path.dirname(os.fspath(path))
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        fig.savefig(path, format="png", dpi=100)
-    return fig
+    return _finish(fig, path)
+
+
+def mask_overlay(image, mask, patch_size, fill=0.5):
+    """An image `(H, W, C)` with hidden patches of `mask` `(gh * gw,)` set to `fill`.
+
+    Example:
+    >>> import numpy as np
+    >>> mask_overlay(np.ones((4, 4, 1)), np.array([1.0, 0, 0, 0]), 2)[..., 0].tolist()
+    [[0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    """
+    h, w = image.shape[:2]
+    gh, gw = h // patch_size, w // patch_size
+    hidden = np.kron(np.asarray(mask, "float32").reshape(gh, gw), np.ones((patch_size, patch_size)))
+    return np.where(hidden[..., None] > 0, fill, np.asarray(image, "float32"))
+
+
+def plot_mask_gallery(image, generators, patch_size=16, num_samples=4, path=None, num_frames=4):
+    """Grid of masks, one row per strategy, drawn over one real image.
+
+    2D generators draw `num_samples` masks of a batch; video generators (`grid_rank`
+    3, they need a `(T, gh, gw)` grid) draw one clip of `num_frames` time slices,
+    shown left to right. Hidden patches are mid-gray; each row is titled with the
+    strategy name and its hidden fraction.
+
+    Args:
+        image: float array `(H, W, 3)` or `(H, W)` in [0, 1], H and W divisible by
+            `patch_size`.
+        generators: dict of row name -> `MaskGenerator`.
+        patch_size: pixels per patch side.
+        num_samples: masks (columns) per 2D strategy.
+        path: optional PNG path (parent folders are created).
+        num_frames: time slices drawn for video generators.
+
+    Returns:
+        The `matplotlib.figure.Figure`.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_mim.masking import RandomMaskGenerator
+    >>> fig = plot_mask_gallery(np.random.rand(64, 64, 3), {"random": RandomMaskGenerator(seed=0)})
+    >>> len(fig.axes)
+    4
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    image = np.asarray(image, dtype="float32")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[0] % patch_size or image.shape[1] % patch_size:
+        raise ValueError(
+            f"`image` must be (H, W[, C]) with H and W divisible by `patch_size`={patch_size}, "
+            f"got shape {image.shape}."
+        )
+    if not isinstance(generators, dict) or not generators:
+        raise ValueError(f"`generators` must be a non-empty dict of name -> MaskGenerator, got {generators!r}.")
+    grid = (image.shape[0] // patch_size, image.shape[1] // patch_size)
+    cols = max(num_samples, num_frames)
+    fig = Figure(figsize=(2.0 * cols, 2.25 * len(generators)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(generators), cols, squeeze=False)
+    shown = image if image.shape[-1] == 3 else image[..., :1].repeat(3, axis=-1)
+    for row, (name, generator) in enumerate(generators.items()):
+        if getattr(generator, "grid_rank", None) == 3:  # a video strategy: (T, gh, gw) grids
+            shape = (num_frames,) + grid
+            masks = ops.convert_to_numpy(generator(np.zeros((1, 1)), grid_shape=shape)["mask"])
+            masks = masks.reshape(num_frames, -1)
+            labels = [f"t = {t}" for t in range(num_frames)]
+        else:
+            masks = ops.convert_to_numpy(generator(np.zeros((num_samples, 1)), grid_shape=grid)["mask"])
+            labels = [f"sample {i}" for i in range(num_samples)]
+        for col in range(cols):
+            ax = axes[row, col]
+            ax.set_axis_off()
+            if col < len(masks):
+                ax.imshow(np.clip(mask_overlay(shown, masks[col], patch_size), 0, 1), interpolation="nearest")
+                ax.set_title(f"{name} ({masks[col].mean():.0%})" if col == 0 else labels[col], fontsize=9)
+    return _finish(fig, path)

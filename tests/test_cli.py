@@ -144,6 +144,10 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
         (["--num-images", "5000"], "more than the 1789 digits available"),
         (["--seed", "-1"], "argument --seed: must be a non-negative int"),
         (["--weight-decay", "-1"], "--weight-decay must be a non-negative number"),
+        (["--masking", "chessboard"], "unknown --masking 'chessboard'; expected one of"),
+        (["--masking", "tube"], "--masking tube cannot mask the 8x8 token grid"),
+        (["--masking", "simmim", "--preset", "mae_vit_test"], "--masking simmim cannot mask the 4x4 token grid"),
+        (["--masking", "grid", "--mask-ratio", "0.5"], "not `mask_ratio`=0.5".replace("`", "")),
     ],
 )
 def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):
@@ -225,3 +229,40 @@ def test_backend_switch_reexecutes_the_command(tmp_path):
     assert f"backend {other}" in result.stdout
     history, _ = _check_run_folder(run, other)
     assert history["args"]["backend"] == other
+
+
+def test_pretrain_with_a_masking_strategy(tmp_path):
+    assert _pretrain(tmp_path / "run", "--masking", "green") == 0
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert type(model.mask_generator).__name__ == "ColorNoiseMaskGenerator"
+    assert model.mask_generator.color == "green"
+
+
+def test_masks_gallery(tmp_path, capsys):
+    out = tmp_path / "gallery.png"
+    argv = ["masks", "--image-size", "64", "--patch-size", "8", "--samples", "2", "--output", str(out),
+            "--strategies", "random,green,tube,simmim"]
+    # simmim's 32 px cells over 8 px patches tile the 64 px image as 2 x 2 cells
+    assert cli.main(argv) == 0
+    image = __import__("matplotlib.image", fromlist=["imread"]).imread(out)
+    assert image.ndim == 3 and image.shape[0] > image.shape[1] / 2  # four rows
+    before = out.read_bytes()
+    with pytest.raises(SystemExit) as error:  # never overwritten silently
+        cli.main(argv)
+    assert error.value.code == 2 and "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert cli.main(argv + ["--overwrite", "--seed", "3"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--strategies", "random,chessboard"], "unknown --strategies ['chessboard']"),
+        (["--image-size", "100", "--patch-size", "16"], "--image-size 100 is not divisible by --patch-size 16"),
+    ],
+)
+def test_masks_bad_arguments(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as error:
+        cli.main(["masks", *argv, "--output", str(tmp_path / "x.png")])
+    assert error.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -194,3 +194,30 @@ def test_panels_bad_arguments():
         reconstruction_panels(None, _images(1, 3))
     with pytest.raises(ValueError, match="rank 4"):
         reconstruction_panels(StubModel(), np.zeros((2, 16, 16), "float32"))
+
+
+def test_mask_overlay_matches_numpy():
+    from keras_mim.viz import mask_overlay
+
+    image = np.arange(4 * 6 * 1, dtype="float32").reshape(4, 6, 1)
+    mask = np.array([0, 1, 0, 1, 0, 0], "float32")  # 2 x 3 grid of 2 px patches
+    out = mask_overlay(image, mask, 2, fill=-1.0)
+    expected = image.copy()
+    expected[0:2, 2:4] = -1.0
+    expected[2:4, 0:2] = -1.0
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_mask_gallery_rows_and_video_columns(tmp_path):
+    from keras_mim.masking import get_mask_generator
+    from keras_mim.viz import plot_mask_gallery
+
+    gens = {"random": get_mask_generator("random", seed=0), "tube": get_mask_generator("tube", seed=0)}
+    fig = plot_mask_gallery(np.random.rand(32, 32, 3), gens, patch_size=8, num_samples=3, num_frames=2,
+                            path=tmp_path / "g.png")
+    titled = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert len(titled) == 3 + 2  # three random samples, two time slices of the tube
+    assert titled[0].startswith("random (75%)") and titled[3].startswith("tube (")
+    assert (tmp_path / "g.png").exists()
+    with pytest.raises(ValueError, match="divisible by `patch_size`=8"):
+        plot_mask_gallery(np.zeros((30, 32, 3)), gens, patch_size=8)

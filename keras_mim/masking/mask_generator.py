@@ -34,6 +34,10 @@ class MaskGenerator(keras.layers.Layer):
         **kwargs: standard layer arguments.
     """
 
+    #: Rank of the token grids the strategy works on: 2 for `(gh, gw)`, 3 for video
+    #: `(T, gh, gw)`, None for any.
+    grid_rank = None
+
     def __init__(self, mask_ratio=0.75, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.mask_ratio = check_mask_ratio(mask_ratio)
@@ -63,6 +67,12 @@ class MaskGenerator(keras.layers.Layer):
             dict of `ids_keep` `(B, K)`, `ids_restore` `(B, N)`, `mask` `(B, N)`.
         """
         grid_shape = check_grid_shape(grid_shape)
+        if self.grid_rank is not None and len(grid_shape) != self.grid_rank:
+            layout = "(gh, gw) image" if self.grid_rank == 2 else "(T, gh, gw) video"
+            raise ValueError(
+                f"{type(self).__name__} works on {layout} token grids (rank {self.grid_rank}), "
+                f"got `grid_shape`={grid_shape}."
+            )
         n = math.prod(grid_shape)
         if noise is None:
             noise = self.scores(ops.shape(inputs)[0], grid_shape)

@@ -27,7 +27,8 @@ class MaskedAutoencoder(keras.Model):
         encoder: a `ViTEncoder`; after pretraining, this object is what downstream
             models reuse.
         decoder: a `MAEDecoder`, or None for the MAE default (512 x 8 blocks x 16 heads).
-        mask_generator: a `keras_mim.masking.MaskGenerator` or its name (`"random"`).
+        mask_generator: a `keras_mim.masking.MaskGenerator`, or a name from
+            `keras_mim.masking.MASK_GENERATORS` (`"random"`, `"block"`, `"green"`, ...).
         mask_ratio: fraction of hidden tokens when `mask_generator` is a name.
         norm_pix_loss: normalise each target patch by its mean and unbiased variance.
         norm_pix_eps: epsilon of that normalisation (MAE: 1e-6).
@@ -73,7 +74,9 @@ class MaskedAutoencoder(keras.Model):
                 f"match the encoder (grid {encoder.grid_shape}, output_dim {ph * pw * encoder.num_channels})."
             )
         self.decoder = decoder
-        self.mask_generator = get_mask_generator(mask_generator, mask_ratio=mask_ratio, seed=seed)
+        self.mask_generator = get_mask_generator(
+            mask_generator, mask_ratio=mask_ratio, seed=seed, patch_size=encoder.patch_size[0]
+        )
         # The generator's own ratio rules; fail now if it leaves no token visible.
         self.mask_ratio = check_mask_ratio(self.mask_generator.mask_ratio, encoder.num_patches)
         self.mask_generator.num_visible(encoder.grid_shape)
