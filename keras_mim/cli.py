@@ -205,7 +205,7 @@ def _resolve_masks(parser, args):
 
     if args.image_size % args.patch_size:
         parser.error(f"--image-size {args.image_size} is not divisible by --patch-size {args.patch_size}")
-    names = sorted(MASK_GENERATORS) if args.strategies is None else [
+    names = list(MASK_GENERATORS) if args.strategies is None else [
         n.strip() for n in args.strategies.split(",") if n.strip()]
     unknown = [n for n in names if n not in MASK_GENERATORS]
     if unknown or not names:

@@ -27,6 +27,10 @@ PRESETS = {
     "mae_vit_huge_patch14": dict(
         description="ViT-H/14 (1280 x 32 x 16), 224 px, decoder 512 x 8 x 16 (official MAE).",
         encoder=_vit(224, 14, 1280, 32, 16), decoder=_DEC_MAE),
+    "colormae_vit_base_patch16": dict(
+        description="ColorMAE: MAE ViT-B/16 with green (band-pass) noise masks, ratio 0.75.",
+        encoder=_vit(224, 16, 768, 12, 12), decoder=_DEC_MAE,
+        model={"mask_generator": "green", "mask_ratio": 0.75}),
     # Small images (32 px and below): CIFAR-sized data, CPU demos, tests.
     "mae_vit_tiny_patch4_32": dict(
         description="ViT-Ti (192 x 12 x 3), 32 px, patch 4 (64 tokens), decoder 128 x 4 x 4.",
@@ -58,7 +62,7 @@ def build_preset(model_cls, preset, **overrides):
     spec = PRESETS[preset]
     enc_args = set(inspect.signature(ViTEncoder.__init__).parameters) - {"self", "kwargs"}
     model_args = set(inspect.signature(model_cls.__init__).parameters) - {"self", "kwargs", "encoder", "decoder"}
-    enc_kw, dec_kw, model_kw = dict(spec["encoder"]), dict(spec["decoder"]), {}
+    enc_kw, dec_kw, model_kw = dict(spec["encoder"]), dict(spec["decoder"]), dict(spec.get("model", {}))
     for key, value in overrides.items():
         if key in enc_args:
             enc_kw[key] = value

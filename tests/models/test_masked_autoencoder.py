@@ -117,7 +117,16 @@ def test_custom_generator_instance_and_its_ratio():
 
 SMALL = ["mae_vit_test", "mae_vit_nano_patch2_16", "mae_vit_micro_patch4_32", "mae_vit_tiny_patch4_32"]
 LARGE = ["mae_vit_tiny_patch16", "mae_vit_small_patch16", "mae_vit_base_patch16", "mae_vit_large_patch16",
-         "mae_vit_huge_patch14"]
+         "mae_vit_huge_patch14", "colormae_vit_base_patch16"]
+
+
+def test_preset_carries_its_masking_strategy():
+    model = MaskedAutoencoder.from_preset("colormae_vit_base_patch16", image_size=32)
+    assert type(model.mask_generator).__name__ == "ColorNoiseMaskGenerator"
+    assert model.mask_generator.color == "green" and model.mask_ratio == 0.75
+    # an override still wins over the preset's choice
+    assert MaskedAutoencoder.from_preset("colormae_vit_base_patch16", image_size=32,
+                                         mask_generator="red").mask_generator.color == "red"
 
 
 def test_every_preset_is_listed():
