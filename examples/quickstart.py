@@ -21,8 +21,8 @@ train, held_out = images[:-64], images[-64:]
 
 keras.utils.set_random_seed(0)
 model = keras_mim.MaskedAutoencoder.from_preset(
-    "mae_vit_nano_patch2_16", num_channels=1, mask_ratio=0.75, seed=0
-)
+    "mae_vit_nano_patch2_16", num_channels=1, mask_ratio=0.75, norm_pix_loss=False, seed=0
+)  # raw-pixel targets: the figure then shows only what the model predicts
 model.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.05, beta_1=0.9, beta_2=0.95))
 model.fit(train, batch_size=64, epochs=epochs, validation_data=(held_out,))
 

@@ -1,0 +1,19 @@
+"""The shipped examples run end to end (one epoch) on the current backend."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_example_runs(tmp_path):
+    env = dict(os.environ, KERAS_MIM_EXAMPLE_EPOCHS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    out = tmp_path / "rec.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(out)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.exists() and "encoder features (8, 65, 64)" in result.stdout
