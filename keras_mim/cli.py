@@ -49,44 +49,25 @@ _REEXEC_ENV = "KERAS_MIM_CLI_REEXEC"
 
 
 # ---------------------------------------------------------------------------- parsing
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
-    return value
+def _parsed(cast, accept, expected):
+    """An argparse `type`: `cast(text)` if `accept` holds for it, else '<expected>, got ...'."""
+
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _ratio(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
+_positive_int = _parsed(int, lambda v: v >= 1, "a positive int")
+_non_negative_int = _parsed(int, lambda v: v >= 0, "a non-negative int")
+_positive_float = _parsed(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_ratio = _parsed(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
