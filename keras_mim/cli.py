@@ -527,21 +527,15 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "pretrain":
-        _resolve_pretrain(parser.subparsers["pretrain"], args)
-        status = _switch_backend(args, argv, from_command_line)
-        if status is not None:
-            return status
-        run_pretrain(args)
-        return 0
-    if args.command == "masks":
-        _resolve_masks(parser.subparsers["masks"], args)
-        status = _switch_backend(args, argv, from_command_line)
-        if status is not None:
-            return status
-        run_masks(args)
-        return 0
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover (argparse checks)
+    # command -> (check its arguments, run it); looked up here so tests can patch either
+    commands = {"pretrain": (_resolve_pretrain, run_pretrain), "masks": (_resolve_masks, run_masks)}
+    resolve, run = commands[args.command]
+    resolve(parser.subparsers[args.command], args)
+    status = _switch_backend(args, argv, from_command_line)
+    if status is not None:
+        return status
+    run(args)
+    return 0
 
 
 if __name__ == "__main__":
