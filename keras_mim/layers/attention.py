@@ -52,6 +52,15 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         x = ops.reshape(x, (-1, n, dim))
         return self.proj_drop(self.proj(x), training=training)
 
+    def attention_probs(self, x):
+        """Attention probabilities `(B, H, N, N)` in float32 (rows sum to 1), computed
+        explicitly, for inspection and attention-guided masking (not used in `call`)."""
+        n = x.shape[1]
+        qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
+        q = ops.transpose(ops.cast(qkv[:, :, 0], "float32"), (0, 2, 1, 3))  # (B, H, N, hd)
+        k = ops.transpose(ops.cast(qkv[:, :, 1], "float32"), (0, 2, 3, 1))  # (B, H, hd, N)
+        return ops.softmax(ops.matmul(q, k) / float(self.head_dim) ** 0.5, axis=-1)
+
     def compute_output_shape(self, input_shape):
         return input_shape
 

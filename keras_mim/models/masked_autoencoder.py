@@ -9,7 +9,7 @@ from keras_mim.masking import get_mask_generator
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.presets import build_preset
 from keras_mim.models.vit_encoder import ViTEncoder
-from keras_mim.targets.pixel_target import denormalize_prediction, pixel_target
+from keras_mim.targets import PixelTarget, get_target
 from keras_mim.utils import check_mask_ratio
 
 
@@ -20,18 +20,25 @@ class MaskedAutoencoder(keras.Model):
     `call(images, noise=None)` returns a dict: `pred` `(B, N, ph*pw*C)` (per-patch
     normalised pixels when `norm_pix_loss`), `mask` `(B, N)` (1 = hidden) and
     `ids_restore` `(B, N)`. The loss lives in `compute_loss`, so `fit` works
-    unchanged on every backend: per-patch MSE against the (normalised) target,
-    averaged over hidden patches only, in float32.
+    unchanged on every backend: per-token MSE against the target (normalised pixels by
+    default; any `keras_mim.targets.Target`, e.g. HOG), averaged over hidden patches
+    only, in float32.
 
     Args:
         encoder: a `ViTEncoder`; after pretraining, this object is what downstream
             models reuse.
-        decoder: a `MAEDecoder`, or None for the MAE default (512 x 8 blocks x 16 heads).
+        decoder: a `MAEDecoder`; a dict of `MAEDecoder` arguments (`decoder_dim`,
+            `depth`, `num_heads`, `mlp_ratio`); or None for the MAE default
+            (512 x 8 blocks x 16 heads). Its grid and output width follow the encoder
+            and the target.
         mask_generator: a `keras_mim.masking.MaskGenerator`, or a name from
             `keras_mim.masking.MASK_GENERATORS` (`"random"`, `"block"`, `"green"`, ...).
         mask_ratio: fraction of hidden tokens when `mask_generator` is a name.
-        norm_pix_loss: normalise each target patch by its mean and unbiased variance.
-        norm_pix_eps: epsilon of that normalisation (MAE: 1e-6).
+        norm_pix_loss: with the default pixel target, normalise each target patch by its
+            mean and unbiased variance (default True); leave None when giving `target`.
+        norm_pix_eps: epsilon of that normalisation (default 1e-6, as MAE).
+        target: None (pixels, per `norm_pix_loss`), a `keras_mim.targets.Target`, or a
+            name from `keras_mim.targets.TARGETS` (`"pixels"`, `"hog"`, `"fourier"`).
         seed: optional int seed of the mask generator when built from a name.
         **kwargs: standard model arguments (name, dtype).
 
@@ -44,14 +51,17 @@ class MaskedAutoencoder(keras.Model):
     ['ids_restore', 'mask', 'pred']
     """
 
+    encoder_defaults = {}  # ViTEncoder arguments this method needs (see presets)
+
     def __init__(
         self,
         encoder,
         decoder=None,
         mask_generator="random",
         mask_ratio=0.75,
-        norm_pix_loss=True,
-        norm_pix_eps=1e-6,
+        norm_pix_loss=None,
+        norm_pix_eps=None,
+        target=None,
         seed=None,
         **kwargs,
     ):
@@ -59,29 +69,15 @@ class MaskedAutoencoder(keras.Model):
         if not isinstance(encoder, ViTEncoder):
             raise TypeError(f"`encoder` must be a ViTEncoder, got {type(encoder).__name__}.")
         self.encoder = encoder
-        ph, pw = encoder.patch_size
         self.patch_size = encoder.patch_size
-        if decoder is None:
-            decoder = MAEDecoder(
-                encoder.grid_shape, ph * pw * encoder.num_channels,
-                num_prefix_tokens=encoder.num_prefix_tokens, name="decoder",
-            )
-        if not isinstance(decoder, MAEDecoder):
-            raise TypeError(f"`decoder` must be a MAEDecoder or None, got {type(decoder).__name__}.")
-        if decoder.grid_shape != encoder.grid_shape or decoder.output_dim != ph * pw * encoder.num_channels:
-            raise ValueError(
-                f"`decoder` (grid {decoder.grid_shape}, output_dim {decoder.output_dim}) does not "
-                f"match the encoder (grid {encoder.grid_shape}, output_dim {ph * pw * encoder.num_channels})."
-            )
-        self.decoder = decoder
+        self.target = self.make_target(target, norm_pix_loss, norm_pix_eps)
+        self.decoder = self.make_decoder(decoder, self.target.output_dim(self.patch_size, encoder.num_channels))
         self.mask_generator = get_mask_generator(
             mask_generator, mask_ratio=mask_ratio, seed=seed, patch_size=encoder.patch_size[0]
         )
         # The generator's own ratio rules; fail now if it leaves no token visible.
         self.mask_ratio = check_mask_ratio(self.mask_generator.mask_ratio, encoder.num_patches)
         self.mask_generator.num_visible(encoder.grid_shape)
-        self.norm_pix_loss = bool(norm_pix_loss)
-        self.norm_pix_eps = float(norm_pix_eps)
         self.seed = seed
         self.build()  # every shape is known from the config
 
@@ -95,6 +91,45 @@ class MaskedAutoencoder(keras.Model):
         (`mask_ratio`, `mask_generator`, `norm_pix_loss`, `seed`).
         """
         return build_preset(cls, preset, **kwargs)
+
+    @staticmethod
+    def make_target(target, norm_pix_loss=None, norm_pix_eps=None):
+        """The `Target` from `target`, or pixels normalised per `norm_pix_loss`."""
+        if target is None:
+            return PixelTarget(
+                normalize=True if norm_pix_loss is None else bool(norm_pix_loss),
+                eps=1e-6 if norm_pix_eps is None else norm_pix_eps,
+            )
+        if norm_pix_loss is not None or norm_pix_eps is not None:
+            raise ValueError(
+                "`norm_pix_loss`/`norm_pix_eps` configure the default pixel target; with "
+                f"`target`={target!r} leave them unset (use `PixelTarget(normalize=...)`)."
+            )
+        return get_target(target)
+
+    def make_decoder(self, decoder, output_dim):
+        """A `MAEDecoder` on the encoder's grid predicting `output_dim` values per token."""
+        enc = self.encoder
+        if decoder is None or isinstance(decoder, dict):
+            kwargs = dict(decoder or {})
+            kwargs.setdefault("name", "decoder")
+            return MAEDecoder(enc.grid_shape, output_dim, num_prefix_tokens=enc.num_prefix_tokens, **kwargs)
+        if not isinstance(decoder, MAEDecoder):
+            raise TypeError(
+                f"`decoder` must be a MAEDecoder, a dict of its arguments or None, got "
+                f"{type(decoder).__name__}."
+            )
+        if decoder.grid_shape != enc.grid_shape or decoder.output_dim != output_dim:
+            raise ValueError(
+                f"`decoder` (grid {decoder.grid_shape}, output_dim {decoder.output_dim}) does not "
+                f"match the encoder and target (grid {enc.grid_shape}, output_dim {output_dim})."
+            )
+        return decoder
+
+    @property
+    def norm_pix_loss(self):
+        """Whether predictions are per-patch normalised pixels (figures need to know)."""
+        return isinstance(self.target, PixelTarget) and self.target.normalize
 
     def build(self, images_shape=None):
         # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
@@ -132,7 +167,7 @@ class MaskedAutoencoder(keras.Model):
         return self.decoder(latent, ids_restore, training=training)  # (B, N, P)
 
     def forward_loss(self, images, pred, mask):
-        target = pixel_target(images, self.patch_size, self.norm_pix_loss, self.norm_pix_eps)
+        target = self.target(images, patch_size=self.patch_size)  # (B, N, P)
         loss = mse_per_token(pred, target)  # (B, N)
         if self.mask_generator.num_visible(self.encoder.grid_shape) == self.encoder.num_patches:
             mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score every patch
@@ -183,10 +218,13 @@ class MaskedAutoencoder(keras.Model):
         visualisation models with `norm_pix_loss=False` for this reason; do the same
         (as `keras-mim pretrain` does by default) for honest figures.
         """
+        if not isinstance(self.target, PixelTarget):
+            raise ValueError(
+                f"`reconstruct` needs a pixel target; this model predicts "
+                f"{type(self.target).__name__} values."
+            )
         out = self(images, noise=noise, training=False)
-        pred = out["pred"]
-        if self.norm_pix_loss:
-            pred = denormalize_prediction(pred, images, self.patch_size, self.norm_pix_eps)
+        pred = self.target.denormalize(out["pred"], images, self.patch_size)
         ph, pw = self.patch_size
         mask_patches = ops.repeat(ops.expand_dims(out["mask"], -1), ph * pw, axis=-1)
         pixel_mask = unpatchify(mask_patches, self.patch_size, self.encoder.image_size + (1,))
@@ -199,8 +237,7 @@ class MaskedAutoencoder(keras.Model):
             decoder=keras.saving.serialize_keras_object(self.decoder),
             mask_generator=keras.saving.serialize_keras_object(self.mask_generator),
             mask_ratio=self.mask_ratio,
-            norm_pix_loss=self.norm_pix_loss,
-            norm_pix_eps=self.norm_pix_eps,
+            target=keras.saving.serialize_keras_object(self.target),
             seed=self.seed,
         )
         return config
@@ -208,6 +245,7 @@ class MaskedAutoencoder(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("encoder", "decoder", "mask_generator"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("encoder", "decoder", "mask_generator", "target"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)

@@ -1,6 +1,16 @@
-"""Named configurations. Each entry: encoder kwargs, decoder kwargs, model kwargs."""
+"""Named configurations.
+
+Each entry: `description`; `encoder` (ViTEncoder arguments); optionally `decoder`
+(MAEDecoder arguments), `model` (the name of the pretraining class it is tuned for,
+default `"MaskedAutoencoder"`) and `kwargs` (that class's own arguments: mask ratio,
+masking, target, ...). The architecture of any preset can be used by any pretraining
+class (`SimMIM.from_preset("mae_vit_base_patch16")` takes the ViT-B/16 encoder); the
+`kwargs` apply only to the class the preset names.
+"""
 
 import inspect
+
+import keras
 
 _DEC_MAE = {"decoder_dim": 512, "depth": 8, "num_heads": 16}
 
@@ -30,7 +40,7 @@ PRESETS = {
     "colormae_vit_base_patch16": dict(
         description="ColorMAE: MAE ViT-B/16 with green (band-pass) noise masks, ratio 0.75.",
         encoder=_vit(224, 16, 768, 12, 12), decoder=_DEC_MAE,
-        model={"mask_generator": "green", "mask_ratio": 0.75}),
+        kwargs={"mask_generator": "green", "mask_ratio": 0.75}),
     # Small images (32 px and below): CIFAR-sized data, CPU demos, tests.
     "mae_vit_tiny_patch4_32": dict(
         description="ViT-Ti (192 x 12 x 3), 32 px, patch 4 (64 tokens), decoder 128 x 4 x 4.",
@@ -52,36 +62,57 @@ def list_presets():
     return {name: spec["description"] for name, spec in PRESETS.items()}
 
 
-def build_preset(model_cls, preset, **overrides):
-    """Build `model_cls(encoder, decoder, ...)` from `PRESETS[preset]` and overrides."""
-    from keras_mim.models.mae_decoder import MAEDecoder
-    from keras_mim.models.vit_encoder import ViTEncoder
+def preset_model_class(preset):
+    """The pretraining class a preset is tuned for."""
+    check_preset(preset)
+    name = PRESETS[preset].get("model", "MaskedAutoencoder")
+    return keras.saving.get_registered_object(f"keras_mim>{name}")
 
+
+def check_preset(preset):
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
+
+
+DECODER_OVERRIDES = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_ratio")
+
+
+def build_preset(model_cls, preset, **overrides):
+    """Build `model_cls(encoder, [decoder=...], **kwargs)` from `PRESETS[preset]`.
+
+    The encoder gets `model_cls.encoder_defaults` (e.g. `mask_token=True` for
+    mask-token methods) under the preset's arguments; a decoder is passed only to classes
+    that take one; the preset's `kwargs` only to the class it names.
+    """
+    from keras_mim.models.vit_encoder import ViTEncoder
+
+    check_preset(preset)
     spec = PRESETS[preset]
+    takes = set(inspect.signature(model_cls.__init__).parameters) - {"self", "kwargs", "encoder"}
     enc_args = set(inspect.signature(ViTEncoder.__init__).parameters) - {"self", "kwargs"}
-    model_args = set(inspect.signature(model_cls.__init__).parameters) - {"self", "kwargs", "encoder", "decoder"}
-    enc_kw, dec_kw, model_kw = dict(spec["encoder"]), dict(spec["decoder"]), dict(spec.get("model", {}))
+    enc_kw = {**getattr(model_cls, "encoder_defaults", {}), **spec["encoder"]}
+    dec_kw = dict(spec.get("decoder") or {}) if "decoder" in takes else None
+    own = spec.get("model", "MaskedAutoencoder") == model_cls.__name__
+    model_kw = dict(spec.get("kwargs", {})) if own else {}
     for key, value in overrides.items():
         if key in enc_args:
             enc_kw[key] = value
-        elif key in ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_ratio"):
+        elif key in DECODER_OVERRIDES and dec_kw is not None:
             dec_kw[key if key == "decoder_dim" else key[len("decoder_"):]] = value
-        elif key in model_args or key in ("name", "dtype"):
+        elif key in takes - {"decoder"} or key in ("name", "dtype"):
             model_kw[key] = value
         else:
+            decoder = f"{', '.join(DECODER_OVERRIDES)}, " if dec_kw is not None else ""
             raise TypeError(
-                f"Unknown override {key!r} for preset {preset!r}; expected encoder arguments "
-                f"{sorted(enc_args)}, decoder_dim/decoder_depth/decoder_num_heads/decoder_mlp_ratio, "
-                f"or model arguments {sorted(model_args)}."
+                f"Unknown override {key!r} for {model_cls.__name__} preset {preset!r}; expected "
+                f"encoder arguments {sorted(enc_args)}, {decoder}or model arguments "
+                f"{sorted(takes - {'decoder'})}."
             )
     if "dtype" in model_kw:
-        enc_kw["dtype"] = dec_kw["dtype"] = model_kw["dtype"]
+        enc_kw["dtype"] = model_kw["dtype"]
+        if dec_kw is not None:
+            dec_kw["dtype"] = model_kw["dtype"]
     encoder = ViTEncoder(**enc_kw, name="encoder")
-    ph, pw = encoder.patch_size
-    decoder = MAEDecoder(
-        encoder.grid_shape, ph * pw * encoder.num_channels,
-        num_prefix_tokens=encoder.num_prefix_tokens, name="decoder", **dec_kw,
-    )
-    return model_cls(encoder, decoder, **model_kw)
+    if dec_kw is not None:
+        model_kw["decoder"] = dec_kw
+    return model_cls(encoder, **model_kw)

@@ -17,8 +17,17 @@ class ViTEncoder(keras.Model):
 
     `encoder(images)` encodes all tokens. `encoder(images, ids_keep=ids)` encodes only
     the tokens at `ids` (MAE's visible subset), so the cost scales with what is kept.
-    The output is `(B, [1 +] K, D)`: the cls token first when `cls_token=True`, then
-    the encoded patch tokens in the order of `ids_keep` (row-major grid order without it).
+    `encoder(images, token_mask=mask)` (mask-token mode, SimMIM / data2vec; needs
+    `mask_token=True`) encodes all N tokens with the hidden patches' embeddings replaced
+    by a learned mask token before the position embedding. The output is
+    `(B, [1 +] K, D)`: the cls token first when `cls_token=True`, then the encoded patch
+    tokens in the order of `ids_keep` (row-major grid order without it).
+
+    Encoder protocol (what pretraining models rely on, so that other encoders, e.g. a
+    hierarchical one, can take this one's place): attributes `image_size`, `patch_size`,
+    `num_channels`, `grid_shape` (the patch grid masks live on), `num_patches`,
+    `num_prefix_tokens`, `output_grid_shape` and `output_dim` (the grid and width of the
+    output tokens), and `call(images, ids_keep=None, token_mask=None, training=None)`.
 
     Args:
         image_size: int or `(H, W)`; H and W divisible by `patch_size`.
@@ -30,6 +39,7 @@ class ViTEncoder(keras.Model):
         mlp_ratio: MLP hidden width / D.
         qkv_bias: bias on the qkv projection.
         cls_token: whether to prepend a learned cls token.
+        mask_token: whether to own a learned mask token for mask-token mode (`token_mask=`).
         pos_embed: `"sincos"` (fixed, MAE) or `"learned"`.
         drop_path_rate: stochastic depth, rising linearly to this value over the blocks.
         layer_scale: None, or the initial LayerScale value.
@@ -55,6 +65,7 @@ class ViTEncoder(keras.Model):
         mlp_ratio=4.0,
         qkv_bias=True,
         cls_token=True,
+        mask_token=False,
         pos_embed="sincos",
         drop_path_rate=0.0,
         layer_scale=None,
@@ -78,12 +89,15 @@ class ViTEncoder(keras.Model):
         self.mlp_ratio = float(mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
         self.use_cls_token = bool(cls_token)
+        self.use_mask_token = bool(mask_token)
         self.pos_embed_mode = pos_embed
         self.drop_path_rate = float(drop_path_rate)
         self.layer_scale = layer_scale
         self.norm_epsilon = float(norm_epsilon)
         self.seed = seed
         self.num_prefix_tokens = int(self.use_cls_token)
+        self.output_grid_shape = self.grid_shape
+        self.output_dim = self.embed_dim
 
         p = self.dtype_policy
         self.patch_embed = PatchEmbedding(self.patch_size, embed_dim, dtype=p, name="patch_embed")
@@ -121,6 +135,12 @@ class ViTEncoder(keras.Model):
                 initializer=keras.initializers.RandomNormal(stddev=0.02),
                 name="cls_token",
             )
+        if self.use_mask_token:
+            self.mask_token = self.add_weight(
+                shape=(1, 1, self.embed_dim),
+                initializer=keras.initializers.RandomNormal(stddev=0.02),
+                name="mask_token",
+            )
         for block in self.blocks:
             block.build(token_shape)
         self.norm.build(token_shape)
@@ -151,28 +171,91 @@ class ViTEncoder(keras.Model):
             )
         return check_image_size(shape[1:3], self.patch_size, f"`{name}` size")
 
-    def embed_patches(self, images):
-        """Patch tokens with position embedding, no cls: `(B, N, D)`."""
+    def embed_patches(self, images, token_mask=None):
+        """Patch tokens with position embedding, no cls: `(B, N, D)`. With `token_mask`
+        `(B, N)` (1 = hidden), hidden embeddings become the mask token first."""
         grid = self.check_images(images)
-        x = self.patch_embed(images)
+        x = self.patch_embed(images)  # (B, N, D)
+        if token_mask is not None:
+            if not self.use_mask_token:
+                raise ValueError(
+                    "`token_mask=` (mask-token mode) needs an encoder built with `mask_token=True`."
+                )
+            w = ops.cast(ops.expand_dims(token_mask, -1), x.dtype)  # (B, N, 1)
+            x = x * (1 - w) + ops.cast(self.mask_token, x.dtype) * w
         return self.pos_embed(x, grid_shape=None if grid == self.grid_shape else grid)
 
-    def encode_tokens(self, tokens, training=None):
-        """Prepend the cls token, run the blocks and the final norm: `(B, [1+]K, D)`."""
-        x = tokens
-        if self.use_cls_token:
-            cls = ops.cast(self.cls_token + self.pos_embed.cls_embedding(), x.dtype)
-            cls = ops.broadcast_to(cls, (ops.shape(x)[0], 1, self.embed_dim))
-            x = ops.concatenate([cls, x], axis=1)
-        for block in self.blocks:
-            x = block(x, training=training)
-        return self.norm(x)
+    def prepend_cls(self, tokens):
+        """`(B, K, D) -> (B, 1 + K, D)` with the cls token (plus its position row) first;
+        unchanged without a cls token."""
+        if not self.use_cls_token:
+            return tokens
+        cls = ops.cast(self.cls_token + self.pos_embed.cls_embedding(), tokens.dtype)
+        cls = ops.broadcast_to(cls, (ops.shape(tokens)[0], 1, self.embed_dim))
+        return ops.concatenate([cls, tokens], axis=1)
 
-    def call(self, images, ids_keep=None, training=None):
-        x = self.embed_patches(images)  # (B, N, D)
-        if ids_keep is not None:
-            x = gather_tokens(x, ids_keep)  # (B, K, D)
-        return self.encode_tokens(x, training=training)
+    def encode_tokens(self, tokens, training=None, return_layers=None):
+        """Prepend the cls token, run the blocks and the final norm: `(B, [1+]K, D)`.
+
+        With `return_layers` (block indices, negative from the end), also return the
+        list of those blocks' outputs (before the final norm): `(output, [features])`.
+        """
+        x = self.prepend_cls(tokens)
+        wanted = None if return_layers is None else self.layer_indices(return_layers)
+        features = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x, training=training)
+            if wanted is not None and i in wanted:
+                features[i] = x
+        x = self.norm(x)
+        if wanted is None:
+            return x
+        return x, [features[i] for i in wanted]
+
+    def layer_indices(self, layers):
+        """Normalise block indices (negative count from the end); raise on bad ones."""
+        if isinstance(layers, int):
+            layers = [layers]
+        out = []
+        for i in layers:
+            if isinstance(i, bool) or not isinstance(i, int) or not -self.depth <= i < self.depth:
+                raise ValueError(
+                    f"Block index {i!r} is out of range for an encoder of depth {self.depth}; "
+                    f"expected ints in [{-self.depth}, {self.depth - 1}]."
+                )
+            out.append(i % self.depth)
+        return out
+
+    def select_tokens(self, images, ids_keep=None, token_mask=None):
+        """Embedded patch tokens the blocks will see: all N, the `ids_keep` subset
+        `(B, K, D)`, or all N with mask tokens where `token_mask` is 1."""
+        if ids_keep is not None and token_mask is not None:
+            raise ValueError(
+                "Pass either `ids_keep` (drop hidden tokens) or `token_mask` (mask tokens), not both."
+            )
+        x = self.embed_patches(images, token_mask=token_mask)  # (B, N, D)
+        return x if ids_keep is None else gather_tokens(x, ids_keep)  # (B, K, D)
+
+    def call(self, images, ids_keep=None, token_mask=None, training=None):
+        return self.encode_tokens(self.select_tokens(images, ids_keep, token_mask), training=training)
+
+    def forward_features(self, images, layers, ids_keep=None, token_mask=None, training=None):
+        """Outputs of the blocks `layers` (list of `(B, [1+]K, D)`, before the final
+        norm) and the final output, as `(output, features)`."""
+        x = self.select_tokens(images, ids_keep, token_mask)
+        return self.encode_tokens(x, training=training, return_layers=layers)
+
+    def cls_attention(self, images, training=False):
+        """Last block's attention from the cls token to each patch, mean over heads:
+        `(B, N)` float32 summing to at most 1 (what MaskAlign guides its masks with)."""
+        if not self.use_cls_token:
+            raise ValueError("`cls_attention` needs an encoder with `cls_token=True`.")
+        x = self.prepend_cls(self.embed_patches(images))
+        for block in self.blocks[:-1]:
+            x = block(x, training=training)
+        last = self.blocks[-1]
+        probs = last.attn.attention_probs(last.norm1(x))  # (B, H, 1+N, 1+N)
+        return ops.mean(probs[:, :, 0, 1:], axis=1)
 
     def get_config(self):
         config = super().get_config()
@@ -186,6 +269,7 @@ class ViTEncoder(keras.Model):
             mlp_ratio=self.mlp_ratio,
             qkv_bias=self.qkv_bias,
             cls_token=self.use_cls_token,
+            mask_token=self.use_mask_token,
             pos_embed=self.pos_embed_mode,
             drop_path_rate=self.drop_path_rate,
             layer_scale=self.layer_scale,

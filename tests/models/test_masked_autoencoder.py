@@ -1,16 +1,11 @@
 import keras
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from keras_mim import MaskedAutoencoder, list_presets
 from keras_mim.masking import RandomMaskGenerator
 from tests.conftest import to_numpy
-
-
-def digits(n=256):
-    x = load_digits().images[:n].astype("float32") / 16.0
-    return np.kron(x, np.ones((2, 2), "float32"))[..., None]  # (n, 16, 16, 1)
+from tests.training import assert_loss_falls, digits, jit_for_backend
 
 
 def official_patchify(x, p):
@@ -69,20 +64,10 @@ def test_zero_ratio_scores_every_patch(rng):
     assert float(model.compute_loss(x=x, y_pred=out)) == pytest.approx(ref, rel=1e-4)
 
 
-def jit_for_backend():
-    return keras.backend.backend() in ("jax", "tensorflow")
-
-
 def test_loss_falls_on_real_digits():
     keras.utils.set_random_seed(0)
     model = MaskedAutoencoder.from_preset("mae_vit_test", num_channels=1, seed=0)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(3e-3, weight_decay=0.05, beta_2=0.95),
-        jit_compile=jit_for_backend(),
-    )
-    history = model.fit(digits(256), batch_size=32, epochs=5, shuffle=False, verbose=0).history["loss"]
-    assert np.all(np.isfinite(history))
-    assert history[-1] < 0.75 * history[0], history
+    assert_loss_falls(model, digits(256), epochs=5)
 
 
 def test_fit_on_tf_data_with_labels_ignored():
@@ -206,3 +191,16 @@ def test_bad_tf_data_fails_before_training():
     model.compile(optimizer="adam")
     with pytest.raises(ValueError, match=r"not divisible by the patch size"):
         model.fit(tf.data.Dataset.from_tensor_slices(np.zeros((4, 18, 16, 3), "float32")).batch(2), verbose=0)
+
+
+def test_any_preset_architecture_serves_any_class_but_settings_stay_with_theirs():
+    from keras_mim.models.presets import preset_model_class
+
+    model = MaskedAutoencoder.from_preset("colormae_vit_base_patch16", image_size=32, depth=1,
+                                          decoder_depth=1)
+    assert type(model.mask_generator).__name__ == "ColorNoiseMaskGenerator"
+    assert preset_model_class("mae_vit_test") is MaskedAutoencoder
+    with pytest.raises(TypeError, match="Unknown override 'decoder_width'"):
+        MaskedAutoencoder.from_preset("mae_vit_test", decoder_width=3)
+    with pytest.raises(ValueError, match="Unknown preset 'nope'"):
+        MaskedAutoencoder.from_preset("nope")

@@ -1,0 +1,61 @@
+"""Helpers the model tests share: real data, the jit choice per backend, loss-falls and
+`.keras` round-trip checks (one piece of code for every pretraining method)."""
+
+import json
+
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+
+from tests.conftest import to_numpy
+
+
+def digits(n=256, channels=1):
+    """Real 8x8 digits upscaled to `(n, 16, 16, channels)` float32 in [0, 1]."""
+    x = load_digits().images[:n].astype("float32") / 16.0
+    x = np.kron(x, np.ones((2, 2), "float32"))[..., None]
+    return np.repeat(x, channels, axis=-1)
+
+
+def jit_for_backend():
+    """XLA where the backend has it; torch runs eagerly."""
+    return keras.backend.backend() in ("jax", "tensorflow")
+
+
+def fit_history(model, x, epochs=5, batch_size=32, learning_rate=3e-3, **fit_kwargs):
+    """Compile with the MAE optimizer (AdamW, beta_2 0.95) and return the loss history."""
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.05, beta_2=0.95),
+        jit_compile=jit_for_backend(),
+    )
+    history = model.fit(x, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, **fit_kwargs)
+    return history.history["loss"]
+
+
+def assert_loss_falls(model, x, factor=0.75, **kwargs):
+    """Train `model` on `x`; the last epoch's mean loss must be below `factor` x the first."""
+    history = fit_history(model, x, **kwargs)
+    assert np.all(np.isfinite(history)), history
+    assert history[-1] < factor * history[0], history
+    return history
+
+
+def same_config(a, b):
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))  # tuples and lists alike
+
+
+def assert_roundtrip(model, x, tmp_path, call_kwargs=None, keys=None, atol=1e-6):
+    """Save to `.keras`, load, and compare config, outputs (called with `call_kwargs`,
+    e.g. a fixed `noise`) and the loss; returns the loaded model."""
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model)
+    assert same_config(loaded.get_config(), model.get_config())
+    call_kwargs = call_kwargs or {}
+    a, b = model(x, **call_kwargs), loaded(x, **call_kwargs)
+    for key in keys or sorted(a):
+        np.testing.assert_allclose(to_numpy(a[key]), to_numpy(b[key]), atol=atol, err_msg=key)
+    la, lb = model.compute_loss(x=x, y_pred=a, training=False), loaded.compute_loss(x=x, y_pred=b, training=False)
+    np.testing.assert_allclose(float(la), float(lb), rtol=1e-5, atol=1e-7)
+    return loaded
