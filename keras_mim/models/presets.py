@@ -41,6 +41,30 @@ PRESETS = {
         description="ColorMAE: MAE ViT-B/16 with green (band-pass) noise masks, ratio 0.75.",
         encoder=_vit(224, 16, 768, 12, 12), decoder=_DEC_MAE,
         kwargs={"mask_generator": "green", "mask_ratio": 0.75}),
+    # The objective family (issue 4): paper configurations at 224 px, and a tiny one each for tests.
+    "simmim_vit_base_patch16": dict(
+        description="SimMIM ViT-B/16: mask tokens, 32 px mask cells at ratio 0.6, pixel-shuffle head, L1.",
+        model="SimMIM", encoder=_vit(224, 16, 768, 12, 12),
+        kwargs={"mask_ratio": 0.6, "mask_patch_size": 32}),
+    "maskfeat_vit_base_patch16": dict(
+        description="MaskFeat ViT-B/16: mask tokens, block masks at 0.4, HOG target (9 bins, 8 px cells).",
+        model="SimMIM", encoder=_vit(224, 16, 768, 12, 12),
+        kwargs={"target": "hog", "mask_generator": "block", "mask_ratio": 0.4}),
+    "mfm_vit_base_patch16": dict(
+        description="MFM ViT-B/16: low/high-pass corrupted image in, loss on the removed frequencies.",
+        model="MFM", encoder=_vit(224, 16, 768, 12, 12), kwargs={"radius": 16}),
+    "maskalign_vit_base_patch16": dict(
+        description="MaskAlign ViT-B/16 student (no decoder), attention-guided masks at 0.7; give a teacher.",
+        model="MaskAlign", encoder=_vit(224, 16, 768, 12, 12), kwargs={"mask_ratio": 0.7}),
+    "mrmae_vit_base_patch16": dict(
+        description="MR-MAE ViT-B/16: MAE pixel loss on hidden tokens + mimic loss on visible ones; give a teacher.",
+        model="MRMAE", encoder=_vit(224, 16, 768, 12, 12), decoder=_DEC_MAE),
+    "data2vec_vit_base_patch16": dict(
+        description="data2vec-style ViT-B/16: mask tokens, target = mean of the top-8 normalised EMA-teacher layers.",
+        model="Data2Vec", encoder=_vit(224, 16, 768, 12, 12), kwargs={"top_k": 8, "mask_ratio": 0.6}),
+    "hpm_vit_base_patch16": dict(
+        description="HPM ViT-B/16: MAE plus a loss predictor; easy-to-hard masks (alpha up to 0.5).",
+        model="HPM", encoder=_vit(224, 16, 768, 12, 12), decoder=_DEC_MAE),
     # Small images (32 px and below): CIFAR-sized data, CPU demos, tests.
     "mae_vit_tiny_patch4_32": dict(
         description="ViT-Ti (192 x 12 x 3), 32 px, patch 4 (64 tokens), decoder 128 x 4 x 4.",
@@ -53,6 +77,27 @@ PRESETS = {
         encoder=_vit(16, 2, 64, 4, 4), decoder={"decoder_dim": 64, "depth": 2, "num_heads": 4}),
     "mae_vit_test": dict(
         description="32 x 2 x 2, 16 px, patch 4 (16 tokens), decoder 32 x 1 x 2: for unit tests.",
+        encoder=_vit(16, 4, 32, 2, 2), decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}),
+    "simmim_vit_test": dict(
+        description="SimMIM on the test ViT (16 px, patch 4): 8 px mask cells.", model="SimMIM",
+        encoder=_vit(16, 4, 32, 2, 2), kwargs={"mask_patch_size": 8}),
+    "maskfeat_vit_test": dict(
+        description="MaskFeat on the test ViT: HOG target with 4 px cells, block masks at 0.4.", model="SimMIM",
+        encoder=_vit(16, 4, 32, 2, 2), kwargs={"target": {"class_name": "keras_mim>HOGTarget", "config": {"cell_size": 4}}, "mask_generator": "block", "mask_ratio": 0.4}),
+    "mfm_vit_test": dict(
+        description="MFM on the test ViT (16 px): radius 4.", model="MFM",
+        encoder=_vit(16, 4, 32, 2, 2), kwargs={"radius": 4}),
+    "maskalign_vit_test": dict(
+        description="MaskAlign student on the test ViT; give a teacher.", model="MaskAlign",
+        encoder=_vit(16, 4, 32, 2, 2)),
+    "mrmae_vit_test": dict(
+        description="MR-MAE on the test ViT; give a teacher.", model="MRMAE",
+        encoder=_vit(16, 4, 32, 2, 2), decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}),
+    "data2vec_vit_test": dict(
+        description="data2vec-style on the test ViT: top-2 EMA-teacher layers.", model="Data2Vec",
+        encoder=_vit(16, 4, 32, 2, 2), kwargs={"top_k": 2}),
+    "hpm_vit_test": dict(
+        description="HPM on the test ViT.", model="HPM",
         encoder=_vit(16, 4, 32, 2, 2), decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}),
 }
 

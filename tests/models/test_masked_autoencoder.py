@@ -114,8 +114,12 @@ def test_preset_carries_its_masking_strategy():
                                          mask_generator="red").mask_generator.color == "red"
 
 
-def test_every_preset_is_listed():
-    assert sorted(list_presets()) == sorted(SMALL + LARGE)
+def test_every_mae_preset_is_listed():
+    from keras_mim.models.presets import PRESETS
+
+    mae = [n for n, spec in PRESETS.items() if spec.get("model", "MaskedAutoencoder") == "MaskedAutoencoder"]
+    assert sorted(mae) == sorted(SMALL + LARGE)
+    assert set(list_presets()) == set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", SMALL)
