@@ -148,6 +148,12 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
         (["--masking", "tube"], "--masking tube cannot mask the 8x8 token grid"),
         (["--masking", "simmim", "--preset", "mae_vit_test"], "--masking simmim cannot mask the 4x4 token grid"),
         (["--masking", "grid", "--mask-ratio", "0.5"], "not `mask_ratio`=0.5".replace("`", "")),
+        (["--method", "beit"], "argument --method: invalid choice: 'beit'"),
+        (["--method", "mfm", "--masking", "block"], "--method mfm corrupts frequencies, not tokens"),
+        (["--method", "simmim", "--norm-pix-loss", "true"], "--norm-pix-loss applies to the methods mae"),
+        (["--method", "maskalign"], "--method maskalign learns from a frozen teacher: pass --teacher"),
+        (["--method", "mrmae", "--teacher", "missing.keras"], "--teacher 'missing.keras' must be an existing .keras file"),
+        (["--teacher", "missing.keras"], "--teacher is only used by the methods maskalign, mrmae"),
     ],
 )
 def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):

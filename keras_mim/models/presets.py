@@ -2,8 +2,9 @@
 
 Each entry: `description`; `encoder` (ViTEncoder arguments); optionally `decoder`
 (MAEDecoder arguments), `model` (the name of the pretraining class it is tuned for,
-default `"MaskedAutoencoder"`) and `kwargs` (that class's own arguments: mask ratio,
-masking, target, ...). The architecture of any preset can be used by any pretraining
+default `"MaskedAutoencoder"`), `method` (a name from `keras_mim.models.methods.METHODS`
+where the class alone does not say it, e.g. MaskFeat is SimMIM with a HOG target) and
+`kwargs` (that class's own arguments: mask ratio, masking, target, ...). The architecture of any preset can be used by any pretraining
 class (`SimMIM.from_preset("mae_vit_base_patch16")` takes the ViT-B/16 encoder); the
 `kwargs` apply only to the class the preset names.
 """
@@ -48,7 +49,7 @@ PRESETS = {
         kwargs={"mask_ratio": 0.6, "mask_patch_size": 32}),
     "maskfeat_vit_base_patch16": dict(
         description="MaskFeat ViT-B/16: mask tokens, block masks at 0.4, HOG target (9 bins, 8 px cells).",
-        model="SimMIM", encoder=_vit(224, 16, 768, 12, 12),
+        model="SimMIM", method="maskfeat", encoder=_vit(224, 16, 768, 12, 12),
         kwargs={"target": "hog", "mask_generator": "block", "mask_ratio": 0.4}),
     "mfm_vit_base_patch16": dict(
         description="MFM ViT-B/16: low/high-pass corrupted image in, loss on the removed frequencies.",
@@ -82,7 +83,7 @@ PRESETS = {
         description="SimMIM on the test ViT (16 px, patch 4): 8 px mask cells.", model="SimMIM",
         encoder=_vit(16, 4, 32, 2, 2), kwargs={"mask_patch_size": 8}),
     "maskfeat_vit_test": dict(
-        description="MaskFeat on the test ViT: HOG target with 4 px cells, block masks at 0.4.", model="SimMIM",
+        description="MaskFeat on the test ViT: HOG target with 4 px cells, block masks at 0.4.", model="SimMIM", method="maskfeat",
         encoder=_vit(16, 4, 32, 2, 2), kwargs={"target": {"class_name": "keras_mim>HOGTarget", "config": {"cell_size": 4}}, "mask_generator": "block", "mask_ratio": 0.4}),
     "mfm_vit_test": dict(
         description="MFM on the test ViT (16 px): radius 4.", model="MFM",
@@ -122,12 +123,25 @@ def check_preset(preset):
 DECODER_OVERRIDES = ("decoder_dim", "decoder_depth", "decoder_num_heads", "decoder_mlp_ratio")
 
 
-def build_preset(model_cls, preset, **overrides):
+def preset_method(preset):
+    """The method name a preset is tuned for (`keras_mim.models.methods.METHODS`)."""
+    from keras_mim.models.methods import METHODS
+
+    check_preset(preset)
+    spec = PRESETS[preset]
+    if "method" in spec:
+        return spec["method"]
+    model = spec.get("model", "MaskedAutoencoder")
+    return next(name for name, m in METHODS.items() if m["model"] == model)
+
+
+def build_preset(model_cls, preset, apply_preset_kwargs=None, **overrides):
     """Build `model_cls(encoder, [decoder=...], **kwargs)` from `PRESETS[preset]`.
 
     The encoder gets `model_cls.encoder_defaults` (e.g. `mask_token=True` for
     mask-token methods) under the preset's arguments; a decoder is passed only to classes
-    that take one; the preset's `kwargs` only to the class it names.
+    that take one; the preset's `kwargs` only to the class it names (or as
+    `apply_preset_kwargs` says, when given).
     """
     from keras_mim.models.vit_encoder import ViTEncoder
 
@@ -138,6 +152,8 @@ def build_preset(model_cls, preset, **overrides):
     enc_kw = {**getattr(model_cls, "encoder_defaults", {}), **spec["encoder"]}
     dec_kw = dict(spec.get("decoder") or {}) if "decoder" in takes else None
     own = spec.get("model", "MaskedAutoencoder") == model_cls.__name__
+    if apply_preset_kwargs is not None:
+        own = bool(apply_preset_kwargs)
     model_kw = dict(spec.get("kwargs", {})) if own else {}
     for key, value in overrides.items():
         if key in enc_args:

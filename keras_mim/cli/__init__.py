@@ -1,0 +1,65 @@
+"""The `keras-mim` command line.
+
+Subcommands:
+
+- `pretrain`: pretraining (MAE by default, or `--method simmim|maskfeat|mfm|maskalign|
+  mrmae|data2vec|hpm`) on a built-in sample dataset (offline), writing a run folder with
+  the model, the loss history and, for methods that predict pixels, reconstruction figures.
+- `masks`: a gallery of every masking strategy on a real photo.
+
+Run `keras-mim pretrain --help` for the options, or `python -m keras_mim.cli ...`.
+
+The Keras backend is fixed when Keras is first imported, and importing this package
+already imports Keras. So `--backend` different from the current one restarts the
+command in a fresh Python process with `KERAS_BACKEND` set: `os.execve` when run from
+the command line, a child process (whose exit status `main` returns) when `main(argv)`
+is called from Python, so a notebook or test process is not replaced.
+"""
+
+import argparse
+import subprocess  # noqa: F401  (the backend switch's child process; tests patch it here)
+import sys
+
+from keras_mim.cli.backend import switch_backend
+from keras_mim.cli.masks import add_masks_parser, resolve_masks, run_masks
+from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of the CLI's API)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MASK_RATIO,
+    DEFAULT_PRESETS,
+    NUM_HELDOUT,
+    add_pretrain_parser,
+    resolve_pretrain,
+    run_pretrain,
+)
+
+
+def build_parser():
+    """The `keras-mim` argument parser (subcommand parsers reachable as `parser.subparsers`)."""
+    parser = argparse.ArgumentParser(
+        prog="keras-mim",
+        description="Masked image modeling in Keras 3 (TensorFlow, JAX or PyTorch backend).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.subparsers = {"pretrain": add_pretrain_parser(commands), "masks": add_masks_parser(commands)}
+    return parser
+
+
+def main(argv=None):
+    """Run the `keras-mim` command; `argv` defaults to `sys.argv[1:]`. Returns the exit
+    status (argument errors exit with status 2 through `SystemExit`)."""
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # command -> (check its arguments, run it); looked up here so tests can patch either
+    commands = {"pretrain": (resolve_pretrain, run_pretrain), "masks": (resolve_masks, run_masks)}
+    resolve, run = commands[args.command]
+    resolve(parser.subparsers[args.command], args)
+    status = switch_backend(args, argv, from_command_line)
+    if status is not None:
+        return status
+    run(args)
+    return 0
