@@ -2,6 +2,17 @@
 
 from keras_mim import callbacks, layers, losses, masking, models, targets, viz
 from keras_mim.masking import MaskGenerator, RandomMaskGenerator
-from keras_mim.models import MAEDecoder, MaskedAutoencoder, ViTEncoder, list_presets
+from keras_mim.models import (
+    HPM,
+    MFM,
+    MRMAE,
+    Data2Vec,
+    MAEDecoder,
+    MaskAlign,
+    MaskedAutoencoder,
+    SimMIM,
+    ViTEncoder,
+    list_presets,
+)
 
 __version__ = "0.1.0"

@@ -154,6 +154,9 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
         (["--method", "maskalign"], "--method maskalign learns from a frozen teacher: pass --teacher"),
         (["--method", "mrmae", "--teacher", "missing.keras"], "--teacher 'missing.keras' must be an existing .keras file"),
         (["--teacher", "missing.keras"], "--teacher is only used by the methods maskalign, mrmae"),
+        (["--target", "hog", "--method", "data2vec"], "--target applies to the methods mae, simmim"),
+        (["--target", "sift"], "unknown --target 'sift'; expected one of fourier, hog, pixels"),
+        (["--target", "hog", "--norm-pix-loss", "true"], "drop it with --target"),
     ],
 )
 def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):
@@ -272,3 +275,70 @@ def test_masks_bad_arguments(argv, message, tmp_path, capsys):
         cli.main(["masks", *argv, "--output", str(tmp_path / "x.png")])
     assert error.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    """A small frozen-teacher candidate: the test ViT encoder (16 px, 4 px patches, 1 channel)."""
+    from keras_mim import ViTEncoder
+
+    path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
+    encoder = ViTEncoder(image_size=16, patch_size=4, num_channels=1, embed_dim=32, depth=2, num_heads=2)
+    encoder.save(path)
+    return str(path)
+
+
+METHOD_RUNS = {  # method -> (preset, the model class it must build, writes reconstruction figures)
+    "simmim": ("simmim_vit_test", "SimMIM", True),
+    "maskfeat": ("maskfeat_vit_test", "SimMIM", False),
+    "mfm": ("mfm_vit_test", "MFM", False),
+    "maskalign": ("maskalign_vit_test", "MaskAlign", False),
+    "mrmae": ("mrmae_vit_test", "MRMAE", True),
+    "data2vec": ("data2vec_vit_test", "Data2Vec", False),
+    "hpm": ("hpm_vit_test", "HPM", True),
+}
+
+
+def test_every_method_is_a_cli_choice():
+    from keras_mim.models.methods import METHODS
+
+    assert set(METHODS) == set(METHOD_RUNS) | {"mae"}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_RUNS))
+def test_pretrain_each_method(method, tmp_path, teacher_file):
+    preset, class_name, pixels = METHOD_RUNS[method]
+    run = tmp_path / "run"
+    extra = ["--teacher", teacher_file] if method in ("maskalign", "mrmae") else []
+    argv = ["pretrain", "--method", method, "--preset", preset, "--epochs", "1", "--num-images", "32",
+            "--batch-size", "16", "--output", str(run), *extra]
+    assert cli.main(argv) == 0
+    history = json.loads((run / "history.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["preset"] == preset and config["resolved"]["model_class"] == class_name
+    assert np.isfinite(history["loss"][0]) and np.isfinite(history["heldout_loss"])
+    assert (run / "reconstructions.png").exists() == pixels
+    assert (history["heldout_pixel_mse"] is not None) == pixels
+    model = keras.saving.load_model(run / "model.keras")
+    assert type(model).__name__ == class_name
+
+
+def test_method_with_another_methods_preset_keeps_its_own_settings(tmp_path):
+    # MaskFeat's preset carries a HOG target; SimMIM on that architecture predicts pixels
+    run = tmp_path / "run"
+    argv = ["pretrain", "--method", "simmim", "--preset", "maskfeat_vit_test", "--epochs", "1",
+            "--num-images", "16", "--batch-size", "16", "--output", str(run), "--figure-every", "0"]
+    assert cli.main(argv) == 0
+    model = keras.saving.load_model(run / "model.keras")
+    assert getattr(model, "target", None) is None or type(model.target).__name__ != "HOGTarget"
+
+
+def test_model_that_cannot_be_built_exits_before_writing(tmp_path, capsys):
+    # HOG's 8 px cells do not fit 4 px patches: the library's message, nothing written
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", *TINY, "--target", "hog", "--output", str(run)])
+    assert error.value.code == 2
+    err = capsys.readouterr().err
+    assert "keras-mim pretrain: error: --method mae with preset 'mae_vit_test'" in err and "cell" in err
+    assert not run.exists()

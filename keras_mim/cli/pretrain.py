@@ -30,9 +30,11 @@ DATASETS = ("digits", "photos")
 # (--norm-pix-loss false) keep the figures honest; lr 2e-3 beat 1e-3 and 4e-3 there.
 DEFAULT_DATASET = "digits"
 DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32"}
-# Methods whose target cannot use the default presets' 2 px patches (HOG needs whole cells).
-METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test"}
+# Methods the default presets do not fit: HOG needs whole cells in a patch (not 2 px
+# patches), MFM's radius is set for the image size of its own presets.
+METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test", "mfm": "mfm_vit_test"}
 PIXEL_LOSS_METHODS = ("mae", "mrmae", "hpm")  # where --norm-pix-loss applies
+TARGET_METHODS = ("mae", "simmim", "mrmae", "hpm")  # where --target applies
 DEFAULT_EPOCHS = {"digits": 40, "photos": 20}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
@@ -101,6 +103,11 @@ def add_pretrain_parser(commands):
                         "the hidden content (an untrained model already looks right with small "
                         "patches), so only raw-pixel targets give honest reconstruction figures. For the "
                         "methods with an MAE pixel loss (mae, mrmae, hpm); default false")
+    p.add_argument("--target", default=None,
+                   help="what hidden patches are scored against, for the methods "
+                        f"{', '.join(TARGET_METHODS)}: a name from keras_mim.targets.TARGETS "
+                        "(pixels, hog, fourier); default: the method's own (pixels). "
+                        "Reconstruction figures need pixels")
     p.add_argument("--learning-rate", type=positive_float, default=DEFAULT_LEARNING_RATE,
                    help="peak learning rate (after warmup)")
     p.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY, help="AdamW weight decay")
@@ -162,6 +169,15 @@ def resolve_pretrain(parser, args):
     if args.norm_pix_loss is not None and args.method not in PIXEL_LOSS_METHODS:
         parser.error(f"--norm-pix-loss applies to the methods {', '.join(PIXEL_LOSS_METHODS)}, "
                      f"not --method {args.method}")
+    if args.target is not None:
+        from keras_mim.targets import TARGETS
+
+        if args.method not in TARGET_METHODS:
+            parser.error(f"--target applies to the methods {', '.join(TARGET_METHODS)}, not --method {args.method}")
+        if args.target not in TARGETS:
+            parser.error(f"unknown --target {args.target!r}; expected one of {', '.join(sorted(TARGETS))}")
+        if args.norm_pix_loss is not None:
+            parser.error("--norm-pix-loss configures the default pixel target; drop it with --target")
     if method.get("teacher") and args.teacher is None:
         parser.error(f"--method {args.method} learns from a frozen teacher: pass --teacher MODEL.keras "
                      "(e.g. the model.keras of an earlier `keras-mim pretrain` run)")
@@ -284,15 +300,18 @@ def build_model(args, num_channels):
         kwargs["mask_ratio"] = args.mask_ratio
     if args.masking is not None:
         kwargs["mask_generator"] = args.masking
-    if args.method in PIXEL_LOSS_METHODS:
+    if args.target is not None:
+        kwargs["target"] = args.target
+    elif args.method in PIXEL_LOSS_METHODS:
         kwargs["norm_pix_loss"] = args.norm_pix_loss == "true"  # default false: honest figures
     try:
         if args.teacher is not None:
             kwargs["teacher"] = load_teacher(args.teacher)
         return build_preset(model_cls, args.preset, apply_preset_kwargs=same_method, **kwargs)
     except (ValueError, TypeError) as error:
-        raise SystemExit(f"keras-mim pretrain: error: --method {args.method} with preset "
-                         f"{args.preset!r}: {error}") from None
+        print(f"keras-mim pretrain: error: --method {args.method} with preset {args.preset!r}: {error}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_pretrain(args):
@@ -313,7 +332,8 @@ def run_pretrain(args):
     train, heldout = load_data(args)
     num_channels = int(train.shape[-1])
     model = build_model(args, num_channels)
-    pixels = METHODS[args.method].get("pixels", False)  # figures and pixel metrics
+    # figures and pixel metrics
+    pixels = METHODS[args.method].get("pixels", False) and args.target in (None, "pixels")
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
     warmup_steps = max(1, round(WARMUP_FRACTION * total_steps)) if total_steps > 1 else 0
@@ -408,7 +428,7 @@ def run_pretrain(args):
     fit_time = time.perf_counter() - fit_start
 
     model.save(os.path.join(output, "model.keras"))
-    heldout_loss = float(model.evaluate(heldout, batch_size=len(heldout), verbose=0))
+    heldout_loss = float(model.evaluate(heldout, batch_size=len(heldout), verbose=0, return_dict=True)["loss"])
     heldout_mse = None
     if pixels:
         # Pixel-space MSE on the hidden pixels of the held-out images, with the figure's masks

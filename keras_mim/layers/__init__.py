@@ -3,6 +3,7 @@ from keras_mim.layers.drop_path import DropPath
 from keras_mim.layers.layer_scale import LayerScale
 from keras_mim.layers.mlp import MLP
 from keras_mim.layers.patching import PatchEmbedding, patchify, unpatchify
+from keras_mim.layers.pixel_shuffle import PixelShuffleHead, pixel_shuffle
 from keras_mim.layers.pos_embed import PositionEmbedding2D, sincos_2d
 from keras_mim.layers.token_ops import gather_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock

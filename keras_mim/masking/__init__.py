@@ -6,6 +6,7 @@ import inspect
 from keras_mim.masking.block_mask_generator import BlockMaskGenerator
 from keras_mim.masking.color_noise_mask_generator import ColorNoiseMaskGenerator
 from keras_mim.masking.disjoint_mask_generator import DisjointMaskGenerator, duplicate_for_disjoint
+from keras_mim.masking.easy_to_hard_mask_generator import EasyToHardMaskGenerator
 from keras_mim.masking.grid_mask_generator import GridMaskGenerator
 from keras_mim.masking.guided_mask_generator import GuidedMaskGenerator
 from keras_mim.masking.mask_generator import MaskGenerator
@@ -26,6 +27,7 @@ MASK_GENERATORS = {
     "running_cell": RunningCellMaskGenerator,
     "disjoint": DisjointMaskGenerator,
     "guided": GuidedMaskGenerator,
+    "easy_to_hard": EasyToHardMaskGenerator,
 }
 
 

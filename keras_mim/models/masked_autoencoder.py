@@ -8,13 +8,14 @@ from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking import get_mask_generator
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.presets import build_preset
+from keras_mim.models.pretraining_model import PretrainingModel
 from keras_mim.models.vit_encoder import ViTEncoder
 from keras_mim.targets import PixelTarget, get_target
 from keras_mim.utils import check_mask_ratio
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
-class MaskedAutoencoder(keras.Model):
+class MaskedAutoencoder(PretrainingModel):
     """MAE pretraining model: encode visible tokens only, decode all, score hidden ones.
 
     `call(images, noise=None)` returns a dict: `pred` `(B, N, ph*pw*C)` (per-patch
@@ -126,11 +127,6 @@ class MaskedAutoencoder(keras.Model):
             )
         return decoder
 
-    @property
-    def norm_pix_loss(self):
-        """Whether predictions are per-patch normalised pixels (figures need to know)."""
-        return isinstance(self.target, PixelTarget) and self.target.normalize
-
     def build(self, images_shape=None):
         # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
         if not self.encoder.built:
@@ -140,10 +136,6 @@ class MaskedAutoencoder(keras.Model):
             self.decoder.build((None, k + self.encoder.num_prefix_tokens, self.encoder.embed_dim))
         self.built = True
 
-    def build_from_config(self, config):
-        # Every shape is fixed by the config; the recorded input shape adds nothing.
-        self.build()
-
     # ------------------------------------------------------------------ the method
     def patchify(self, images):
         """`(B, H, W, C) -> (B, N, ph * pw * C)`."""
@@ -152,10 +144,6 @@ class MaskedAutoencoder(keras.Model):
     def unpatchify(self, patches):
         """`(B, N, ph * pw * C) -> (B, H, W, C)` at the encoder's image size."""
         return unpatchify(patches, self.patch_size, self.encoder.image_size + (self.encoder.num_channels,))
-
-    def random_masking(self, images, noise=None):
-        """Decide which tokens to hide: dict of `ids_keep`, `ids_restore`, `mask`."""
-        return self.mask_generator(images, grid_shape=self.encoder.grid_shape, noise=noise)
 
     def forward_encoder(self, images, noise=None, training=None):
         self.encoder.check_images(images)
@@ -182,30 +170,7 @@ class MaskedAutoencoder(keras.Model):
         if y_pred is None:
             y_pred = self(x, training=training)
         loss = self.forward_loss(x, y_pred["pred"], y_pred["mask"])
-        if self.losses:
-            loss = loss + ops.cast(ops.sum(self.losses), "float32")
-        return loss
-
-    # Inputs are checked before Keras traces a step: an error raised inside a traced
-    # step on JAX leaves the model's variables purged, losing the user's weights.
-    def _check_data(self, x):
-        spec = getattr(x, "element_spec", x)  # tf.data: the element spec
-        if isinstance(spec, (tuple, list)) and spec:
-            spec = spec[0]
-        if hasattr(spec, "shape") and hasattr(spec, "dtype"):
-            self.encoder.check_images(spec, name="x")
-
-    def fit(self, x=None, *args, **kwargs):
-        self._check_data(x)
-        return super().fit(x, *args, **kwargs)
-
-    def evaluate(self, x=None, *args, **kwargs):
-        self._check_data(x)
-        return super().evaluate(x, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        self._check_data(x)
-        return super().predict(x, *args, **kwargs)
+        return self.add_layer_losses(loss)
 
     def reconstruct(self, images, noise=None):
         """Reconstructed images `(B, H, W, C)` in pixel space and the hidden-pixel mask
@@ -241,11 +206,3 @@ class MaskedAutoencoder(keras.Model):
             seed=self.seed,
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder", "mask_generator", "target"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

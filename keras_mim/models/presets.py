@@ -156,7 +156,9 @@ def build_preset(model_cls, preset, apply_preset_kwargs=None, **overrides):
         own = bool(apply_preset_kwargs)
     model_kw = dict(spec.get("kwargs", {})) if own else {}
     for key, value in overrides.items():
-        if key in enc_args:
+        if key == "seed" and "seed" in takes:
+            model_kw["seed"] = enc_kw["seed"] = value  # masks (model) and drop path (encoder)
+        elif key in enc_args:
             enc_kw[key] = value
         elif key in DECODER_OVERRIDES and dec_kw is not None:
             dec_kw[key if key == "decoder_dim" else key[len("decoder_"):]] = value

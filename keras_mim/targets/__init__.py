@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_mim.targets.fourier_target import FourierTarget, centered_spectrum, frequency_radius
+from keras_mim.targets.hog_target import HOGTarget
 from keras_mim.targets.pixel_target import (
     PixelTarget,
     denormalize_prediction,
@@ -9,11 +11,14 @@ from keras_mim.targets.pixel_target import (
     pixel_target,
 )
 from keras_mim.targets.target import Target
+from keras_mim.targets.teacher_features import TeacherFeatures, get_teacher, teacher_guided_masking
 
 # Per-token targets by name: what `target="hog"` (a model argument) or
 # `keras-mim pretrain --target hog` builds with default arguments.
 TARGETS = {
     "pixels": PixelTarget,
+    "hog": HOGTarget,
+    "fourier": FourierTarget,
 }
 
 

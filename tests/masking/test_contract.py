@@ -24,6 +24,7 @@ CASES = {
     "running_cell": ({}, (2, 4, 4), 2),
     "disjoint": ({}, (6, 6), 7),
     "guided": ({}, (6, 6), 7),
+    "easy_to_hard": ({}, (6, 6), 7),
 }
 
 
