@@ -439,7 +439,7 @@ def run_pretrain(args):
         plot_reconstructions(
             model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
             max_images=len(heldout),
-            title=f"{args.preset}, {args.dataset}, {args.epochs} epochs ({backend}): held-out images",
+            title=f"{args.method}, {args.preset}, {args.dataset}, {args.epochs} epochs ({backend}): held-out images",
         )
     losses = [float(v) for v in history.history["loss"]]
     record = {
