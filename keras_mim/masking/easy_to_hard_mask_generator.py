@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_mim.masking.mask_generator import MaskGenerator, check_grid_shape
+from keras_mim.masking.mask_generator import MaskGenerator, check_grid_shape, check_token_values
 
 HARD_OFFSET = 2.0  # added to the scores of forced-hidden tokens: above every uniform score in [0, 1)
 COUNT_SLACK = 1e-3  # floor(alpha * hidden) in float32, robust to rounding just below an integer
@@ -89,17 +89,7 @@ class EasyToHardMaskGenerator(MaskGenerator):
             if noise is not None:
                 raise ValueError("Pass either `noise` or `difficulty` to EasyToHardMaskGenerator, not both.")
             grid_shape = check_grid_shape(grid_shape)
-            n = math.prod(grid_shape)
-            if not hasattr(difficulty, "shape"):
-                difficulty = ops.convert_to_tensor(difficulty)
-            shape = tuple(difficulty.shape)
-            batch = inputs.shape[0] if hasattr(inputs, "shape") else None
-            if (
-                len(shape) != 2
-                or shape[1] != n
-                or (isinstance(batch, int) and isinstance(shape[0], int) and shape[0] != batch)
-            ):
-                raise ValueError(f"`difficulty` must have shape ({batch}, {n}) = (batch, N), got {shape}.")
+            difficulty = check_token_values(difficulty, inputs, grid_shape, "difficulty")
             if alpha is None or isinstance(alpha, (bool, int, float)):
                 alpha = self.alpha if alpha is None else check_alpha(alpha)
             noise = self.difficulty_scores(difficulty, alpha, grid_shape)

@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_mim.masking.mask_generator import MaskGenerator, check_grid_shape
+from keras_mim.masking.mask_generator import MaskGenerator, check_token_values
 
 SAMPLE_MODES = ("hidden", "visible")
 EPSILON = 1e-12  # added to importances before the log, so zeros stay finite
@@ -89,17 +89,7 @@ class GuidedMaskGenerator(MaskGenerator):
         if importance is not None:
             if noise is not None:
                 raise ValueError("Pass either `noise` or `importance` to GuidedMaskGenerator, not both.")
-            n = math.prod(check_grid_shape(grid_shape))
-            if not hasattr(importance, "shape"):
-                importance = ops.convert_to_tensor(importance)
-            shape = tuple(importance.shape)
-            batch = inputs.shape[0] if hasattr(inputs, "shape") else None
-            if (
-                len(shape) != 2
-                or shape[1] != n
-                or (isinstance(batch, int) and isinstance(shape[0], int) and shape[0] != batch)
-            ):
-                raise ValueError(f"`importance` must have shape ({batch}, {n}) = (batch, N), got {shape}.")
+            importance = check_token_values(importance, inputs, grid_shape, "importance")
             noise = self.importance_scores(importance, grid_shape)
         return super().call(inputs, grid_shape, noise=noise)
 

@@ -17,6 +17,23 @@ def check_grid_shape(grid_shape):
     return grid
 
 
+def check_token_values(values, inputs, grid_shape, name):
+    """Per-token values `(B, N)` given to a generator (importances, difficulties) as a
+    tensor; raise naming `name` unless the shape is (batch of `inputs`, prod(grid_shape))."""
+    n = math.prod(check_grid_shape(grid_shape))
+    if not hasattr(values, "shape"):
+        values = ops.convert_to_tensor(values)
+    shape = tuple(values.shape)
+    batch = inputs.shape[0] if hasattr(inputs, "shape") else None
+    if (
+        len(shape) != 2
+        or shape[1] != n
+        or (isinstance(batch, int) and isinstance(shape[0], int) and shape[0] != batch)
+    ):
+        raise ValueError(f"`{name}` must have shape ({batch}, {n}) = (batch, N), got {shape}.")
+    return values
+
+
 @keras.saving.register_keras_serializable(package="keras_mim")
 class MaskGenerator(keras.layers.Layer):
     """Decides which tokens to hide; never touches the tokens themselves.
