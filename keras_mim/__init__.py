@@ -1,6 +1,6 @@
 """keras_mim: masked image modeling in Keras 3, on TensorFlow, JAX and PyTorch."""
 
-from keras_mim import callbacks, layers, losses, masking, models, targets, viz
+from keras_mim import callbacks, data, layers, losses, masking, models, targets, viz
 from keras_mim.masking import MaskGenerator, RandomMaskGenerator
 from keras_mim.models import (
     HPM,
@@ -10,7 +10,9 @@ from keras_mim.models import (
     MAEDecoder,
     MaskAlign,
     MaskedAutoencoder,
+    SiameseMAE,
     SimMIM,
+    VideoMAE,
     ViTEncoder,
     list_presets,
 )

@@ -14,6 +14,34 @@ def to_2tuple(value, name):
     return tuple(int(v) for v in value)
 
 
+def to_patch_shape(value, name="patch_size"):
+    """A patch shape: `(ph, pw)` for images or `(t, ph, pw)` for clips (a tubelet).
+
+    An int `p` means `(p, p)`; a pair or triple of positive ints is kept as a tuple.
+    """
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            return tuple(int(v) for v in value)
+        raise ValueError(f"`{name}` must be positive ints (t, ph, pw) for clips, got {value!r}.")
+    return to_2tuple(value, name)
+
+
+def check_clip_size(clip_size, patch_shape, name="clip size"):
+    """Token grid of a `(T, H, W)` clip cut into `(t, ph, pw)` tubelets: `(T/t, H/ph, W/pw)`.
+
+    Raises naming `name` if a side is not static or not divisible by its tubelet side.
+    """
+    frames, t = clip_size[0], patch_shape[0]
+    if frames is None:
+        raise ValueError(f"The {name} must be static, got T={frames}.")
+    if frames % t:
+        raise ValueError(
+            f"The {name} has T={frames} frames, which is not divisible by the tubelet size {t}; "
+            f"use clips of a multiple of {t} frames (e.g. {max(t, frames - frames % t)})."
+        )
+    return (frames // t,) + check_image_size(clip_size[1:], patch_shape[1:], name)
+
+
 def check_image_size(image_size, patch_size, name="image size"):
     """Raise if an `(H, W)` image size is not divisible by the `(ph, pw)` patch size."""
     h, w = image_size

@@ -18,11 +18,13 @@ def _check_images(images):
         array = np.asarray(ops.convert_to_numpy(images), dtype="float32")
     except Exception as error:  # not array-like, or not numeric
         raise TypeError(
-            f"`images` must be a float array of shape (B, H, W, C), got {type(images).__name__}."
+            f"`images` must be a float array of shape (B, H, W, C) or clips (B, T, H, W, C), "
+            f"got {type(images).__name__}."
         ) from error
-    if array.ndim != 4 or 0 in array.shape:
+    if array.ndim not in (4, 5) or 0 in array.shape:
         raise ValueError(
-            f"`images` must have rank 4 (B, H, W, C) with no empty axis, got shape {array.shape}."
+            "`images` must have rank 4 (B, H, W, C) or 5 (clips, B, T, H, W, C) with no empty "
+            f"axis, got shape {array.shape}."
         )
     return array
 
@@ -71,7 +73,8 @@ def reconstruction_panels(model, images, noise=None):
     Args:
         model: a model with `reconstruct(images, noise=None)` returning
             `(reconstruction, pixel_mask, token_mask)`, e.g. a `MaskedAutoencoder`.
-        images: float array-like `(B, H, W, C)` at the model's image size.
+        images: float array-like `(B, H, W, C)` at the model's image size, or clips
+            `(B, T, H, W, C)` for a video model (every array below then has the T axis).
         noise: optional float `(B, N)` per-token scores that fix which patches are hidden
             (lower = visible); None draws a random mask.
 
@@ -97,8 +100,8 @@ def reconstruction_panels(model, images, noise=None):
     noise = _check_noise(noise, original.shape[0])
     reconstruction, pixel_mask, _ = model.reconstruct(original, noise=noise)
     reconstruction, mask = _to_numpy(reconstruction), _to_numpy(pixel_mask)
-    gray = 0.5 * (original.min(axis=(1, 2, 3)) + original.max(axis=(1, 2, 3)))
-    gray = gray[:, None, None, None]
+    axes = tuple(range(1, original.ndim))
+    gray = 0.5 * (original.min(axis=axes, keepdims=True) + original.max(axis=axes, keepdims=True))
     return {
         "original": original,
         "masked": original * (1.0 - mask) + gray * mask,
@@ -116,8 +119,11 @@ def _displayable(image, low, high):
     return image[..., 0], {"cmap": "gray", "vmin": low, "vmax": low + scale}
 
 
-def plot_reconstructions(model, images, noise=None, path=None, max_images=4, title=None):
+def plot_reconstructions(model, images, noise=None, path=None, max_images=4, title=None, max_frames=8):
     """Draw original / masked / reconstruction / reconstruction + visible, one row per image.
+
+    For clips `(B, T, H, W, C)` each clip takes four rows (the four panels) with its
+    frames in a row (up to `max_frames`, evenly spaced).
 
     The four panels are those of the official MAE demo. `model.reconstruct` already undoes
     the per-patch target normalisation, so every panel is in the images' value range.
@@ -131,13 +137,15 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
 
     Args:
         model: a model with `reconstruct(images, noise=None)`, e.g. a `MaskedAutoencoder`.
-        images: float array-like `(B, H, W, C)` at the model's image size.
+        images: float array-like `(B, H, W, C)` at the model's image size, or clips
+            `(B, T, H, W, C)`.
         noise: optional float `(B, N)` per-token scores fixing the hidden patches.
         path: optional file path; the figure is saved there as PNG (parent folders are
             created, an existing file is replaced).
         max_images: positive int, the number of images (rows) drawn, from the start of
             the batch.
         title: optional figure title.
+        max_frames: for clips, the number of frames (columns) drawn.
 
     Returns:
         The `matplotlib.figure.Figure` (also when `path` is given).
@@ -154,8 +162,9 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
     from matplotlib.figure import Figure
 
     _check_model(model)
-    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise ValueError(f"`max_images` must be a positive int, got {max_images!r}.")
+    for name, value in (("max_images", max_images), ("max_frames", max_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a str, an os.PathLike or None, got {type(path).__name__}.")
     if title is not None and not isinstance(title, str):
@@ -170,24 +179,41 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
         # See MaskedAutoencoder.reconstruct: hidden patches borrow their own mean/std.
         note = "norm-pix model: hidden patches shown with their true mean/std"
         title = f"{title}\n{note}" if title else note
-    rows = images.shape[0]
-    height, width = images.shape[1:3]
-    panel_size = 2.2
-    fig = Figure(figsize=(4 * panel_size, rows * panel_size * height / width + (0.3 + 0.25 * (title.count("\n") + 1) if title else 0.3)))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 4, squeeze=False)
     keys = ("original", "masked", "reconstruction", "pasted")
+    clips = images.ndim == 5
+    if clips:  # one row per panel, frames in a row
+        frames = np.unique(np.linspace(0, images.shape[1] - 1, min(max_frames, images.shape[1])).round().astype(int))
+        rows, cols = 4 * images.shape[0], len(frames)
+    else:
+        rows, cols = images.shape[0], 4
+    height, width = images.shape[-3:-1]
+    panel_size = 2.2 if not clips else 1.3
+    extra = 0.3 + 0.25 * (title.count("\n") + 1) if title else 0.3
+    fig = Figure(figsize=(cols * panel_size + (0.8 if clips else 0), rows * panel_size * height / width + extra))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for row in range(rows):
-        low, high = float(images[row].min()), float(images[row].max())
-        for col, key in enumerate(keys):
+        item = row // 4 if clips else row
+        low, high = float(images[item].min()), float(images[item].max())
+        for col in range(cols):
+            key = keys[row % 4] if clips else keys[col]
+            image = panels[key][item][frames[col]] if clips else panels[key][item]
             ax = axes[row, col]
-            data, kwargs = _displayable(panels[key][row], low, high)
+            data, kwargs = _displayable(image, low, high)
             ax.imshow(data, interpolation="nearest", **kwargs)
-            ax.set_axis_off()
-            if row == 0:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if clips and col == 0:
+                ax.set_ylabel(PANEL_TITLES[row % 4].replace(" + ", "\n+ "), fontsize=8)
+            if clips and row == 0:
+                ax.set_title(f"frame {frames[col]}", fontsize=8)
+            if not clips and row == 0:
                 ax.set_title(PANEL_TITLES[col], fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10 if "\n" in title else 12)
+        # Pinned 0.08 in below the top edge: tall clip figures would otherwise overlap it.
+        fig.suptitle(title, fontsize=10 if "\n" in title else 12, y=1.0 - 0.08 / fig.get_figheight(), va="top")
     return _finish(fig, path)
 
 

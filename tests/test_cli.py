@@ -296,6 +296,10 @@ METHOD_RUNS = {  # method -> (preset, the model class it must build, writes reco
     "mrmae": ("mrmae_vit_test", "MRMAE", True),
     "data2vec": ("data2vec_vit_test", "Data2Vec", False),
     "hpm": ("hpm_vit_test", "HPM", True),
+    "videomae": ("videomae_vit_test", "VideoMAE", True),  # on generated moving-shapes clips
+    "videomaev2": ("videomaev2_vit_test", "VideoMAE", True),
+    "cropmae": ("cropmae_vit_test", "SiameseMAE", False),  # view pairs of digits
+    "siammae": ("siammae_vit_test", "SiameseMAE", False),  # frame pairs of moving-shapes clips
 }
 
 
@@ -321,6 +325,21 @@ def test_pretrain_each_method(method, tmp_path, teacher_file):
     assert (history["heldout_pixel_mse"] is not None) == pixels
     model = keras.saving.load_model(run / "model.keras")
     assert type(model).__name__ == class_name
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--method", "videomae", "--dataset", "digits"], "pretrains on clips; use --dataset shapes"),
+    (["--method", "mae", "--dataset", "shapes"], "--dataset shapes holds clips"),
+    (["--method", "siammae", "--dataset", "photos"], "pretrains on clips; use --dataset shapes"),
+    (["--method", "videomae", "--preset", "mae_vit_test"], "needs a video preset"),
+    (["--method", "mae", "--preset", "videomae_vit_test"], "is a video model"),
+    (["--method", "videomae", "--masking", "grid"], "masks image token grids"),
+])
+def test_images_and_clips_do_not_mix(argv, match, tmp_path, capsys):
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", *argv, "--output", str(tmp_path / "run")])
+    assert error.value.code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_method_with_another_methods_preset_keeps_its_own_settings(tmp_path):

@@ -12,13 +12,16 @@ from tests.conftest import to_numpy
 
 SINGLE_INPUT = {
     "PatchEmbedding": (lambda: layers.PatchEmbedding(4, 8), (8, 8, 3)),
-    "PositionEmbedding2D": (lambda: layers.PositionEmbedding2D((2, 2), mode="learned"), (4, 8)),
+    "PositionEmbedding": (lambda: layers.PositionEmbedding((2, 2), mode="learned"), (4, 8)),
     "MultiHeadSelfAttention": (lambda: layers.MultiHeadSelfAttention(2, qkv_bias=False), (5, 8)),
     "MLP": (lambda: layers.MLP(2.0), (5, 8)),
     "DropPath": (lambda: layers.DropPath(0.2, seed=3), (5, 8)),
     "LayerScale": (lambda: layers.LayerScale(0.3), (5, 8)),
     "TransformerBlock": (lambda: layers.TransformerBlock(2, layer_scale=0.1, drop_path=0.1), (5, 8)),
     "ViTEncoder": (lambda: ViTEncoder(16, 4, 1, 16, 1, 2, cls_token=False, pos_embed="learned"), (16, 16, 1)),
+    "ViTEncoder(video)": (lambda: ViTEncoder(8, 4, 2, 16, 1, 2, num_frames=4, tubelet_size=2), (4, 8, 8, 2)),
+    "PatchEmbedding(tubelet)": (lambda: layers.PatchEmbedding((2, 4, 4), 8), (4, 8, 8, 3)),
+    "PositionEmbedding(3D)": (lambda: layers.PositionEmbedding((2, 2, 2), mode="sincos_1d"), (8, 8)),
 }
 
 

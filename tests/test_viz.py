@@ -221,3 +221,22 @@ def test_mask_gallery_rows_and_video_columns(tmp_path):
     assert (tmp_path / "g.png").exists()
     with pytest.raises(ValueError, match="divisible by `patch_size`=8"):
         plot_mask_gallery(np.zeros((30, 32, 3)), gens, patch_size=8)
+
+
+def test_clip_figure_has_four_panel_rows_per_clip_and_frames_in_a_row(tmp_path):
+    from keras_mim.models import VideoMAE
+
+    model = VideoMAE.from_preset("videomae_vit_test", seed=0, norm_pix_loss=False)
+    clips = np.random.default_rng(0).random((2, 4, 16, 16, 3)).astype("float32")
+    noise = np.random.default_rng(1).random((2, model.encoder.num_patches)).astype("float32")
+    panels = reconstruction_panels(model, clips, noise=noise)
+    assert panels["mask"].shape == (2, 4, 16, 16, 1)
+    mask = panels["mask"][..., 0]
+    np.testing.assert_array_equal(mask[:, 0], mask[:, 1])  # one tubelet spans frames 0 and 1
+    hidden = np.broadcast_to(panels["mask"], clips.shape) > 0.5
+    np.testing.assert_array_equal(panels["pasted"][~hidden], clips[~hidden])
+    fig = plot_reconstructions(model, clips, noise=noise, path=tmp_path / "clips.png", max_frames=3)
+    assert len(fig.axes) == 2 * 4 * 3  # 2 clips x 4 panels, 3 frames (0, 2, 3 of 4) in a row
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["frame 0", "frame 2", "frame 3"]
+    assert [fig.axes[3 * r].get_ylabel() for r in range(4)] == [t.replace(" + ", "\n+ ") for t in PANEL_TITLES]
+    assert (tmp_path / "clips.png").exists()

@@ -20,7 +20,7 @@ from keras_mim.cli.common import (
 )
 from keras_mim.models.methods import METHODS
 
-DATASETS = ("digits", "photos")
+DATASETS = ("digits", "photos", "shapes")
 
 # Defaults of `pretrain`, per dataset where they differ. The plain `keras-mim pretrain`
 # (digits, nano preset, 40 epochs x 56 steps of 32) takes about 2.5-3.5 minutes on a
@@ -28,20 +28,28 @@ DATASETS = ("digits", "photos")
 # 4096 crops) cost about 3x more per epoch and after 10 epochs (3 minutes) only fill the
 # hidden patches with the local colour and brightness, so they are not the default. Raw-pixel targets
 # (--norm-pix-loss false) keep the figures honest; lr 2e-3 beat 1e-3 and 4e-3 there.
+# Video methods train on generated moving-shapes clips ("shapes": 8 frames of 32 px, made
+# on the fly, no download).
 DEFAULT_DATASET = "digits"
-DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32"}
+VIDEO_DATASET = "shapes"
+DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32",
+                   "shapes": "videomae_vit_nano_patch4_32"}
 # Methods the default presets do not fit: HOG needs whole cells in a patch (not 2 px
 # patches), MFM's radius is set for the image size of its own presets.
-METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test", "mfm": "mfm_vit_test"}
-PIXEL_LOSS_METHODS = ("mae", "mrmae", "hpm")  # where --norm-pix-loss applies
+METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test", "mfm": "mfm_vit_test",
+                  "videomaev2": "videomaev2_vit_nano_patch4_32",
+                  "cropmae": "cropmae_vit_test", "siammae": "siammae_vit_test"}
+DEFAULT_NUM_CLIPS = 512
+PIXEL_LOSS_METHODS = ("mae", "mrmae", "hpm", "videomae", "videomaev2")  # where --norm-pix-loss applies
 TARGET_METHODS = ("mae", "simmim", "mrmae", "hpm")  # where --target applies
-DEFAULT_EPOCHS = {"digits": 40, "photos": 20}
+DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_MASK_RATIO = 0.75
 DEFAULT_WEIGHT_DECAY = 0.05
 WARMUP_FRACTION = 0.05  # of all steps, as MAE (40 of 800 epochs)
 NUM_HELDOUT = 8  # images kept out of training for the reconstruction figures
+SIAMMAE_CLIP_FRAMES = 16  # frames of the generated clips SiamMAE draws its frame pairs from
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "cls_token", "mask_token"]  # as MAE: no decay on 1-D params / tokens
 
 
@@ -74,18 +82,20 @@ def add_pretrain_parser(commands):
                    help="for maskalign and mrmae: a .keras file holding a keras_mim encoder or "
                         "pretraining model (its encoder is used) or any Keras model of the same "
                         "token grid; it stays frozen")
-    p.add_argument("--dataset", choices=DATASETS, default=DEFAULT_DATASET,
+    p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="built-in sample data: 'digits' (scikit-learn digits, grayscale, "
-                        "1797 images) or 'photos' (random RGB crops of the scikit-image / "
-                        "scikit-learn sample photos)")
+                        "1797 images), 'photos' (random RGB crops of the scikit-image / "
+                        "scikit-learn sample photos) or 'shapes' (clips of moving shapes "
+                        f"generated on the fly, {DEFAULT_NUM_CLIPS} by default, for the video "
+                        f"methods); default {DEFAULT_DATASET} for image methods, shapes for video ones")
     p.add_argument("--preset", default=None,
                    help="model preset (see keras_mim.list_presets()); default "
                         + ", ".join(f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()))
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in pixels; default: the preset's image size")
     p.add_argument("--num-images", type=positive_int, default=None,
-                   help=f"training images; default: all digits except the {NUM_HELDOUT} held out "
-                        "(1789), or 4096 photo crops")
+                   help=f"training images (clips for shapes); default: all digits except the {NUM_HELDOUT} "
+                        f"held out (1789), 4096 photo crops or {DEFAULT_NUM_CLIPS} clips")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="training epochs; default " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_EPOCHS.items()))
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="batch size")
@@ -136,6 +146,16 @@ def resolve_pretrain(parser, args):
     from keras_mim.utils import check_mask_ratio, to_2tuple
 
     method = METHODS[args.method]
+    video = bool(method.get("video"))
+    clips = video or method.get("views") == "siammae"  # SiamMAE: frame pairs from clips
+    if args.dataset is None:
+        args.dataset = VIDEO_DATASET if clips else DEFAULT_DATASET
+    if clips != (args.dataset == VIDEO_DATASET):
+        parser.error(
+            f"--method {args.method} pretrains on {'clips' if clips else 'images'}; "
+            + (f"use --dataset {VIDEO_DATASET}" if clips else f"--dataset {VIDEO_DATASET} holds clips, "
+               "use digits or photos")
+        )
     if args.preset is None:
         args.preset = METHOD_PRESETS.get(args.method, DEFAULT_PRESETS[args.dataset])
     if args.preset not in PRESETS:
@@ -151,9 +171,16 @@ def resolve_pretrain(parser, args):
             f"preset {args.preset!r}"
         )
     grid = (args.image_size // patch[0], args.image_size // patch[1])
+    if encoder.get("num_frames") is not None:
+        if not video:
+            parser.error(f"preset {args.preset!r} is a video model; --method {args.method} needs an image preset")
+        grid = (encoder["num_frames"] // encoder.get("tubelet_size", 2),) + grid
+    elif video:
+        parser.error(f"--method {args.method} needs a video preset (e.g. {DEFAULT_PRESETS[VIDEO_DATASET]}), "
+                     f"got the image preset {args.preset!r}")
     if args.dataset == "photos" and args.image_size > 512:
         parser.error(f"--image-size must be at most 512 for the photos dataset, got {args.image_size}")
-    num_tokens = grid[0] * grid[1]
+    num_tokens = math.prod(grid)
     if args.method == "mfm" and (args.masking is not None or args.mask_ratio is not None):
         parser.error("--method mfm corrupts frequencies, not tokens: drop --masking/--mask-ratio")
     if args.method == "mae" and args.mask_ratio is None:
@@ -200,6 +227,8 @@ def resolve_pretrain(parser, args):
                 f"--num-images {args.num_images} is more than the {available} digits available "
                 f"for training ({NUM_DIGITS} minus {NUM_HELDOUT} held out)"
             )
+    elif args.num_images is None and args.dataset == VIDEO_DATASET:
+        args.num_images = DEFAULT_NUM_CLIPS
     elif args.num_images is None:
         from keras_mim.data.sample_datasets import DEFAULT_NUM_PHOTO_CROPS
 
@@ -224,6 +253,7 @@ def resolve_pretrain(parser, args):
     if args.backend is not None and importlib.util.find_spec(args.backend) is None:
         parser.error(f"--backend {args.backend}: the {args.backend!r} package is not installed")
     args.num_tokens = num_tokens
+    args.num_frames = encoder.get("num_frames")
     return args
 
 
@@ -235,17 +265,26 @@ def check_masking(parser, name, mask_ratio, patch_size, grid):
         parser.error(f"unknown --masking {name!r}; expected one of {', '.join(sorted(MASK_GENERATORS))}")
     try:
         generator = get_mask_generator(name, mask_ratio=mask_ratio, patch_size=patch_size)
-        if generator.grid_rank == 3:
-            raise ValueError("it masks video token grids (T, gh, gw), not images")
+        if generator.grid_rank is not None and generator.grid_rank != len(grid):
+            raise ValueError("it masks video token grids (T, gh, gw), not images" if generator.grid_rank == 3
+                             else "it masks image token grids (gh, gw), not clips")
         generator.num_visible(grid)
     except (ValueError, TypeError) as error:
-        parser.error(f"--masking {name} cannot mask the {grid[0]}x{grid[1]} token grid: " + str(error).replace("`", ""))
+        parser.error(f"--masking {name} cannot mask the {'x'.join(map(str, grid))} token grid: "
+                     + str(error).replace("`", ""))
 
 
 def load_data(args):
     from keras_mim.data import load_sample_images
 
     size = args.image_size
+    if args.dataset == VIDEO_DATASET:
+        from keras_mim.data import moving_shapes
+
+        # SiamMAE picks two frames of 16-frame clips (a gap of 4 to 15 frames).
+        frames = args.num_frames or SIAMMAE_CLIP_FRAMES
+        clips = moving_shapes(NUM_HELDOUT + args.num_images, num_frames=frames, image_size=size, seed=args.seed)
+        return clips[NUM_HELDOUT:], clips[:NUM_HELDOUT]
     if args.dataset == "digits":
         # One seeded permutation of all digits: the first NUM_HELDOUT are held out.
         images = load_sample_images("digits", image_size=size, num_images=NUM_HELDOUT + args.num_images,
@@ -254,6 +293,23 @@ def load_data(args):
     train = load_sample_images("photos", image_size=size, num_images=args.num_images, seed=args.seed)
     # Other random crops (another seed) of the same photos.
     heldout = load_sample_images("photos", image_size=size, num_images=NUM_HELDOUT, seed=args.seed + 1_000_003)
+    return train, heldout
+
+
+def view_pairs(args, train, heldout):
+    """Two-view methods: a tf.data pipeline of fresh view pairs for training, and fixed
+    held-out pairs as a dict of arrays."""
+    import numpy as np
+
+    from keras_mim.data import view_dataset
+
+    views = METHODS[args.method]["views"]
+    options = {"min_gap": 4, "max_gap": SIAMMAE_CLIP_FRAMES - 1} if views == "siammae" else {}
+    train = view_dataset(train, method=views, image_size=args.image_size, batch_size=args.batch_size,
+                         seed=args.seed, shuffle=True, **options)
+    fixed = view_dataset(heldout, method=views, image_size=args.image_size, batch_size=len(heldout),
+                         seed=args.seed + 1_000_003, **options)
+    heldout = {k: np.asarray(v) for k, v in next(iter(fixed)).items()}
     return train, heldout
 
 
@@ -330,11 +386,18 @@ def run_pretrain(args):
 
     keras.utils.set_random_seed(args.seed)
     train, heldout = load_data(args)
-    num_channels = int(train.shape[-1])
+    num_examples, num_channels = len(train), int(train.shape[-1])
     model = build_model(args, num_channels)
-    # figures and pixel metrics
-    pixels = METHODS[args.method].get("pixels", False) and args.target in (None, "pixels")
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    two_views = "views" in METHODS[args.method]
+    if two_views:  # fresh view pairs every epoch; fixed held-out pairs
+        train, heldout = view_pairs(args, train, heldout)
+    # figures and pixel metrics (single-input pixel methods)
+    pixels = METHODS[args.method].get("pixels", False) and args.target in (None, "pixels") and not two_views
+    steps_per_epoch = num_examples // args.batch_size if two_views else math.ceil(num_examples / args.batch_size)
+    if steps_per_epoch < 1:
+        print(f"keras-mim pretrain: error: --num-images {num_examples} is fewer than one batch of "
+              f"--batch-size {args.batch_size} view pairs", file=sys.stderr)
+        raise SystemExit(2)
     total_steps = steps_per_epoch * args.epochs
     warmup_steps = max(1, round(WARMUP_FRACTION * total_steps)) if total_steps > 1 else 0
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -355,18 +418,18 @@ def run_pretrain(args):
     if args.overwrite:
         clean_run_folder(output)
     rng = np.random.default_rng(args.seed)
-    noise = rng.random((len(heldout), args.num_tokens)).astype("float32")  # fixed masks for figures
+    noise = rng.random((NUM_HELDOUT, args.num_tokens)).astype("float32")  # fixed masks for figures
 
     config = {
         "command": "pretrain",
-        "args": {k: v for k, v in vars(args).items() if k not in ("num_tokens", "command")},
+        "args": {k: v for k, v in vars(args).items() if k not in ("num_tokens", "num_frames", "command")},
         "resolved": {
             "backend": backend,
             "output_dir": output,
             "num_channels": num_channels,
             "num_tokens": args.num_tokens,
-            "num_train_images": int(len(train)),
-            "num_heldout_images": int(len(heldout)),
+            "num_train_images": int(num_examples),
+            "num_heldout_images": NUM_HELDOUT,
             "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps,
             "warmup_steps": warmup_steps,
@@ -409,26 +472,27 @@ def run_pretrain(args):
     if args.figure_every and pixels:
         callbacks.append(ReconstructionFigureCallback(
             heldout, os.path.join(output, "figures"), every_n_epochs=args.figure_every,
-            noise=noise, seed=args.seed, max_images=4, overwrite=args.overwrite,
+            noise=noise, seed=args.seed, max_images=2 if train.ndim == 5 else 4, overwrite=args.overwrite,
         ))
     print(
         f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
         f"({config['resolved']['model_parameters']:,} parameters) on "
-        f"{len(train)} {args.dataset} images {tuple(train.shape[1:])}, {args.epochs} epoch(s) x "
+        f"{num_examples} {args.dataset} {'clips' if args.dataset == VIDEO_DATASET else 'images'}"
+        f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
         f"{steps_per_epoch} steps, batch {args.batch_size}, mask ratio "
         f"{config['resolved']['mask_ratio']}, "
         f"lr {args.learning_rate:g}",
         flush=True,
     )
     fit_start = time.perf_counter()
+    batching = {} if two_views else {"batch_size": args.batch_size, "shuffle": True}  # tf.data batches itself
     history = model.fit(
-        train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
-        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+        train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, **batching,
     )
     fit_time = time.perf_counter() - fit_start
 
     model.save(os.path.join(output, "model.keras"))
-    heldout_loss = float(model.evaluate(heldout, batch_size=len(heldout), verbose=0, return_dict=True)["loss"])
+    heldout_loss = float(model.evaluate(heldout, batch_size=NUM_HELDOUT, verbose=0, return_dict=True)["loss"])
     heldout_mse = None
     if pixels:
         # Pixel-space MSE on the hidden pixels of the held-out images, with the figure's masks
@@ -438,7 +502,7 @@ def run_pretrain(args):
         heldout_mse = float(np.mean((panels["reconstruction"] - panels["original"])[hidden] ** 2))
         plot_reconstructions(
             model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
-            max_images=len(heldout),
+            max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
             title=f"{args.method}, {args.preset}, {args.dataset}, {args.epochs} epochs ({backend}): held-out images",
         )
     losses = [float(v) for v in history.history["loss"]]

@@ -1,7 +1,10 @@
-"""Datasets: small built-in sample images (offline), later image folders, tfds, arrays."""
+"""Datasets: small built-in sample images (offline), synthetic and file video clips, two-view pairs."""
 
+from keras_mim.data.clips import ClipFolder, clip_dataset, load_clips
+from keras_mim.data.moving_shapes import moving_shapes
 from keras_mim.data.sample_datasets import (
     DEFAULT_IMAGE_SIZES,
     list_sample_datasets,
     load_sample_images,
 )
+from keras_mim.data.views import cropmae_views, random_resized_crop_box, siammae_views, view_dataset

@@ -1,9 +1,11 @@
 from keras_mim.layers.attention import MultiHeadSelfAttention
+from keras_mim.layers.cross_attention import MultiHeadCrossAttention
+from keras_mim.layers.cross_attention_block import CrossAttentionBlock
 from keras_mim.layers.drop_path import DropPath
 from keras_mim.layers.layer_scale import LayerScale
 from keras_mim.layers.mlp import MLP
 from keras_mim.layers.patching import PatchEmbedding, patchify, unpatchify
 from keras_mim.layers.pixel_shuffle import PixelShuffleHead, pixel_shuffle
-from keras_mim.layers.pos_embed import PositionEmbedding2D, sincos_2d
+from keras_mim.layers.pos_embed import PositionEmbedding, sincos_2d, sincos_3d, sincos_flat
 from keras_mim.layers.token_ops import gather_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock

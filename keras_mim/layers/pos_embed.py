@@ -1,10 +1,12 @@
-"""2D position embeddings: the fixed sin-cos table of MAE, or a learned table."""
+"""Position embeddings of image `(gh, gw)` and clip `(T, gh, gw)` token grids: fixed sin-cos
+tables (MAE 2D, 3D, VideoMAE's flat 1D table) or a learned table."""
+
+import math
 
 import keras
 import numpy as np
 from keras import ops
 
-from keras_mim.utils import to_2tuple
 
 
 def sincos_1d(dim, positions):
@@ -29,50 +31,98 @@ def sincos_2d(dim, grid_shape):
     return np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
 
 
+def sincos_3d(dim, grid_shape):
+    """A 3D table `(T * gh * gw, dim)` for a clip grid `(T, gh, gw)`, row-major.
+
+    The first `dim / 4` channels encode the time index (1D sin-cos), the other
+    `3 dim / 4` the spatial position (the MAE 2D table), so every time slice shares
+    MAE's spatial layout; `dim` must be divisible by 16.
+    """
+    if dim % 16:
+        raise ValueError(f"The 3D sin-cos embedding needs a width divisible by 16, got {dim}.")
+    t, gh, gw = grid_shape
+    time = np.repeat(sincos_1d(dim // 4, np.arange(t)), gh * gw, axis=0)
+    space = np.tile(sincos_2d(dim - dim // 4, (gh, gw)), (t, 1))
+    return np.concatenate([time, space], axis=1)
+
+
+def sincos_flat(dim, num_positions):
+    """VideoMAE's 1D table over the flattened grid `(N, dim)`: channel `j` of position
+    `p` is `sin` (even `j`) or `cos` (odd `j`) of `p / 10000^(2 * (j // 2) / dim)`."""
+    j = np.arange(dim)
+    angles = np.arange(num_positions, dtype=np.float64)[:, None] / 10000 ** (2 * (j // 2) / dim)
+    return np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
+
+
+def sincos_table(dim, grid_shape, mode="sincos"):
+    """The fixed table `(prod(grid_shape), dim)` of `mode` (`"sincos"`: 2D for image
+    grids, 3D for clip grids; `"sincos_1d"`: VideoMAE's flat table)."""
+    if mode == "sincos_1d":
+        return sincos_flat(dim, math.prod(grid_shape))
+    return sincos_3d(dim, grid_shape) if len(grid_shape) == 3 else sincos_2d(dim, grid_shape)
+
+
+def check_grid(grid_shape, name="grid_shape"):
+    """A token grid `(gh, gw)` or `(T, gh, gw)` as a tuple of positive ints."""
+    if not (
+        isinstance(grid_shape, (tuple, list))
+        and len(grid_shape) in (2, 3)
+        and all(isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in grid_shape)
+    ):
+        raise ValueError(f"`{name}` must be (gh, gw) or (T, gh, gw) positive ints, got {grid_shape!r}.")
+    return tuple(grid_shape)
+
+
+POSITION_MODES = ("sincos", "sincos_1d", "learned")
+
+
 @keras.saving.register_keras_serializable(package="keras_mim")
-class PositionEmbedding2D(keras.layers.Layer):
-    """Adds a 2D position embedding to patch tokens `(B, N, D)`, N = gh * gw.
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a position embedding to tokens `(B, N, D)` of a `(gh, gw)` or `(T, gh, gw)` grid.
 
-    `mode="sincos"` is the fixed MAE table (not trained); `mode="learned"` is a
-    trainable table initialised with a truncated normal (std 0.02). With
-    `cls_token=True` the layer also holds the row for a cls token (all zeros for
-    sin-cos), returned by `cls_embedding()`.
+    `mode="sincos"` is the fixed MAE 2D table for images and a 3D table (time in the
+    first `D / 4` channels, MAE's 2D table in the rest) for clips; `"sincos_1d"` is
+    VideoMAE's fixed 1D table over the flattened grid; `"learned"` is a trainable table
+    initialised with a truncated normal (std 0.02). With `cls_token=True` the layer also
+    holds the row for a cls token (all zeros for fixed tables), see `cls_embedding()`.
 
-    Tokens from a different grid (another image size) are accepted: the sin-cos table
-    is recomputed for that grid and a learned table is resized bicubically, as
-    `interpolate_pos_encoding` in HF ViTMAE.
+    Tokens from a different grid (another image size) are accepted: a fixed table is
+    recomputed for that grid and a learned one is resized bicubically per time slice
+    (as `interpolate_pos_encoding` in HF ViTMAE).
 
     Args:
-        grid_shape: `(gh, gw)` patch grid the table is built for.
-        mode: `"sincos"` or `"learned"`.
+        grid_shape: `(gh, gw)` or `(T, gh, gw)` token grid the table is built for.
+        mode: `"sincos"`, `"sincos_1d"` or `"learned"`.
         cls_token: whether to hold an extra row for a cls token.
         **kwargs: standard layer arguments.
 
     Example:
     >>> import numpy as np
-    >>> layer = PositionEmbedding2D((2, 3))
+    >>> layer = PositionEmbedding((2, 3))
     >>> tuple(layer(np.zeros((1, 6, 8), "float32")).shape)
     (1, 6, 8)
+    >>> tuple(PositionEmbedding((2, 2, 3))(np.zeros((1, 12, 16), "float32")).shape)
+    (1, 12, 16)
     """
 
     def __init__(self, grid_shape, mode="sincos", cls_token=True, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("sincos", "learned"):
-            raise ValueError(f"`mode` must be 'sincos' or 'learned', got {mode!r}.")
-        self.grid_shape = to_2tuple(grid_shape, "grid_shape")
+        if mode not in POSITION_MODES:
+            raise ValueError(f"`mode` must be one of {POSITION_MODES}, got {mode!r}.")
+        self.grid_shape = check_grid(grid_shape)
         self.mode = mode
         self.cls_token = bool(cls_token)
 
     def build(self, input_shape):
         dim = input_shape[-1]
-        num = self.grid_shape[0] * self.grid_shape[1] + int(self.cls_token)
-        if self.mode == "sincos":
-            table = sincos_2d(dim, self.grid_shape)
+        num = math.prod(self.grid_shape) + int(self.cls_token)
+        if self.mode == "learned":
+            init = keras.initializers.TruncatedNormal(stddev=0.02)
+        else:
+            table = sincos_table(dim, self.grid_shape, self.mode)
             if self.cls_token:
                 table = np.concatenate([np.zeros((1, dim)), table], axis=0)
             init = keras.initializers.Constant(table.astype("float32"))
-        else:
-            init = keras.initializers.TruncatedNormal(stddev=0.02)
         self.pos_embed = self.add_weight(
             shape=(1, num, dim),
             initializer=init,
@@ -81,27 +131,32 @@ class PositionEmbedding2D(keras.layers.Layer):
         )
 
     def cls_embedding(self):
-        """The cls row `(1, 1, D)` (zeros for sin-cos)."""
+        """The cls row `(1, 1, D)` (zeros for fixed tables)."""
         return self.pos_embed[:, :1]
 
     def patch_embedding(self, grid_shape=None):
-        """The table `(1, gh * gw, D)` for `grid_shape` (default: the built grid)."""
-        grid_shape = self.grid_shape if grid_shape is None else tuple(grid_shape)
+        """The table `(1, N, D)` for `grid_shape` (default: the built grid)."""
+        grid_shape = self.grid_shape if grid_shape is None else check_grid(grid_shape)
         table = self.pos_embed[:, int(self.cls_token):]
         if grid_shape == self.grid_shape:
             return table
         dim = table.shape[-1]
-        if self.mode == "sincos":
-            return ops.convert_to_tensor(sincos_2d(dim, grid_shape)[None], dtype=table.dtype)
-        gh, gw = self.grid_shape
-        grid = ops.reshape(table, (1, gh, gw, dim))
-        grid = ops.image.resize(grid, grid_shape, interpolation="bicubic")
-        return ops.reshape(grid, (1, grid_shape[0] * grid_shape[1], dim))
+        if self.mode != "learned":
+            return ops.convert_to_tensor(sincos_table(dim, grid_shape, self.mode)[None], dtype=table.dtype)
+        if len(grid_shape) != len(self.grid_shape) or grid_shape[:-2] != self.grid_shape[:-2]:
+            raise ValueError(
+                f"A learned table for grid {self.grid_shape} can only be resized spatially, "
+                f"got grid_shape={grid_shape}."
+            )
+        frames = math.prod(self.grid_shape[:-2])
+        grid = ops.reshape(table, (frames,) + self.grid_shape[-2:] + (dim,))
+        grid = ops.image.resize(grid, grid_shape[-2:], interpolation="bicubic")
+        return ops.reshape(grid, (1, math.prod(grid_shape), dim))
 
     def call(self, tokens, grid_shape=None):
         if grid_shape is None:
             n = tokens.shape[1]
-            if n != self.grid_shape[0] * self.grid_shape[1]:
+            if n != math.prod(self.grid_shape):
                 raise ValueError(
                     f"Got {n} tokens but the position embedding grid is {self.grid_shape}; "
                     "pass `grid_shape` for another grid."
@@ -112,4 +167,3 @@ class PositionEmbedding2D(keras.layers.Layer):
         config = super().get_config()
         config.update(grid_shape=self.grid_shape, mode=self.mode, cls_token=self.cls_token)
         return config
-

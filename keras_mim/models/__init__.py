@@ -1,3 +1,4 @@
+from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
 from keras_mim.models.data2vec import Data2Vec
 from keras_mim.models.hpm import HPM, HPMSchedule
 from keras_mim.models.mae_decoder import MAEDecoder
@@ -7,5 +8,7 @@ from keras_mim.models.methods import METHODS, get_method
 from keras_mim.models.mfm import MFM
 from keras_mim.models.mr_mae import MRMAE
 from keras_mim.models.presets import list_presets
+from keras_mim.models.siamese_mae import SiameseMAE
 from keras_mim.models.simmim import SimMIM
+from keras_mim.models.video_mae import VideoMAE
 from keras_mim.models.vit_encoder import ViTEncoder

@@ -1,12 +1,31 @@
 """The light MAE decoder: visible latents + mask tokens -> per-patch predictions."""
 
+import math
+
 import keras
 from keras import ops
 
-from keras_mim.layers.pos_embed import PositionEmbedding2D
-from keras_mim.layers.token_ops import restore_tokens
+from keras_mim.layers.pos_embed import PositionEmbedding, check_grid
+from keras_mim.layers.token_ops import gather_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
-from keras_mim.utils import check_positive_int, to_2tuple
+from keras_mim.utils import check_positive_int
+
+
+def unshuffle_tokens(decoder, latent, ids_restore):
+    """The start of an MAE-style decoder: project `latent` `(B, P + K, De)` with
+    `decoder.embed`, fill the hidden places with `decoder.mask_token`, unshuffle with
+    `ids_restore` and add `decoder.pos_embed` (the P prefix tokens get its cls row).
+
+    Returns `(prefix (B, P, Dd), tokens (B, N, Dd))`; shared by every decoder that
+    rebuilds the full token grid (MAE, the two-view cross-attention decoder).
+    """
+    x = decoder.embed(latent)  # (B, P + K, Dd)
+    p = decoder.num_prefix_tokens
+    prefix, visible = x[:, :p], x[:, p:]
+    tokens = decoder.pos_embed(restore_tokens(visible, ids_restore, decoder.mask_token))  # (B, N, Dd)
+    if p:
+        prefix = prefix + ops.cast(decoder.pos_embed.cls_embedding(), tokens.dtype)
+    return prefix, tokens
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -14,8 +33,13 @@ class MAEDecoder(keras.layers.Layer):
     """MAE decoder: project, append mask tokens, unshuffle, add the fixed sin-cos
     position embedding, run `depth` blocks, norm, project each token to `output_dim`.
 
+    `decoder(latent, ids_restore, ids_decode=ids)` runs the blocks only on the tokens
+    at positions `ids` `(B, M)` (VideoMAE V2's dual masking: the visible tokens and the
+    subset of hidden ones to reconstruct) and returns `(B, M, output_dim)` in that
+    order, so the cost of the blocks scales with M instead of N.
+
     Args:
-        grid_shape: `(gh, gw)` token grid of the encoder.
+        grid_shape: `(gh, gw)` (or `(T, gh, gw)` for clips) token grid of the encoder.
         output_dim: prediction width per token (`ph * pw * C` for pixels).
         decoder_dim: decoder token width (MAE: 512).
         depth: decoder blocks (MAE: 8).
@@ -23,6 +47,8 @@ class MAEDecoder(keras.layers.Layer):
         mlp_ratio: MLP hidden width / decoder width.
         num_prefix_tokens: tokens before the patches in the encoder output (1 for cls).
         norm_epsilon: LayerNorm epsilon.
+        pos_embed: fixed table, `"sincos"` (MAE 2D / 3D for clips) or `"sincos_1d"`
+            (VideoMAE's flat table).
         **kwargs: standard layer arguments.
 
     Example:
@@ -43,10 +69,14 @@ class MAEDecoder(keras.layers.Layer):
         mlp_ratio=4.0,
         num_prefix_tokens=1,
         norm_epsilon=1e-6,
+        pos_embed="sincos",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.grid_shape = to_2tuple(grid_shape, "grid_shape")
+        self.grid_shape = check_grid(grid_shape)
+        if pos_embed not in ("sincos", "sincos_1d"):
+            raise ValueError(f"`pos_embed` must be 'sincos' or 'sincos_1d', got {pos_embed!r}.")
+        self.pos_embed_mode = pos_embed
         self.output_dim = check_positive_int(output_dim, "output_dim")
         self.decoder_dim = check_positive_int(decoder_dim, "decoder_dim")
         self.depth = check_positive_int(depth, "depth")
@@ -58,8 +88,8 @@ class MAEDecoder(keras.layers.Layer):
         self.norm_epsilon = float(norm_epsilon)
         p = self.dtype_policy
         self.embed = keras.layers.Dense(decoder_dim, dtype=p, name="decoder_embed")
-        self.pos_embed = PositionEmbedding2D(
-            self.grid_shape, "sincos", cls_token=self.num_prefix_tokens > 0, dtype=p,
+        self.pos_embed = PositionEmbedding(
+            self.grid_shape, pos_embed, cls_token=self.num_prefix_tokens > 0, dtype=p,
             name="decoder_pos_embed",
         )
         self.blocks = [
@@ -72,7 +102,7 @@ class MAEDecoder(keras.layers.Layer):
 
     def build(self, latent_shape, ids_restore_shape=None):
         self.embed.build(latent_shape)
-        n = self.grid_shape[0] * self.grid_shape[1]
+        n = math.prod(self.grid_shape)
         shape = (None, n + self.num_prefix_tokens, self.decoder_dim)
         self.pos_embed.build(shape)
         self.mask_token = self.add_weight(
@@ -85,18 +115,16 @@ class MAEDecoder(keras.layers.Layer):
         self.norm.build(shape)
         self.pred.build(shape)
 
-    def call(self, latent, ids_restore, training=None):
-        x = self.embed(latent)  # (B, P + K, Dd)
-        prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
-        x = restore_tokens(visible, ids_restore, self.mask_token)  # (B, N, Dd)
-        x = self.pos_embed(x)
+    def call(self, latent, ids_restore, ids_decode=None, training=None):
+        prefix, x = unshuffle_tokens(self, latent, ids_restore)  # (B, P, Dd), (B, N, Dd)
+        if ids_decode is not None:
+            x = gather_tokens(x, ids_decode)  # (B, M, Dd): only the tokens to decode
         if self.num_prefix_tokens:
-            prefix = prefix + ops.cast(self.pos_embed.cls_embedding(), x.dtype)
             x = ops.concatenate([prefix, x], axis=1)
         for block in self.blocks:
             x = block(x, training=training)
         x = self.pred(self.norm(x))
-        return x[:, self.num_prefix_tokens :]  # (B, N, output_dim)
+        return x[:, self.num_prefix_tokens :]  # (B, N or M, output_dim)
 
     def get_config(self):
         config = super().get_config()
@@ -109,5 +137,6 @@ class MAEDecoder(keras.layers.Layer):
             mlp_ratio=self.mlp_ratio,
             num_prefix_tokens=self.num_prefix_tokens,
             norm_epsilon=self.norm_epsilon,
+            pos_embed=self.pos_embed_mode,
         )
         return config

@@ -4,11 +4,14 @@ import keras
 from keras import ops
 
 from keras_mim.layers.patching import patchify, unpatchify
+from keras_mim.layers.token_ops import restore_tokens
 from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking import get_mask_generator
+from keras_mim.masking.selection import select_tokens
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.presets import build_preset
 from keras_mim.models.pretraining_model import PretrainingModel
+from keras_mim.models.reconstruction import pixel_reconstruction
 from keras_mim.models.vit_encoder import ViTEncoder
 from keras_mim.targets import PixelTarget, get_target
 from keras_mim.utils import check_mask_ratio
@@ -25,6 +28,17 @@ class MaskedAutoencoder(PretrainingModel):
     default; any `keras_mim.targets.Target`, e.g. HOG), averaged over hidden patches
     only, in float32.
 
+    Partial reconstruction (VideoMAE V2's dual masking, also usable on images): with a
+    `decoder_mask_generator`, the decoder blocks run only on the K visible tokens plus
+    a static number M of hidden ones, those the decoder mask keeps
+    (`M = (N - K) * (1 - decoder_mask_ratio)`; exactly the tokens hidden from the
+    encoder AND kept by the decoder mask whenever that count does not depend on the
+    sample, e.g. running cells on a time grid that is a multiple of 4 under tube
+    masking; otherwise the kept ones come first and ties break at random). The loss
+    is taken on those M tokens; `call` then also returns `decode_mask` `(B, N)`
+    (1 = hidden and decoded) and `pred` is zero where nothing was decoded.
+    `call(..., decoder_noise=scores)` fixes the decoder mask (lower = decoded).
+
     Args:
         encoder: a `ViTEncoder`; after pretraining, this object is what downstream
             models reuse.
@@ -40,7 +54,11 @@ class MaskedAutoencoder(PretrainingModel):
         norm_pix_eps: epsilon of that normalisation (default 1e-6, as MAE).
         target: None (pixels, per `norm_pix_loss`), a `keras_mim.targets.Target`, or a
             name from `keras_mim.targets.TARGETS` (`"pixels"`, `"hog"`, `"fourier"`).
-        seed: optional int seed of the mask generator when built from a name.
+        decoder_mask_generator: None (decode every token), or the decoder mask of
+            partial reconstruction: a `MaskGenerator` or a name (VideoMAE V2:
+            `"running_cell"`).
+        decoder_mask_ratio: fraction of tokens the decoder mask hides (V2: 0.5).
+        seed: optional int seed of the mask generators built from names.
         **kwargs: standard model arguments (name, dtype).
 
     Example:
@@ -63,6 +81,8 @@ class MaskedAutoencoder(PretrainingModel):
         norm_pix_loss=None,
         norm_pix_eps=None,
         target=None,
+        decoder_mask_generator=None,
+        decoder_mask_ratio=0.5,
         seed=None,
         **kwargs,
     ):
@@ -70,7 +90,7 @@ class MaskedAutoencoder(PretrainingModel):
         if not isinstance(encoder, ViTEncoder):
             raise TypeError(f"`encoder` must be a ViTEncoder, got {type(encoder).__name__}.")
         self.encoder = encoder
-        self.patch_size = encoder.patch_size
+        self.patch_size = encoder.patch_shape  # (ph, pw), or (t, ph, pw) tubelets for clips
         self.target = self.make_target(target, norm_pix_loss, norm_pix_eps)
         self.decoder = self.make_decoder(decoder, self.target.output_dim(self.patch_size, encoder.num_channels))
         self.mask_generator = get_mask_generator(
@@ -79,6 +99,14 @@ class MaskedAutoencoder(PretrainingModel):
         # The generator's own ratio rules; fail now if it leaves no token visible.
         self.mask_ratio = check_mask_ratio(self.mask_generator.mask_ratio, encoder.num_patches)
         self.mask_generator.num_visible(encoder.grid_shape)
+        self.decoder_mask_generator = None
+        if decoder_mask_generator is not None:
+            self.decoder_mask_generator = get_mask_generator(
+                decoder_mask_generator, mask_ratio=decoder_mask_ratio,
+                seed=None if seed is None else seed + 1, patch_size=encoder.patch_size[0],
+            )
+        self.decoder_mask_ratio = decoder_mask_ratio
+        self.num_decoded = self.decoded_count()
         self.seed = seed
         self.build()  # every shape is known from the config
 
@@ -127,6 +155,21 @@ class MaskedAutoencoder(PretrainingModel):
             )
         return decoder
 
+    def decoded_count(self):
+        """Static number M of hidden tokens the decoder reconstructs (all of them unless a
+        decoder mask is set)."""
+        grid, n = self.encoder.grid_shape, self.encoder.num_patches
+        hidden = n - self.mask_generator.num_visible(grid)
+        if self.decoder_mask_generator is None:
+            return hidden
+        m = hidden * self.decoder_mask_generator.num_visible(grid) // n
+        if m < 1:
+            raise ValueError(
+                f"`decoder_mask_ratio`={self.decoder_mask_ratio!r} leaves none of the {hidden} "
+                "hidden tokens to reconstruct; use a lower decoder mask ratio."
+            )
+        return m
+
     def build(self, images_shape=None):
         # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
         if not self.encoder.built:
@@ -138,12 +181,12 @@ class MaskedAutoencoder(PretrainingModel):
 
     # ------------------------------------------------------------------ the method
     def patchify(self, images):
-        """`(B, H, W, C) -> (B, N, ph * pw * C)`."""
+        """`(B, H, W, C) -> (B, N, ph * pw * C)` (clips: `(B, T, H, W, C) -> (B, N, t * ph * pw * C)`)."""
         return patchify(images, self.patch_size)
 
     def unpatchify(self, patches):
-        """`(B, N, ph * pw * C) -> (B, H, W, C)` at the encoder's image size."""
-        return unpatchify(patches, self.patch_size, self.encoder.image_size + (self.encoder.num_channels,))
+        """`(B, N, P) -> (B, [T,] H, W, C)` at the encoder's input size."""
+        return unpatchify(patches, self.patch_size, self.encoder.input_size + (self.encoder.num_channels,))
 
     def forward_encoder(self, images, noise=None, training=None):
         self.encoder.check_images(images)
@@ -151,8 +194,27 @@ class MaskedAutoencoder(PretrainingModel):
         latent = self.encoder(images, ids_keep=masking["ids_keep"], training=training)  # (B, 1+K, D)
         return latent, masking
 
-    def forward_decoder(self, latent, ids_restore, training=None):
-        return self.decoder(latent, ids_restore, training=training)  # (B, N, P)
+    def decoder_masking(self, mask, decoder_noise=None):
+        """Partial reconstruction: the K visible + M decoded tokens, visible ones first,
+        as `select_tokens` output (`ids_keep` `(B, K + M)`, `mask` 1 = not decoded)."""
+        gen, n = self.decoder_mask_generator, self.encoder.num_patches
+        if decoder_noise is None:
+            decoder_noise = gen.scores(ops.shape(mask)[0], self.encoder.grid_shape)  # lower = decoded
+        elif tuple(decoder_noise.shape)[-1:] != (n,) or len(decoder_noise.shape) != 2:
+            raise ValueError(f"`decoder_noise` must have shape (batch, {n}), got {tuple(decoder_noise.shape)}.")
+        tie = keras.random.uniform(ops.shape(mask), seed=gen.seed_generator)  # running cells score 0 or 1
+        scores = mask * (2.0 + ops.cast(decoder_noise, "float32") + 0.5 * tie)  # visible tokens: 0
+        return select_tokens(scores, self.mask_generator.num_visible(self.encoder.grid_shape) + self.num_decoded)
+
+    def forward_decoder(self, latent, ids_restore, mask=None, decoder_noise=None, training=None):
+        """Predictions `(B, N, P)`; with a decoder mask, `(pred, decode_mask)` where the
+        blocks ran on K + M tokens only and `pred` is zero elsewhere."""
+        if self.decoder_mask_generator is None:
+            return self.decoder(latent, ids_restore, training=training)  # (B, N, P)
+        decoding = self.decoder_masking(mask, decoder_noise)
+        pred = self.decoder(latent, ids_restore, ids_decode=decoding["ids_keep"], training=training)  # (B, K+M, P)
+        pred = restore_tokens(pred, decoding["ids_restore"], ops.zeros((pred.shape[-1],)))  # (B, N, P)
+        return pred, mask * (1.0 - decoding["mask"])
 
     def forward_loss(self, images, pred, mask):
         target = self.target(images, patch_size=self.patch_size)  # (B, N, P)
@@ -161,20 +223,26 @@ class MaskedAutoencoder(PretrainingModel):
             mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score every patch
         return masked_mean(loss, mask)
 
-    def call(self, images, noise=None, training=None):
+    def call(self, images, noise=None, decoder_noise=None, training=None):
         latent, masking = self.forward_encoder(images, noise=noise, training=training)
-        pred = self.forward_decoder(latent, masking["ids_restore"], training=training)
-        return {"pred": pred, "mask": masking["mask"], "ids_restore": masking["ids_restore"]}
+        out = {"mask": masking["mask"], "ids_restore": masking["ids_restore"]}
+        if self.decoder_mask_generator is None:
+            out["pred"] = self.forward_decoder(latent, masking["ids_restore"], training=training)
+        else:
+            out["pred"], out["decode_mask"] = self.forward_decoder(
+                latent, masking["ids_restore"], masking["mask"], decoder_noise, training=training
+            )
+        return out
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
-        loss = self.forward_loss(x, y_pred["pred"], y_pred["mask"])
+        loss = self.forward_loss(x, y_pred["pred"], y_pred.get("decode_mask", y_pred["mask"]))
         return self.add_layer_losses(loss)
 
     def reconstruct(self, images, noise=None):
         """Reconstructed images `(B, H, W, C)` in pixel space and the hidden-pixel mask
-        `(B, H, W, 1)`; returns `(reconstruction, pixel_mask, mask)`.
+        `(B, H, W, 1)` (clips: `(B, T, H, W, ...)`); returns `(reconstruction, pixel_mask, mask)`.
 
         With `norm_pix_loss=True` the model predicts each patch only up to its mean and
         contrast, so the prediction is mapped back with the statistics of the original
@@ -189,11 +257,8 @@ class MaskedAutoencoder(PretrainingModel):
                 f"{type(self.target).__name__} values."
             )
         out = self(images, noise=noise, training=False)
-        pred = self.target.denormalize(out["pred"], images, self.patch_size)
-        ph, pw = self.patch_size
-        mask_patches = ops.repeat(ops.expand_dims(out["mask"], -1), ph * pw, axis=-1)
-        pixel_mask = unpatchify(mask_patches, self.patch_size, self.encoder.image_size + (1,))
-        return self.unpatchify(pred), pixel_mask, out["mask"]
+        rec, pixel_mask = pixel_reconstruction(self.target, images, out["pred"], out["mask"], self.patch_size)
+        return rec, pixel_mask, out["mask"]
 
     def get_config(self):
         config = super().get_config()
@@ -203,6 +268,11 @@ class MaskedAutoencoder(PretrainingModel):
             mask_generator=keras.saving.serialize_keras_object(self.mask_generator),
             mask_ratio=self.mask_ratio,
             target=keras.saving.serialize_keras_object(self.target),
+            decoder_mask_generator=(
+                None if self.decoder_mask_generator is None
+                else keras.saving.serialize_keras_object(self.decoder_mask_generator)
+            ),
+            decoder_mask_ratio=self.decoder_mask_ratio,
             seed=self.seed,
         )
         return config

@@ -3,6 +3,8 @@
 `keras-mim pretrain --method NAME` and `get_method(NAME)` read this table. A method
 is a pretraining class plus the arguments that make it the published method (MaskFeat
 is the mask-token model with a HOG target); the architecture comes from a preset.
+Two-view methods also name, in `views`, the recipe that makes their input pairs
+(`{"reference": ..., "target": ...}`, see `SiameseMAE`).
 """
 
 import keras
@@ -24,6 +26,17 @@ METHODS = {
                      description="data2vec-style: mask tokens, regress top-K layers of an EMA teacher."),
     "hpm": dict(model="HPM", pixels=True,
                 description="HPM: MAE plus a loss predictor that hides the hardest patches."),
+    "cropmae": dict(model="SiameseMAE", pixels=True, views="cropmae", kwargs={"mask_ratio": 0.985},
+                    description="CropMAE: a local crop, 98.5% hidden, rebuilt from its global crop "
+                                "through a cross-attention decoder."),
+    "siammae": dict(model="SiameseMAE", pixels=True, views="siammae", kwargs={"mask_ratio": 0.95},
+                    description="SiamMAE: a video frame, 95% hidden, rebuilt from an earlier frame "
+                                "through a cross-attention decoder."),
+    "videomae": dict(model="VideoMAE", pixels=True, video=True,
+                     description="VideoMAE: MAE on clips, tubelet tokens, tube masks at 0.9."),
+    "videomaev2": dict(model="VideoMAE", pixels=True, video=True,
+                       kwargs={"decoder_mask_generator": "running_cell", "decoder_mask_ratio": 0.5},
+                       description="VideoMAE V2: dual masking, the decoder reconstructs a running-cell subset."),
 }
 
 

@@ -21,6 +21,14 @@ def _vit(image_size, patch_size, embed_dim, depth, num_heads):
                 depth=depth, num_heads=num_heads)
 
 
+def _video(vit, num_frames, tubelet_size=2):
+    return dict(vit, num_frames=num_frames, tubelet_size=tubelet_size, cls_token=False,
+                pos_embed="sincos_1d")
+
+
+_DEC_VIDEO = {"decoder_dim": 384, "depth": 4, "num_heads": 6, "pos_embed": "sincos_1d"}
+_DUAL = {"decoder_mask_generator": "running_cell", "decoder_mask_ratio": 0.5}
+
 PRESETS = {
     # ImageNet-scale (224 px; ViT-H uses patch 14). B/L/H decoders are the official 512 x 8 x 16.
     "mae_vit_tiny_patch16": dict(
@@ -66,6 +74,55 @@ PRESETS = {
     "hpm_vit_base_patch16": dict(
         description="HPM ViT-B/16: MAE plus a loss predictor; easy-to-hard masks (alpha up to 0.5).",
         model="HPM", encoder=_vit(224, 16, 768, 12, 12), decoder=_DEC_MAE),
+    # Two views (reference-conditioned): official ViT-S/16 configurations, and tiny ones for tests.
+    "cropmae_vit_small_patch16": dict(
+        description="CropMAE ViT-S/16: global/local crop pair, 98.5% of the local crop hidden (2 of 196 "
+                    "patches visible), cross-attention decoder 256 x 4 x 8.",
+        model="SiameseMAE", method="cropmae", encoder=_vit(224, 16, 384, 12, 6),
+        decoder={"decoder_dim": 256, "depth": 4, "num_heads": 8}, kwargs={"mask_ratio": 0.985}),
+    "siammae_vit_small_patch16": dict(
+        description="SiamMAE ViT-S/16: two video frames, 95% of the later one hidden, cross-attention "
+                    "decoder 256 x 4 x 8.",
+        model="SiameseMAE", method="siammae", encoder=_vit(224, 16, 384, 12, 6),
+        decoder={"decoder_dim": 256, "depth": 4, "num_heads": 8}, kwargs={"mask_ratio": 0.95}),
+    "cropmae_vit_test": dict(
+        description="CropMAE on the test ViT (16 px, patch 4: 16 tokens), decoder 32 x 1 x 2, ratio 0.75.",
+        model="SiameseMAE", method="cropmae", encoder=_vit(16, 4, 32, 2, 2),
+        decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}, kwargs={"mask_ratio": 0.75}),
+    "siammae_vit_test": dict(
+        description="SiamMAE on the test ViT (16 px, patch 4: 16 tokens), decoder 32 x 1 x 2, ratio 0.75.",
+        model="SiameseMAE", method="siammae", encoder=_vit(16, 4, 32, 2, 2),
+        decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}, kwargs={"mask_ratio": 0.75}),
+    # Video (issue 5): 16 x 224 x 224 clips, 2 x 16 x 16 tubelets (8 x 14 x 14 = 1568 tokens),
+    # no cls token, VideoMAE's flat 1D sin-cos tables; decoders as the official ViT-S / ViT-B.
+    "videomae_vit_small_patch16": dict(
+        description="VideoMAE ViT-S/16 on 16 x 224 px clips, tube masks at 0.9, decoder 192 x 4 x 3.",
+        model="VideoMAE", encoder=_video(_vit(224, 16, 384, 12, 6), 16),
+        decoder={**_DEC_VIDEO, "decoder_dim": 192, "num_heads": 3}),
+    "videomae_vit_base_patch16": dict(
+        description="VideoMAE ViT-B/16 on 16 x 224 px clips, tube masks at 0.9, decoder 384 x 4 x 6.",
+        model="VideoMAE", encoder=_video(_vit(224, 16, 768, 12, 12), 16), decoder=_DEC_VIDEO),
+    "videomaev2_vit_base_patch16": dict(
+        description="VideoMAE V2 ViT-B/16: dual masking (tube 0.9 + running-cell decoder mask 0.5).",
+        model="VideoMAE", method="videomaev2", encoder=_video(_vit(224, 16, 768, 12, 12), 16),
+        decoder=_DEC_VIDEO, kwargs=_DUAL),
+    "videomae_vit_nano_patch4_32": dict(
+        description="VideoMAE 64 x 4 x 4 on 8 x 32 px clips, 2 x 4 x 4 tubelets (4 x 8 x 8 tokens), 3D sin-cos, "
+                    "decoder 64 x 2 x 4: trains on a CPU.",
+        model="VideoMAE", encoder=dict(_video(_vit(32, 4, 64, 4, 4), 8), pos_embed="sincos"),
+        decoder={"decoder_dim": 64, "depth": 2, "num_heads": 4}),
+    "videomaev2_vit_nano_patch4_32": dict(
+        description="VideoMAE V2 (dual masking) on the nano video ViT: 8 x 32 px clips.",
+        model="VideoMAE", method="videomaev2", encoder=dict(_video(_vit(32, 4, 64, 4, 4), 8), pos_embed="sincos"),
+        decoder={"decoder_dim": 64, "depth": 2, "num_heads": 4}, kwargs=_DUAL),
+    "videomae_vit_test": dict(
+        description="VideoMAE on 4 x 16 px clips, patch 4, tubelet 2 (2 x 4 x 4 tokens), tube 0.75: for tests.",
+        model="VideoMAE", encoder=_video(_vit(16, 4, 32, 2, 2), 4),
+        decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}, kwargs={"mask_ratio": 0.75}),
+    "videomaev2_vit_test": dict(
+        description="VideoMAE V2 on 8 x 16 px clips (4 x 4 x 4 tokens), tube 0.75 + running cells 0.5: for tests.",
+        model="VideoMAE", method="videomaev2", encoder=_video(_vit(16, 4, 32, 2, 2), 8),
+        decoder={"decoder_dim": 32, "depth": 1, "num_heads": 2}, kwargs={**_DUAL, "mask_ratio": 0.75}),
     # Small images (32 px and below): CIFAR-sized data, CPU demos, tests.
     "mae_vit_tiny_patch4_32": dict(
         description="ViT-Ti (192 x 12 x 3), 32 px, patch 4 (64 tokens), decoder 128 x 4 x 4.",

@@ -54,7 +54,8 @@ class PretrainingModel(keras.Model):
     """
 
     #: Config entries that hold serialized Keras objects (sub-models, layers, targets).
-    nested_objects = ("encoder", "decoder", "mask_generator", "target", "teacher", "loss_predictor")
+    nested_objects = ("encoder", "decoder", "mask_generator", "target", "teacher", "loss_predictor",
+                      "decoder_mask_generator")
 
     @property
     def norm_pix_loss(self):
@@ -91,12 +92,13 @@ class PretrainingModel(keras.Model):
             spec = spec[0]
         if hasattr(spec, "shape") and hasattr(spec, "dtype"):
             self.encoder.check_images(spec, name="x")
-            size = tuple(spec.shape[1:3])
-            if size != tuple(self.encoder.image_size):
+            size = tuple(spec.shape[1:-1])
+            expected = tuple(getattr(self.encoder, "input_size", self.encoder.image_size))
+            if size != expected:
                 raise ValueError(
-                    f"`x` has images of size {size} but this model pretrains on "
-                    f"{tuple(self.encoder.image_size)} (`image_size`); resize or crop them, or "
-                    "build the model with that `image_size`."
+                    f"`x` has inputs of size {size} but this model pretrains on {expected} "
+                    "(`image_size`, with `num_frames` first for clips); resize or crop them, or "
+                    "build the model with that size."
                 )
 
     def fit(self, x=None, *args, **kwargs):

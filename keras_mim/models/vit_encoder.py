@@ -1,14 +1,16 @@
 """The ViT encoder shared by every pretraining method and downstream model."""
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_mim.layers.patching import PatchEmbedding
-from keras_mim.layers.pos_embed import PositionEmbedding2D
+from keras_mim.layers.pos_embed import PositionEmbedding
 from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
-from keras_mim.utils import check_image_size, check_positive_int, to_2tuple
+from keras_mim.utils import check_clip_size, check_image_size, check_positive_int, to_2tuple
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -23,11 +25,19 @@ class ViTEncoder(keras.Model):
     `(B, [1 +] K, D)`: the cls token first when `cls_token=True`, then the encoded patch
     tokens in the order of `ids_keep` (row-major grid order without it).
 
+    With `num_frames` set it is a video encoder (VideoMAE): inputs are clips
+    `(B, T, H, W, C)`, cut into `tubelet_size x ph x pw` tubelets, so the token grid is
+    `(T / tubelet_size, H / ph, W / pw)` and the sin-cos table is 3D (or VideoMAE's flat
+    1D table with `pos_embed="sincos_1d"`). Everything downstream (masking, decoders,
+    targets, probes) reads the grid from `grid_shape` and works unchanged.
+
     Encoder protocol (what pretraining models rely on, so that other encoders, e.g. a
     hierarchical one, can take this one's place): attributes `image_size`, `patch_size`,
     `num_channels`, `grid_shape` (the patch grid masks live on), `num_patches`,
     `num_prefix_tokens`, `output_grid_shape` and `output_dim` (the grid and width of the
-    output tokens), and `call(images, ids_keep=None, token_mask=None, training=None)`.
+    output tokens), `patch_shape` (the input block behind one token: `(ph, pw)`, or
+    `(t, ph, pw)` for clips), `num_frames` (None for images) and
+    `call(images, ids_keep=None, token_mask=None, training=None)`.
 
     Args:
         image_size: int or `(H, W)`; H and W divisible by `patch_size`.
@@ -40,10 +50,14 @@ class ViTEncoder(keras.Model):
         qkv_bias: bias on the qkv projection.
         cls_token: whether to prepend a learned cls token.
         mask_token: whether to own a learned mask token for mask-token mode (`token_mask=`).
-        pos_embed: `"sincos"` (fixed, MAE) or `"learned"`.
+        pos_embed: `"sincos"` (fixed: MAE's 2D table, 3D for clips), `"sincos_1d"`
+            (VideoMAE's fixed table over the flattened grid) or `"learned"`.
         drop_path_rate: stochastic depth, rising linearly to this value over the blocks.
         layer_scale: None, or the initial LayerScale value.
         norm_epsilon: LayerNorm epsilon (MAE: 1e-6).
+        num_frames: None for images; the clip length T for a video encoder.
+        tubelet_size: frames per token of a video encoder (VideoMAE: 2); T must be a
+            multiple of it.
         seed: optional int seed for drop path.
         **kwargs: standard model arguments (name, dtype).
 
@@ -52,6 +66,10 @@ class ViTEncoder(keras.Model):
     >>> enc = ViTEncoder(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
     >>> tuple(enc(np.zeros((2, 32, 32, 3), "float32")).shape)
     (2, 17, 32)
+    >>> video = ViTEncoder(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+    ...                    num_frames=4, tubelet_size=2, cls_token=False)
+    >>> video.grid_shape, tuple(video(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
+    ((2, 4, 4), (2, 32, 32))
     """
 
     def __init__(
@@ -70,22 +88,37 @@ class ViTEncoder(keras.Model):
         drop_path_rate=0.0,
         layer_scale=None,
         norm_epsilon=1e-6,
+        num_frames=None,
+        tubelet_size=2,
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.image_size = to_2tuple(image_size, "image_size")
         self.patch_size = to_2tuple(patch_size, "patch_size")
-        self.grid_shape = check_image_size(self.image_size, self.patch_size, "`image_size`")
-        self.num_patches = self.grid_shape[0] * self.grid_shape[1]
+        self.num_frames = None if num_frames is None else check_positive_int(num_frames, "num_frames")
+        self.tubelet_size = check_positive_int(tubelet_size, "tubelet_size")
+        if self.num_frames is None:
+            self.patch_shape = self.patch_size
+            self.grid_shape = check_image_size(self.image_size, self.patch_size, "`image_size`")
+        else:
+            self.patch_shape = (self.tubelet_size,) + self.patch_size
+            self.grid_shape = check_clip_size(
+                (self.num_frames,) + self.image_size, self.patch_shape, "clip size (`num_frames`, `image_size`)"
+            )
+        self.num_patches = math.prod(self.grid_shape)
         self.num_channels = check_positive_int(num_channels, "num_channels")
         self.embed_dim = check_positive_int(embed_dim, "embed_dim")
         self.depth = check_positive_int(depth, "depth")
         self.num_heads = check_positive_int(num_heads, "num_heads")
         if embed_dim % num_heads:
             raise ValueError(f"`num_heads`={num_heads} must divide `embed_dim`={embed_dim}.")
-        if pos_embed == "sincos" and embed_dim % 4:
-            raise ValueError(f"Sin-cos position embedding needs `embed_dim` divisible by 4, got {embed_dim}.")
+        multiple = 16 if pos_embed == "sincos" and self.num_frames else 4 if pos_embed == "sincos" else 2
+        if pos_embed != "learned" and embed_dim % multiple:
+            raise ValueError(
+                f"`pos_embed`={pos_embed!r} on a {len(self.grid_shape)}D token grid needs `embed_dim` "
+                f"divisible by {multiple}, got {embed_dim}."
+            )
         self.mlp_ratio = float(mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
         self.use_cls_token = bool(cls_token)
@@ -100,8 +133,8 @@ class ViTEncoder(keras.Model):
         self.output_dim = self.embed_dim
 
         p = self.dtype_policy
-        self.patch_embed = PatchEmbedding(self.patch_size, embed_dim, dtype=p, name="patch_embed")
-        self.pos_embed = PositionEmbedding2D(
+        self.patch_embed = PatchEmbedding(self.patch_shape, embed_dim, dtype=p, name="patch_embed")
+        self.pos_embed = PositionEmbedding(
             self.grid_shape, mode=pos_embed, cls_token=cls_token, dtype=p, name="pos_embed"
         )
         rates = np.linspace(0.0, self.drop_path_rate, depth)
@@ -125,8 +158,7 @@ class ViTEncoder(keras.Model):
     def build(self, images_shape=None):
         if self.built:
             return
-        h, w = self.image_size
-        self.patch_embed.build((None, h, w, self.num_channels))
+        self.patch_embed.build((None,) + self.input_size + (self.num_channels,))
         token_shape = (None, self.num_patches, self.embed_dim)
         self.pos_embed.build(token_shape)
         if self.use_cls_token:
@@ -150,13 +182,20 @@ class ViTEncoder(keras.Model):
         # Every shape is fixed by the config; the recorded input shape adds nothing.
         self.build()
 
+    @property
+    def input_size(self):
+        """`(H, W)` for images, `(T, H, W)` for clips: the size a batch must have."""
+        return self.image_size if self.num_frames is None else (self.num_frames,) + self.image_size
+
     def check_images(self, images, name="images"):
-        """Raise a clear error unless `images` is float `(B, H, W, C)` fitting this encoder."""
+        """Raise a clear error unless `images` is float `(B, H, W, C)` (clips:
+        `(B, T, H, W, C)`) fitting this encoder; returns its token grid."""
         shape = tuple(images.shape)
-        if len(shape) != 4:
+        rank = 4 if self.num_frames is None else 5
+        if len(shape) != rank:
+            layout = "images (B, H, W, C)" if rank == 4 else "clips (B, T, H, W, C)"
             raise ValueError(
-                f"`{name}` must be a batch of images (B, H, W, C), got rank {len(shape)} "
-                f"shape {shape}."
+                f"`{name}` must be a batch of {layout}, got rank {len(shape)} shape {shape}."
             )
         dtype = keras.backend.standardize_dtype(images.dtype)
         if "float" not in dtype:
@@ -169,7 +208,14 @@ class ViTEncoder(keras.Model):
                 f"`{name}` has {shape[-1]} channels but the encoder expects "
                 f"`num_channels`={self.num_channels}."
             )
-        return check_image_size(shape[1:3], self.patch_size, f"`{name}` size")
+        if self.num_frames is None:
+            return check_image_size(shape[1:3], self.patch_size, f"`{name}` size")
+        if shape[1] != self.num_frames:
+            raise ValueError(
+                f"`{name}` has clips of {shape[1]} frames but the encoder expects "
+                f"`num_frames`={self.num_frames}."
+            )
+        return check_clip_size(shape[1:4], self.patch_shape, f"`{name}` clip size")
 
     def embed_patches(self, images, token_mask=None):
         """Patch tokens with position embedding, no cls: `(B, N, D)`. With `token_mask`
@@ -274,6 +320,8 @@ class ViTEncoder(keras.Model):
             drop_path_rate=self.drop_path_rate,
             layer_scale=self.layer_scale,
             norm_epsilon=self.norm_epsilon,
+            num_frames=self.num_frames,
+            tubelet_size=self.tubelet_size,
             seed=self.seed,
         )
         return config

@@ -1,11 +1,13 @@
 """Pixel targets: patchified images, optionally normalised per patch (MAE's norm_pix_loss)."""
 
+import math
+
 import keras
 from keras import ops
 
 from keras_mim.layers.patching import patchify
 from keras_mim.targets.target import Target
-from keras_mim.utils import to_2tuple
+from keras_mim.utils import to_patch_shape
 
 
 def patch_statistics(patches, unbiased=True, num_channels=None):
@@ -54,7 +56,8 @@ def denormalize_prediction(pred, images, patch_size, eps=1e-6, unbiased=True):
 
 @keras.saving.register_keras_serializable(package="keras_mim")
 class PixelTarget(Target):
-    """Patch pixels `(B, N, ph * pw * C)`, raw or normalised per patch.
+    """Patch pixels `(B, N, ph * pw * C)`, raw or normalised per patch; for clips and
+    a `(t, ph, pw)` patch size, tubelet pixels `(B, N, t * ph * pw * C)`.
 
     MAE (`normalize=True`): each patch becomes `(t - mean) / sqrt(var + eps)` with the
     unbiased variance over its `ph * pw * C` values. VideoMAE (`per_channel=True,
@@ -88,19 +91,19 @@ class PixelTarget(Target):
         self.eps_on_std = bool(eps_on_std)
 
     def output_dim(self, patch_size, num_channels):
-        ph, pw = to_2tuple(patch_size, "patch_size")
-        values = ph * pw * (1 if self.per_channel else num_channels)
+        patch = to_patch_shape(patch_size)
+        values = math.prod(patch) * (1 if self.per_channel else num_channels)
         if self.normalize and self.unbiased and values < 2:
             raise ValueError(
                 f"A normalised pixel target needs at least 2 values per patch"
                 f"{' and channel' if self.per_channel else ''}, got {values} with patch size "
-                f"{(ph, pw)} and {num_channels} channels; use `normalize=False` or larger patches."
+                f"{patch} and {num_channels} channels; use `normalize=False` or larger patches."
             )
-        return ph * pw * num_channels
+        return math.prod(patch) * num_channels
 
     def statistics(self, images, patch_size):
         """Mean and std-like divisor of each patch (or patch channel), float32."""
-        patches = patchify(images, to_2tuple(patch_size, "patch_size"))
+        patches = patchify(images, to_patch_shape(patch_size))
         c = images.shape[-1] if self.per_channel else None
         mean, var = patch_statistics(patches, self.unbiased, num_channels=c)
         scale = ops.sqrt(var) + self.eps if self.eps_on_std else ops.sqrt(var + self.eps)
@@ -110,7 +113,7 @@ class PixelTarget(Target):
         return ops.reshape(x, (-1, x.shape[1], x.shape[-1] // c, c)) if self.per_channel else x
 
     def call(self, images, patch_size):
-        patch_size = to_2tuple(patch_size, "patch_size")
+        patch_size = to_patch_shape(patch_size)
         target = ops.cast(patchify(images, patch_size), "float32")  # (B, N, P)
         if not self.normalize:
             return target

@@ -64,3 +64,37 @@ def test_patch_embedding_init_is_dense_xavier():
     assert np.abs(kernel).max() <= limit
     np.testing.assert_allclose(kernel.std(), limit / np.sqrt(3), rtol=0.02)
     np.testing.assert_array_equal(to_numpy(layer.proj.bias), 0.0)
+
+
+def videomae_tubelets(clips, t, p):
+    """VideoMAE's `b (t p0) (h p1) (w p2) c -> b (t h w) (p0 p1 p2 c)` written out in numpy."""
+    b, frames, h, w, c = clips.shape
+    x = clips.reshape(b, frames // t, t, h // p, p, w // p, p, c)
+    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)  # (b, T', gh, gw, p0, p1, p2, c)
+    return x.reshape(b, (frames // t) * (h // p) * (w // p), t * p * p * c)
+
+
+def test_tubelet_patchify_matches_videomae_layout(rng):
+    x = rng.normal(size=(2, 6, 8, 12, 3)).astype("float32")
+    out = to_numpy(patchify(x, (2, 4, 4)))
+    np.testing.assert_array_equal(out, videomae_tubelets(x, 2, 4))
+    np.testing.assert_array_equal(to_numpy(unpatchify(out, (2, 4, 4), (6, 8, 12, 3))), x)
+
+
+def test_tubelet_embedding_is_dense_on_flattened_tubelet(rng):
+    x = rng.normal(size=(2, 4, 8, 8, 3)).astype("float32")
+    layer = PatchEmbedding((2, 4, 4), 16)
+    out = to_numpy(layer(x))
+    assert out.shape == (2, 2 * 2 * 2, 16)
+    kernel = to_numpy(layer.proj.kernel).reshape(2 * 4 * 4 * 3, 16)
+    expected = videomae_tubelets(x, 2, 4) @ kernel + to_numpy(layer.proj.bias)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_clip_sizes_are_checked():
+    with pytest.raises(ValueError, match="T=5 frames, which is not divisible by the tubelet size 2"):
+        patchify(np.zeros((1, 5, 8, 8, 3), "float32"), (2, 4, 4))
+    with pytest.raises(ValueError, match=r"needs clips \(B, T, H, W, C\)"):
+        patchify(np.zeros((1, 8, 8, 3), "float32"), (2, 4, 4))
+    with pytest.raises(ValueError, match=r"positive ints \(t, ph, pw\)"):
+        patchify(np.zeros((1, 4, 8, 8, 3), "float32"), (2, 0, 4))

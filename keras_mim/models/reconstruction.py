@@ -1,0 +1,45 @@
+"""From per-patch pixel predictions back to images, for figures (shared by the pixel models)."""
+
+import math
+
+from keras import ops
+
+from keras_mim.layers.patching import unpatchify
+from keras_mim.targets import PixelTarget
+
+
+def pixel_reconstruction(target, images, pred, mask, patch_size):
+    """Images rebuilt from a pixel prediction, and the hidden-pixel mask.
+
+    A normalised prediction is mapped back with each patch's own statistics
+    (`PixelTarget.denormalize`, hidden patches included, as the official MAE figures).
+
+    Args:
+        target: the model's `PixelTarget` (any other target raises a ValueError).
+        images: the images the prediction is for, `(B, H, W, C)` (clips `(B, T, H, W, C)`).
+        pred: `(B, N, P)` predictions, N tokens in row-major grid order.
+        mask: `(B, N)`, 1 = hidden.
+        patch_size: `(ph, pw)` (or `(t, ph, pw)` tubelets).
+
+    Returns:
+        `(reconstruction, pixel_mask)`: float32 `(B, H, W, C)` and `(B, H, W, 1)`.
+
+    Example:
+    >>> import numpy as np
+    >>> images = np.random.rand(2, 8, 8, 3).astype("float32")
+    >>> rec, pixel_mask = pixel_reconstruction(
+    ...     PixelTarget(normalize=False), images, np.zeros((2, 4, 48), "float32"),
+    ...     np.array([[1, 0, 0, 1]] * 2, "float32"), (4, 4))
+    >>> tuple(rec.shape), tuple(pixel_mask.shape)
+    ((2, 8, 8, 3), (2, 8, 8, 1))
+    """
+    if not isinstance(target, PixelTarget):
+        raise ValueError(
+            f"Reconstructing images needs a pixel target; this model predicts "
+            f"{type(target).__name__} values."
+        )
+    shape = tuple(images.shape[1:])  # (H, W, C) or (T, H, W, C)
+    pred = target.denormalize(pred, images, patch_size)  # (B, N, P) float32
+    mask_patches = ops.repeat(ops.expand_dims(ops.cast(mask, "float32"), -1), math.prod(patch_size), axis=-1)
+    pixel_mask = unpatchify(mask_patches, patch_size, shape[:-1] + (1,))
+    return unpatchify(pred, patch_size, shape), pixel_mask
