@@ -77,7 +77,8 @@ def add_pretrain_parser(commands):
     )
     add_backend_argument(p)
     p.add_argument("--method", choices=sorted(METHODS), default="mae",
-                   help="pretraining method: " + "; ".join(f"{k}: {v['description']}" for k, v in METHODS.items()))
+                   help="pretraining method: "  # descriptions may hold '%' (argparse formats help with %)
+                        + "; ".join(f"{k}: {v['description']}" for k, v in METHODS.items()).replace("%", "%%"))
     p.add_argument("--teacher", default=None,
                    help="for maskalign and mrmae: a .keras file holding a keras_mim encoder or "
                         "pretraining model (its encoder is used) or any Keras model of the same "
