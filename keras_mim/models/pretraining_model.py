@@ -86,20 +86,31 @@ class PretrainingModel(keras.Model):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
-    def _check_data(self, x):
-        spec = getattr(x, "element_spec", x)  # tf.data: the element spec
+    @staticmethod
+    def data_spec(x):
+        """What `fit` will feed: a tf.data dataset's element spec, else `x`; of a
+        `(inputs, labels)` pair, the inputs."""
+        spec = getattr(x, "element_spec", x)
         if isinstance(spec, (tuple, list)) and spec:
             spec = spec[0]
+        return spec
+
+    def check_input_size(self, shape, name="x", what="inputs"):
+        """Raise unless `shape[1:-1]` is the encoder's input size (`(H, W)`, `(T, H, W)` for clips)."""
+        size = tuple(shape[1:-1])
+        expected = tuple(getattr(self.encoder, "input_size", self.encoder.image_size))
+        if size != expected:
+            clips = ", with `num_frames` first for clips" if what == "inputs" else ""
+            raise ValueError(
+                f"`{name}` has {what} of size {size} but this model pretrains on {expected} "
+                f"(`image_size`{clips}); resize or crop them, or build the model with that size."
+            )
+
+    def _check_data(self, x):
+        spec = self.data_spec(x)
         if hasattr(spec, "shape") and hasattr(spec, "dtype"):
             self.encoder.check_images(spec, name="x")
-            size = tuple(spec.shape[1:-1])
-            expected = tuple(getattr(self.encoder, "input_size", self.encoder.image_size))
-            if size != expected:
-                raise ValueError(
-                    f"`x` has inputs of size {size} but this model pretrains on {expected} "
-                    "(`image_size`, with `num_frames` first for clips); resize or crop them, or "
-                    "build the model with that size."
-                )
+            self.check_input_size(spec.shape)
 
     def fit(self, x=None, *args, **kwargs):
         self._check_data(x)

@@ -180,18 +180,11 @@ class SiameseMAE(PretrainingModel):
                 f"The two views must have the same shape: `{name}['reference']` is {ref_shape} but "
                 f"`{name}['target']` is {tgt_shape}; resize the crops to the encoder's image size."
             )
-        size, expected = ref_shape[1:3], tuple(self.encoder.image_size)
-        if size != expected:
-            raise ValueError(
-                f"`{name}` has views of size {size} but this model pretrains on {expected} "
-                "(`image_size`); resize or crop them, or build the model with that `image_size`."
-            )
+        self.check_input_size(ref_shape, name=name, what="views")
         return reference, target
 
     def _check_data(self, x):
-        spec = getattr(x, "element_spec", x)  # tf.data: the element spec
-        if isinstance(spec, (tuple, list)) and spec:
-            spec = spec[0]  # (views, labels): labels are ignored
+        spec = self.data_spec(x)  # (views, labels): labels are ignored
         if isinstance(spec, Mapping) or hasattr(spec, "shape"):
             self.split_views(spec, name="x")
         # Generators / PyDatasets cannot be inspected without drawing a batch: `call` checks.
