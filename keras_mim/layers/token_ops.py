@@ -44,3 +44,45 @@ def restore_tokens(visible, ids_restore, mask_token):
     fill = ops.broadcast_to(ops.reshape(ops.cast(mask_token, visible.dtype), (1, 1, d)), (b, n - k, d))
     shuffled = ops.concatenate([visible, fill], axis=1)  # (B, N, D), kept first
     return gather_tokens(shuffled, ids_restore)
+
+
+POOLINGS = ("avg", "cls")
+
+
+def check_pooling(encoder, pooling, what="this model"):
+    """Return `pooling` if `encoder` has something to pool that way, else raise.
+
+    `"cls"` needs a cls token (`encoder.num_prefix_tokens >= 1`), `"avg"` needs patch
+    tokens in the output; anything else is an error naming the choices.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
+    prefix = getattr(encoder, "num_prefix_tokens", 0)
+    if pooling == "cls" and prefix < 1:
+        raise ValueError(
+            f"`pooling`='cls' needs an encoder with a cls token, but this encoder has none "
+            f"(num_prefix_tokens={prefix}); use pooling='avg' for {what}, or an encoder built "
+            "with `cls_token=True`."
+        )
+    if pooling == "avg" and not getattr(encoder, "num_patches", 0):
+        raise ValueError("`pooling`='avg' needs an encoder whose output holds patch tokens.")
+    return pooling
+
+
+def pool_tokens(tokens, pooling, num_prefix_tokens):
+    """One vector per sample from encoder tokens `(B, prefix + N, D) -> (B, D)`.
+
+    Args:
+        tokens: encoder output, prefix (cls) tokens first.
+        pooling: `"cls"` (the first token) or `"avg"` (mean of the patch tokens).
+        num_prefix_tokens: how many prefix tokens lead `tokens`.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.arange(6.0).reshape(1, 3, 2)
+    >>> [float(v) for v in pool_tokens(x, "avg", 1)[0]]
+    [3.0, 4.0]
+    """
+    if pooling == "cls":
+        return tokens[:, 0]
+    return ops.mean(tokens[:, num_prefix_tokens:], axis=1)

@@ -1,6 +1,8 @@
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
 from keras_mim.models.data2vec import Data2Vec
 from keras_mim.models.hpm import HPM, HPMSchedule
+from keras_mim.models.image_classifier import ImageClassifier, get_encoder
+from keras_mim.models.linear_probe import LinearProbe
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.mask_align import MaskAlign
 from keras_mim.models.masked_autoencoder import MaskedAutoencoder

@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from keras_mim.models.encoder_model import copy_model
+
 
 def frozen_copy(model, name=None):
     """A new, non-trainable model with `model`'s config and current weights.
@@ -10,12 +12,7 @@ def frozen_copy(model, name=None):
         model: a built Keras model whose class rebuilds from `get_config()`.
         name: the copy's name (default: `model.name + "_ema"`).
     """
-    config = dict(model.get_config())
-    config["name"] = name or f"{model.name}_ema"
-    copy = model.__class__.from_config(config)
-    if not copy.built:
-        copy.build()
-    copy.set_weights(model.get_weights())
+    copy = copy_model(model, name=name or f"{model.name}_ema")
     copy.trainable = False
     return copy
 

@@ -4,6 +4,8 @@ before Keras traces a training step."""
 import keras
 from keras import ops
 
+from keras_mim.models.encoder_model import EncoderModel
+
 #: What a pretraining model reads from its encoder (see `ViTEncoder`'s encoder protocol).
 ENCODER_PROTOCOL = ("image_size", "patch_size", "num_channels", "grid_shape", "num_patches",
                     "num_prefix_tokens", "output_grid_shape", "output_dim", "check_images")
@@ -43,19 +45,17 @@ def feature_map(encoder, latent):
     return ops.reshape(tokens, (-1, gh, gw, tokens.shape[-1]))
 
 
-class PretrainingModel(keras.Model):
+class PretrainingModel(EncoderModel):
     """Base class of the pretraining models (MAE, SimMIM, MFM, MaskAlign, ...).
 
-    `fit`, `evaluate` and `predict` check the images (rank, dtype, channels, size)
-    against `self.encoder` before Keras traces a step: an error raised inside a traced
-    step on JAX leaves the model's variables purged (Keras 3.15), losing the user's
-    weights. Subclasses set `self.encoder` (an encoder keeping the protocol of
-    `ViTEncoder`) and implement `call` and `compute_loss`.
+    Input checks before tracing and config round trips come from `EncoderModel`.
+    Subclasses set `self.encoder` (an encoder keeping the protocol of `ViTEncoder`) and
+    implement `call` and `compute_loss`.
     """
 
-    #: Config entries that hold serialized Keras objects (sub-models, layers, targets).
     nested_objects = ("encoder", "decoder", "mask_generator", "target", "teacher", "loss_predictor",
                       "decoder_mask_generator")
+    input_verb = "pretrains on"
 
     @property
     def norm_pix_loss(self):
@@ -63,10 +63,6 @@ class PretrainingModel(keras.Model):
         from keras_mim.targets import PixelTarget
 
         return isinstance(getattr(self, "target", None), PixelTarget) and self.target.normalize
-
-    def build_from_config(self, config):
-        # Every shape is fixed by the config; the recorded input shape adds nothing.
-        self.build()
 
     def random_masking(self, images, noise=None):
         """Decide which tokens to hide: dict of `ids_keep`, `ids_restore`, `mask` `(B, N)`."""
@@ -77,50 +73,3 @@ class PretrainingModel(keras.Model):
         if self.losses:
             loss = loss + ops.cast(ops.sum(self.losses), "float32")
         return loss
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in cls.nested_objects:
-            if isinstance(config.get(key), dict) and "class_name" in config[key]:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
-
-    @staticmethod
-    def data_spec(x):
-        """What `fit` will feed: a tf.data dataset's element spec, else `x`; of a
-        `(inputs, labels)` pair, the inputs."""
-        spec = getattr(x, "element_spec", x)
-        if isinstance(spec, (tuple, list)) and spec:
-            spec = spec[0]
-        return spec
-
-    def check_input_size(self, shape, name="x", what="inputs"):
-        """Raise unless `shape[1:-1]` is the encoder's input size (`(H, W)`, `(T, H, W)` for clips)."""
-        size = tuple(shape[1:-1])
-        expected = tuple(getattr(self.encoder, "input_size", self.encoder.image_size))
-        if size != expected:
-            clips = ", with `num_frames` first for clips" if what == "inputs" else ""
-            raise ValueError(
-                f"`{name}` has {what} of size {size} but this model pretrains on {expected} "
-                f"(`image_size`{clips}); resize or crop them, or build the model with that size."
-            )
-
-    def _check_data(self, x):
-        spec = self.data_spec(x)
-        if hasattr(spec, "shape") and hasattr(spec, "dtype"):
-            self.encoder.check_images(spec, name="x")
-            self.check_input_size(spec.shape)
-
-    def fit(self, x=None, *args, **kwargs):
-        self._check_data(x)
-        return super().fit(x, *args, **kwargs)
-
-    def evaluate(self, x=None, *args, **kwargs):
-        self._check_data(x)
-        return super().evaluate(x, *args, **kwargs)
-
-    def predict(self, x, *args, **kwargs):
-        self._check_data(x)
-        return super().predict(x, *args, **kwargs)
-

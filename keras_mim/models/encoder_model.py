@@ -1,0 +1,90 @@
+"""What every model built around a keras_mim encoder shares: config round trips of its
+sub-objects and input checks made before Keras traces a step."""
+
+import keras
+
+
+def copy_model(model, name=None, **overrides):
+    """A new model of `model`'s class with its config (plus `overrides`) and its weights.
+
+    Args:
+        model: a built Keras model whose class rebuilds from `get_config()`.
+        name: the copy's name (default: the original's).
+        **overrides: config entries to change, e.g. `drop_path_rate=0.1`.
+    """
+    config = dict(model.get_config(), **overrides)
+    if name is not None:
+        config["name"] = name
+    copy = model.__class__.from_config(config)
+    if not copy.built:
+        copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+class EncoderModel(keras.Model):
+    """Base class of the models built around `self.encoder` (pretraining models,
+    classifiers, probes).
+
+    `fit`, `evaluate` and `predict` check the images (rank, dtype, channels, size)
+    against `self.encoder` before Keras traces a step: an error raised inside a traced
+    step on JAX leaves the model's variables purged (Keras 3.15), losing the user's
+    weights. Subclasses set `self.encoder` (an encoder keeping the protocol of
+    `ViTEncoder`) and list in `nested_objects` the config entries that hold serialized
+    Keras objects.
+    """
+
+    #: Config entries that hold serialized Keras objects (sub-models, layers, targets).
+    nested_objects = ("encoder",)
+    #: How size errors describe what the model does with its inputs.
+    input_verb = "takes"
+
+    def build_from_config(self, config):
+        # Every shape is fixed by the config; the recorded input shape adds nothing.
+        self.build()
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in cls.nested_objects:
+            if isinstance(config.get(key), dict) and "class_name" in config[key]:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    @staticmethod
+    def data_spec(x):
+        """What `fit` will feed: a tf.data dataset's element spec, else `x`; of a
+        `(inputs, labels)` pair, the inputs."""
+        spec = getattr(x, "element_spec", x)
+        if isinstance(spec, (tuple, list)) and spec:
+            spec = spec[0]
+        return spec
+
+    def check_input_size(self, shape, name="x", what="inputs"):
+        """Raise unless `shape[1:-1]` is the encoder's input size (`(H, W)`, `(T, H, W)` for clips)."""
+        size = tuple(shape[1:-1])
+        expected = tuple(getattr(self.encoder, "input_size", self.encoder.image_size))
+        if size != expected:
+            clips = ", with `num_frames` first for clips" if what == "inputs" else ""
+            raise ValueError(
+                f"`{name}` has {what} of size {size} but this model {self.input_verb} {expected} "
+                f"(`image_size`{clips}); resize or crop them, or build the model with that size."
+            )
+
+    def _check_data(self, x):
+        spec = self.data_spec(x)
+        if hasattr(spec, "shape") and hasattr(spec, "dtype"):
+            self.encoder.check_images(spec, name="x")
+            self.check_input_size(spec.shape)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_data(x)
+        return super().predict(x, *args, **kwargs)

@@ -1,0 +1,91 @@
+"""Linear probing of a frozen encoder, as MAE's `main_linprobe.py`."""
+
+import keras
+import numpy as np
+
+from keras_mim.models.image_classifier import ImageClassifier, get_encoder
+
+
+@keras.saving.register_keras_serializable(package="keras_mim")
+class LinearProbe(ImageClassifier):
+    """A linear classifier on frozen encoder features, as MAE's linear probing.
+
+    The encoder (a copy, see `ImageClassifier`) is frozen and always runs in inference
+    mode (no drop path); only a BatchNormalization without affine parameters
+    (epsilon 1e-6, momentum 0.9 = PyTorch's 0.1) and a Dense head (truncated normal init, std 0.01) train. The
+    BatchNorm standardises the features per channel, which is what lets one learning
+    rate suit encoders whose features have very different scales (MAE's Appendix A.2).
+
+    Pooling as `ImageClassifier`: `"cls"` (MAE's linear-probe default, used when the
+    encoder has a cls token) is the cls token after the final norm; `"avg"` averages
+    the last block's patch tokens and applies a LayerNorm with identity affine (the
+    official probe's frozen fresh `fc_norm`).
+
+    Args:
+        encoder: a `ViTEncoder`, or a model holding one in `.encoder`.
+        num_classes: number of classes.
+        pooling: `"cls"`, `"avg"` or None (cls if the encoder has a cls token, else avg).
+        head_init_std: std of the head's initial weights (official: 0.01).
+        **kwargs: `ImageClassifier` arguments (`dropout`, `seed`, `copy_encoder`) and
+            standard model arguments (name, dtype).
+
+    Example:
+    >>> import numpy as np, keras
+    >>> from keras_mim import ViTEncoder
+    >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+    >>> probe = LinearProbe(encoder, num_classes=10)
+    >>> probe.pooling, len(probe.trainable_weights)
+    ('cls', 2)
+    >>> probe.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> history = probe.fit(np.random.rand(8, 16, 16, 3).astype("float32"), np.arange(8), epochs=1, verbose=0)
+    """
+
+    def __init__(self, encoder, num_classes, pooling=None, head_init_std=0.01, **kwargs):
+        if "drop_path_rate" in kwargs and kwargs["drop_path_rate"] not in (None, 0, 0.0):
+            raise ValueError(
+                f"A linear probe runs its frozen encoder in inference mode; `drop_path_rate`="
+                f"{kwargs['drop_path_rate']!r} would have no effect (leave it unset)."
+            )
+        kwargs.pop("drop_path_rate", None)
+        if pooling is None:
+            pooling = "cls" if get_encoder(encoder).num_prefix_tokens else "avg"
+        super().__init__(encoder, num_classes, pooling=pooling, head_init_std=head_init_std, **kwargs)
+        # Through the setter itself, on every construction (see TeacherFeatures): frozen
+        # also after a `.keras` round trip, on every backend.
+        keras.layers.Layer.trainable.fset(self.encoder, False)
+        if self.fc_norm is not None:
+            keras.layers.Layer.trainable.fset(self.fc_norm, False)
+
+    def make_head_norm(self):
+        return keras.layers.BatchNormalization(
+            center=False, scale=False, epsilon=1e-6, momentum=0.9, dtype=self.dtype_policy, name="head_norm"
+        )
+
+    def forward_features(self, images, training=None):
+        return super().forward_features(images, training=False)  # frozen: inference mode
+
+    def predict_features(self, images, batch_size=256):
+        """Pooled frozen features of `images` as numpy `(N, D)` (what the head reads).
+
+        The encoder is frozen and runs in inference mode, so a probe trained without
+        image augmentation can be fitted on these once-computed features with
+        `head_model()`, which is exactly training the whole probe, many times faster.
+        """
+        self.encoder.check_images(images)
+        chunks = [
+            keras.ops.convert_to_numpy(self.forward_features(images[i : i + batch_size]))
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks).astype("float32")
+
+    def head_model(self):
+        """The trainable part as a Keras model on features `(B, D)`: it shares this probe's
+        layers, so fitting it trains the probe."""
+        head = keras.Sequential([self.head_norm, self.head_drop, self.head], name=f"{self.name}_head")
+        head.build((None, self.encoder.output_dim))
+        return head
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("drop_path_rate")
+        return config
