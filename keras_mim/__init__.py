@@ -1,9 +1,24 @@
 """keras_mim: masked image modeling in Keras 3, on TensorFlow, JAX and PyTorch."""
 
-from keras_mim import callbacks, data, layers, losses, masking, models, targets, viz
+from keras_mim import (
+    callbacks,
+    checkpoints,
+    data,
+    evaluation,
+    layers,
+    losses,
+    masking,
+    models,
+    optimizers,
+    targets,
+    viz,
+)
+from keras_mim.checkpoints import export_state_dict, load_mae_checkpoint, save_hf_pretrained
 from keras_mim.masking import MaskGenerator, RandomMaskGenerator
 from keras_mim.models import (
     HPM,
+    ImageClassifier,
+    LinearProbe,
     MFM,
     MRMAE,
     Data2Vec,

@@ -116,7 +116,7 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
     assert args.epochs == cli.DEFAULT_EPOCHS[args.dataset]
     assert args.batch_size == cli.DEFAULT_BATCH_SIZE
     assert args.learning_rate == cli.DEFAULT_LEARNING_RATE
-    assert args.num_images == 1797 - cli.NUM_HELDOUT
+    assert args.num_images == 1438  # the train split of load_labelled_digits
     assert os.path.dirname(args.output) == "runs" and os.path.basename(args.output).startswith("pretrain-")
     assert not os.path.exists(tmp_path / "runs")  # nothing written before training
     seen.clear()
@@ -141,7 +141,7 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
         (["--backend", "numpy"], "argument --backend: invalid choice: 'numpy'"),
         (["--jit-compile", "yes"], "argument --jit-compile: invalid choice"),
         (["--image-size", "18", "--preset", "mae_vit_test"], "--image-size 18"),
-        (["--num-images", "5000"], "more than the 1789 digits available"),
+        (["--num-images", "5000"], "more than the 1438 digits of the train split"),
         (["--seed", "-1"], "argument --seed: must be a non-negative int"),
         (["--weight-decay", "-1"], "--weight-decay must be a non-negative number"),
         (["--masking", "chessboard"], "unknown --masking 'chessboard'; expected one of"),

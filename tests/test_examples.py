@@ -17,3 +17,14 @@ def test_quickstart_example_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.exists() and "encoder features (8, 65, 64)" in result.stdout
+
+
+def test_pretrain_then_evaluate_example_runs(tmp_path):
+    env = dict(os.environ, KERAS_MIM_EXAMPLE_EPOCHS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "pretrain_then_evaluate.py")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if "linear probe" in line]
+    assert len(lines) == 2 and lines[0].startswith("MAE") and lines[1].startswith("random init")

@@ -5,6 +5,9 @@ Subcommands:
 - `pretrain`: pretraining (MAE by default, or `--method simmim|maskfeat|mfm|maskalign|
   mrmae|data2vec|hpm`) on a built-in sample dataset (offline), writing a run folder with
   the model, the loss history and, for methods that predict pixels, reconstruction figures.
+- `probe`, `knn`, `finetune`: linear probe / k-NN accuracy / MAE's fine-tuning recipe for
+  the encoder of a saved `.keras` model (or of the same architecture freshly initialised,
+  `--random-init`), on labelled images; each writes a run folder with results.json.
 - `masks`: a gallery of every masking strategy on a real photo.
 
 Run `keras-mim pretrain --help` for the options, or `python -m keras_mim.cli ...`.
@@ -21,6 +24,8 @@ import subprocess  # noqa: F401  (the backend switch's child process; tests patc
 import sys
 
 from keras_mim.cli.backend import switch_backend
+from keras_mim.cli.evaluate import add_knn_parser, add_probe_parser, resolve_eval, run_knn, run_probe
+from keras_mim.cli.finetune import add_finetune_parser, resolve_finetune, run_finetune
 from keras_mim.cli.masks import add_masks_parser, resolve_masks, run_masks
 from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of the CLI's API)
     DEFAULT_BATCH_SIZE,
@@ -43,7 +48,13 @@ def build_parser():
         description="Masked image modeling in Keras 3 (TensorFlow, JAX or PyTorch backend).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    parser.subparsers = {"pretrain": add_pretrain_parser(commands), "masks": add_masks_parser(commands)}
+    parser.subparsers = {
+        "pretrain": add_pretrain_parser(commands),
+        "probe": add_probe_parser(commands),
+        "knn": add_knn_parser(commands),
+        "finetune": add_finetune_parser(commands),
+        "masks": add_masks_parser(commands),
+    }
     return parser
 
 
@@ -55,7 +66,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     # command -> (check its arguments, run it); looked up here so tests can patch either
-    commands = {"pretrain": (resolve_pretrain, run_pretrain), "masks": (resolve_masks, run_masks)}
+    commands = {
+        "pretrain": (resolve_pretrain, run_pretrain),
+        "probe": (resolve_eval, run_probe),
+        "knn": (resolve_eval, run_knn),
+        "finetune": (resolve_finetune, run_finetune),
+        "masks": (resolve_masks, run_masks),
+    }
     resolve, run = commands[args.command]
     resolve(parser.subparsers[args.command], args)
     status = switch_backend(args, argv, from_command_line)

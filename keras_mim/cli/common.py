@@ -1,7 +1,11 @@
 """What every `keras-mim` subcommand shares: backends, argument types, help format."""
 
 import argparse
+import datetime
+import importlib.util
+import json
 import math
+import os
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -23,6 +27,7 @@ def parsed(cast, accept, expected):
 
 positive_int = parsed(int, lambda v: v >= 1, "a positive int")
 non_negative_int = parsed(int, lambda v: v >= 0, "a non-negative int")
+non_negative_float = parsed(float, lambda v: math.isfinite(v) and v >= 0, "a non-negative number")
 positive_float = parsed(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 ratio = parsed(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
@@ -43,3 +48,32 @@ def add_backend_argument(parser, help_text=None):
         help=help_text or "Keras backend; default: KERAS_BACKEND, else Keras' configured one. "
         "A different one restarts the command with KERAS_BACKEND set.",
     )
+
+
+def check_output(parser, args, command):
+    """Default `args.output` to runs/<command>-YYYYmmdd-HHMMSS; refuse a file, or a
+    non-empty folder unless `args.overwrite` (nothing the user made is lost silently)."""
+    if args.output is None:
+        args.output = os.path.join("runs", f"{command}-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    output = os.path.abspath(args.output)
+    if os.path.exists(output):
+        if not os.path.isdir(output):
+            parser.error(f"--output {args.output!r} exists and is not a folder")
+        entries = os.listdir(output)
+        if entries and not args.overwrite:
+            parser.error(
+                f"run folder {args.output!r} already exists and is not empty ({len(entries)} "
+                "entries); choose another --output or pass --overwrite to replace this "
+                "command's files in it"
+            )
+
+
+def check_backend_installed(parser, args):
+    if args.backend is not None and importlib.util.find_spec(args.backend) is None:
+        parser.error(f"--backend {args.backend}: the {args.backend!r} package is not installed")
+
+
+def write_json(path, data):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")

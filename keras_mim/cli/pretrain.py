@@ -1,8 +1,6 @@
 """`keras-mim pretrain`: pretrain on a built-in sample dataset and write a run folder."""
 
 import datetime
-import importlib.util
-import json
 import math
 import os
 import platform
@@ -13,6 +11,9 @@ from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import (
     HelpFormatter,
     add_backend_argument,
+    check_backend_installed,
+    check_output,
+    write_json,
     non_negative_int,
     positive_float,
     positive_int,
@@ -85,7 +86,7 @@ def add_pretrain_parser(commands):
                         "token grid; it stays frozen")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="built-in sample data: 'digits' (scikit-learn digits, grayscale, "
-                        "1797 images), 'photos' (random RGB crops of the scikit-image / "
+                        "the 1438 of the train split; figures use test-split digits), 'photos' (random RGB crops of the scikit-image / "
                         "scikit-learn sample photos) or 'shapes' (clips of moving shapes "
                         f"generated on the fly, {DEFAULT_NUM_CLIPS} by default, for the video "
                         f"methods); default {DEFAULT_DATASET} for image methods, shapes for video ones")
@@ -95,8 +96,8 @@ def add_pretrain_parser(commands):
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in pixels; default: the preset's image size")
     p.add_argument("--num-images", type=positive_int, default=None,
-                   help=f"training images (clips for shapes); default: all digits except the {NUM_HELDOUT} "
-                        f"held out (1789), 4096 photo crops or {DEFAULT_NUM_CLIPS} clips")
+                   help="training images (clips for shapes); default: the 1438 digits of the fixed train split "
+                        f"(keras_mim.data.load_labelled_digits), 4096 photo crops or {DEFAULT_NUM_CLIPS} clips")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="training epochs; default " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_EPOCHS.items()))
     p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="batch size")
@@ -218,15 +219,15 @@ def resolve_pretrain(parser, args):
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS[args.dataset]
     if args.dataset == "digits":
-        from keras_mim.data.sample_datasets import NUM_DIGITS
+        from keras_mim.data.sample_datasets import NUM_TRAIN_DIGITS
 
-        available = NUM_DIGITS - NUM_HELDOUT
+        available = NUM_TRAIN_DIGITS
         if args.num_images is None:
             args.num_images = available
         elif args.num_images > available:
             parser.error(
-                f"--num-images {args.num_images} is more than the {available} digits available "
-                f"for training ({NUM_DIGITS} minus {NUM_HELDOUT} held out)"
+                f"--num-images {args.num_images} is more than the {available} digits of the train "
+                "split (the test split is kept for evaluation)"
             )
     elif args.num_images is None and args.dataset == VIDEO_DATASET:
         args.num_images = DEFAULT_NUM_CLIPS
@@ -238,21 +239,8 @@ def resolve_pretrain(parser, args):
         parser.error(f"--weight-decay must be a non-negative number, got {args.weight_decay}")
     if args.figure_every is None:
         args.figure_every = max(1, args.epochs // 5)
-    if args.output is None:
-        args.output = os.path.join("runs", "pretrain-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    output = os.path.abspath(args.output)
-    if os.path.exists(output):
-        if not os.path.isdir(output):
-            parser.error(f"--output {args.output!r} exists and is not a folder")
-        entries = os.listdir(output)
-        if entries and not args.overwrite:
-            parser.error(
-                f"run folder {args.output!r} already exists and is not empty ({len(entries)} "
-                "entries); choose another --output or pass --overwrite to replace this "
-                "command's files in it"
-            )
-    if args.backend is not None and importlib.util.find_spec(args.backend) is None:
-        parser.error(f"--backend {args.backend}: the {args.backend!r} package is not installed")
+    check_output(parser, args, "pretrain")
+    check_backend_installed(parser, args)
     args.num_tokens = num_tokens
     args.num_frames = encoder.get("num_frames")
     return args
@@ -287,10 +275,12 @@ def load_data(args):
         clips = moving_shapes(NUM_HELDOUT + args.num_images, num_frames=frames, image_size=size, seed=args.seed)
         return clips[NUM_HELDOUT:], clips[:NUM_HELDOUT]
     if args.dataset == "digits":
-        # One seeded permutation of all digits: the first NUM_HELDOUT are held out.
-        images = load_sample_images("digits", image_size=size, num_images=NUM_HELDOUT + args.num_images,
-                                    seed=args.seed)
-        return images[NUM_HELDOUT:], images[:NUM_HELDOUT]
+        # The train split of the fixed labelled split (so probes, k-NN and fine-tuning on the
+        # test split score images the encoder never saw); figures use test images.
+        from keras_mim.data import load_labelled_digits
+
+        train = load_labelled_digits("train", image_size=size, seed=args.seed)[0][: args.num_images]
+        return train, load_labelled_digits("test", image_size=size, seed=args.seed)[0][:NUM_HELDOUT]
     train = load_sample_images("photos", image_size=size, num_images=args.num_images, seed=args.seed)
     # Other random crops (another seed) of the same photos.
     heldout = load_sample_images("photos", image_size=size, num_images=NUM_HELDOUT, seed=args.seed + 1_000_003)
@@ -326,12 +316,6 @@ def clean_run_folder(output):
             path = os.path.join(figures, name)
             if name.startswith("reconstruction_epoch") and name.endswith(".png") and os.path.isfile(path):
                 os.remove(path)
-
-
-def write_json(path, data):
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
 
 
 def load_teacher(path):

@@ -1,10 +1,13 @@
-"""Datasets: small built-in sample images (offline), synthetic and file video clips, two-view pairs."""
+"""Datasets: small built-in sample images (offline, digits with a fixed labelled split),
+synthetic and file video clips, two-view pairs, the fine-tuning augmentation pipeline."""
 
 from keras_mim.data.clips import ClipFolder, clip_dataset, load_clips
+from keras_mim.data.finetune_augment import finetune_dataset, rand_augment
 from keras_mim.data.moving_shapes import moving_shapes
 from keras_mim.data.sample_datasets import (
     DEFAULT_IMAGE_SIZES,
     list_sample_datasets,
+    load_labelled_digits,
     load_sample_images,
 )
 from keras_mim.data.views import cropmae_views, random_resized_crop_box, siammae_views, view_dataset

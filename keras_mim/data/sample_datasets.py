@@ -114,6 +114,58 @@ def _load_digits(size, num_images, seed):
     return images[order]
 
 
+#: Fraction of each digit class in the fixed test split of `load_labelled_digits`.
+DIGITS_TEST_FRACTION = 0.2
+#: Sizes of its train and test splits.
+NUM_TRAIN_DIGITS, NUM_TEST_DIGITS = 1438, 359
+
+
+def load_labelled_digits(split="train", image_size=None, seed=0):
+    """scikit-learn's digits with labels, in a fixed stratified train/test split.
+
+    The split never changes (20% of each class is test, chosen once with a fixed seed),
+    so pretraining on `"train"` images and evaluating probes, k-NN or fine-tuning on
+    `"test"` never scores an image the encoder was pretrained on. `seed` only orders the
+    images within the split (class by class, as `load_sample_images`).
+
+    Args:
+        split: `"train"` (1438 images), `"test"` (359) or `"all"` (1797).
+        image_size: int or `(H, W)`; None for 16.
+        seed: non-negative int ordering the images.
+
+    Returns:
+        `(images, labels)`: float32 `(n, H, W, 1)` in `[0, 1]` and int32 `(n,)` in 0..9.
+
+    Example:
+    >>> x, y = load_labelled_digits("test")
+    >>> x.shape, sorted(set(y.tolist())) == list(range(10))
+    ((359, 16, 16, 1), True)
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"`split` must be 'train', 'test' or 'all', got {split!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative int, got {seed!r}.")
+    size = to_2tuple(DEFAULT_IMAGE_SIZES["digits"] if image_size is None else image_size, "image_size")
+    if size[0] < 2 or size[1] < 2:
+        raise ValueError(f"`image_size` for 'digits' must be at least 2 pixels per side, got {size}.")
+    labels = _digit_labels()
+    keep = np.ones(len(labels), bool) if split == "all" else _digits_test_mask() == (split == "test")
+    index = np.flatnonzero(keep)
+    order = index[_balanced_order(labels[index], np.random.default_rng(seed))]
+    return _digits_resized(size)[order], labels[order].astype("int32")
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_test_mask():
+    labels = _digit_labels()
+    rng = np.random.default_rng(20261122)  # fixed forever: the split must not move
+    test = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        test[rng.choice(members, round(DIGITS_TEST_FRACTION * len(members)), replace=False)] = True
+    return test
+
+
 def _balanced_order(labels, rng):
     """A random order that deals the classes round-robin (each round in a random class
     order), so every prefix of it covers the classes as evenly as possible."""

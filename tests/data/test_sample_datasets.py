@@ -122,3 +122,30 @@ def test_list_sample_datasets():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_sample_images(**kwargs)
+
+
+def test_labelled_digits_split_is_fixed_stratified_and_disjoint():
+    from sklearn.datasets import load_digits
+
+    from keras_mim.data import load_labelled_digits
+    from keras_mim.data.sample_datasets import NUM_TEST_DIGITS, NUM_TRAIN_DIGITS
+
+    raw = load_digits()
+    xs = {}
+    for split in ("train", "test"):
+        x, y = load_labelled_digits(split, image_size=8)
+        xs[split] = x
+        # labels belong to their images: native 8 px images are the raw digits / 16
+        flat = raw.images.reshape(len(raw.images), -1) / 16.0
+        idx = [int(np.flatnonzero((flat == img.reshape(-1)).all(1))[0]) for img in x[:20]]
+        np.testing.assert_array_equal(raw.target[idx], y[:20])
+        counts = np.bincount(y, minlength=10)
+        expected = np.round(np.bincount(raw.target) * (0.2 if split == "test" else 0.8))
+        assert np.abs(counts - expected).max() <= 1
+    assert len(xs["train"]) == NUM_TRAIN_DIGITS and len(xs["test"]) == NUM_TEST_DIGITS
+    train_set = {img.tobytes() for img in xs["train"]}
+    dupes_in_raw = len(raw.images) - len({img.tobytes() for img in raw.images})
+    assert sum(img.tobytes() in train_set for img in xs["test"]) <= dupes_in_raw
+    # another seed reorders, never moves images between splits
+    other, _ = load_labelled_digits("test", image_size=8, seed=5)
+    assert {i.tobytes() for i in other} == {i.tobytes() for i in xs["test"]}
