@@ -10,6 +10,7 @@ from keras_mim import MaskedAutoencoder
 from keras_mim.data import load_labelled_digits
 from keras_mim.evaluation import extract_features, knn_scores
 from keras_mim.models.encoder_model import copy_model
+from keras_mim.optimizers import warmup_cosine_schedule
 from tests.training import jit_for_backend
 
 
@@ -27,9 +28,12 @@ def test_pretraining_beats_random_init_on_knn():
     mae = MaskedAutoencoder.from_preset("mae_vit_nano_patch2_16", patch_size=4, num_channels=1,
                                         norm_pix_loss=True, seed=0)
     initial = copy_model(mae.encoder)
-    mae.compile(optimizer=keras.optimizers.AdamW(2e-3, weight_decay=0.05, beta_2=0.95), jit_compile=jit_for_backend())
-    mae.fit(x_train, batch_size=64, epochs=20, verbose=0)
+    epochs, steps = 30, len(x_train) // 32 + 1
+    schedule = warmup_cosine_schedule(2e-3, epochs * steps, warmup_steps=steps, min_learning_rate=2e-5)
+    mae.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.05, beta_2=0.95),
+                jit_compile=jit_for_backend())
+    mae.fit(x_train, batch_size=32, epochs=epochs, verbose=0)
     pretrained = knn_accuracy(mae.encoder, x_train, y_train, x_test, y_test)
     random_init = knn_accuracy(initial, x_train, y_train, x_test, y_test)
-    # measured: 0.77 vs 0.69 (torch); the full study (README) adds probes and fine-tuning
-    assert pretrained > random_init + 0.05, (pretrained, random_init)
+    print(f"k-NN top-1: pretrained {pretrained:.3f}, random init {random_init:.3f}")
+    assert pretrained > random_init + 0.06, (pretrained, random_init)  # measured +0.10 to +0.18
