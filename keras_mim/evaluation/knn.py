@@ -5,7 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mim.layers.token_ops import check_pooling, pool_tokens
+from keras_mim.layers.token_ops import check_pooling, default_pooling, pool_tokens
 from keras_mim.models.image_classifier import get_encoder
 from keras_mim.utils import check_positive_int
 
@@ -22,9 +22,7 @@ class FeatureExtractor(keras.Model):
     def __init__(self, encoder, pooling=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = get_encoder(encoder)
-        if pooling is None:
-            pooling = "cls" if self.encoder.num_prefix_tokens else "avg"
-        self.pooling = check_pooling(self.encoder, pooling, "k-NN features")
+        self.pooling = check_pooling(self.encoder, pooling or default_pooling(self.encoder), "k-NN features")
 
     def call(self, images):
         tokens = self.encoder(images, training=False)
@@ -157,4 +155,4 @@ def knn_evaluate(model, train_images, train_labels, test_images, test_labels, k=
     top5 = float(np.mean((ranked[:, : min(5, num_classes)] == test_labels[:, None]).any(-1)))
     encoder = get_encoder(model)
     return {"top1": top1, "top5": top5, "k": k, "temperature": float(temperature),
-            "pooling": pooling or ("cls" if encoder.num_prefix_tokens else "avg")}
+            "pooling": pooling or default_pooling(encoder)}

@@ -49,6 +49,11 @@ def restore_tokens(visible, ids_restore, mask_token):
 POOLINGS = ("avg", "cls")
 
 
+def default_pooling(encoder):
+    """The cls token when `encoder` has one (MAE's probe default), else the patch average."""
+    return "cls" if getattr(encoder, "num_prefix_tokens", 0) else "avg"
+
+
 def check_pooling(encoder, pooling, what="this model"):
     """Return `pooling` if `encoder` has something to pool that way, else raise.
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_mim.layers.token_ops import default_pooling
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 
 
@@ -48,7 +49,7 @@ class LinearProbe(ImageClassifier):
             )
         kwargs.pop("drop_path_rate", None)
         if pooling is None:
-            pooling = "cls" if get_encoder(encoder).num_prefix_tokens else "avg"
+            pooling = default_pooling(get_encoder(encoder))
         super().__init__(encoder, num_classes, pooling=pooling, head_init_std=head_init_std, **kwargs)
         # Through the setter itself, on every construction (see TeacherFeatures): frozen
         # also after a `.keras` round trip, on every backend.
