@@ -2,6 +2,7 @@ from keras_mim.layers.attention import MultiHeadSelfAttention
 from keras_mim.layers.cross_attention import MultiHeadCrossAttention
 from keras_mim.layers.cross_attention_block import CrossAttentionBlock
 from keras_mim.layers.drop_path import DropPath
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.layer_scale import LayerScale
 from keras_mim.layers.mlp import MLP
 from keras_mim.layers.patching import PatchEmbedding, patchify, unpatchify

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.attention import MultiHeadSelfAttention
 from keras_mim.layers.cross_attention import MultiHeadCrossAttention
 from keras_mim.layers.mlp import MLP
@@ -60,12 +61,12 @@ class CrossAttentionBlock(keras.layers.Layer):
         self.qkv_bias = bool(qkv_bias)
         self.seed = seed
         p = self.dtype_policy
-        self.cross_norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="cross_norm")
+        self.cross_norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="cross_norm")
         self.cross_attn = MultiHeadCrossAttention(num_heads, qkv_bias, dropout, seed=seed, dtype=p,
                                                   name="cross_attn")
-        self.mlp_norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="mlp_norm")
+        self.mlp_norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="mlp_norm")
         self.mlp = MLP(mlp_ratio, dropout, dtype=p, name="mlp")
-        self.self_norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="self_norm")
+        self.self_norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="self_norm")
         self.self_attn = MultiHeadSelfAttention(num_heads, qkv_bias, dropout, dtype=p, name="self_attn")
 
     def build(self, x_shape, context_shape=None):

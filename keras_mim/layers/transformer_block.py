@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.attention import MultiHeadSelfAttention
 from keras_mim.layers.drop_path import DropPath
 from keras_mim.layers.layer_scale import LayerScale
@@ -51,9 +52,9 @@ class TransformerBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.seed = seed
         p = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="norm1")
+        self.norm1 = LayerNorm(epsilon=norm_epsilon, dtype=p, name="norm1")
         self.attn = MultiHeadSelfAttention(num_heads, qkv_bias, dropout, dtype=p, name="attn")
-        self.norm2 = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="norm2")
+        self.norm2 = LayerNorm(epsilon=norm_epsilon, dtype=p, name="norm2")
         self.mlp = MLP(mlp_ratio, dropout, dtype=p, name="mlp")
         self.drop_path1 = DropPath(drop_path, seed=seed, dtype=p, name="drop_path1")
         self.drop_path2 = DropPath(drop_path, seed=None if seed is None else seed + 1, dtype=p,

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.cross_attention_block import CrossAttentionBlock
 from keras_mim.layers.pos_embed import PositionEmbedding, check_grid
 from keras_mim.models.mae_decoder import unshuffle_tokens
@@ -89,7 +90,7 @@ class CrossAttentionDecoder(keras.layers.Layer):
             )
             for i in range(depth)
         ]
-        self.norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="decoder_norm")
+        self.norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="decoder_norm")
         self.pred = keras.layers.Dense(output_dim, dtype=p, name="decoder_pred")
 
     def build(self, target_latent_shape, ids_restore_shape=None, reference_latent_shape=None):

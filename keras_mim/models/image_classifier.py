@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.token_ops import check_pooling, pool_tokens
 from keras_mim.models.encoder_model import EncoderModel, copy_model
 from keras_mim.models.pretraining_model import check_encoder
@@ -102,7 +103,7 @@ class ImageClassifier(EncoderModel):
         p = self.dtype_policy
         self.fc_norm = None
         if self.pooling == "avg":
-            self.fc_norm = keras.layers.LayerNormalization(epsilon=encoder.norm_epsilon, dtype=p, name="fc_norm")
+            self.fc_norm = LayerNorm(epsilon=encoder.norm_epsilon, dtype=p, name="fc_norm")
             keras.layers.Layer.trainable.fset(encoder.norm, False)  # unused, as the official `del self.norm`
         self.head_norm = self.make_head_norm()
         self.head_drop = keras.layers.Dropout(self.dropout, seed=seed, dtype=p, name="head_drop")

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.pos_embed import PositionEmbedding, check_grid
 from keras_mim.layers.token_ops import gather_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
@@ -97,7 +98,7 @@ class MAEDecoder(keras.layers.Layer):
                              name=f"decoder_block_{i}")
             for i in range(depth)
         ]
-        self.norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="decoder_norm")
+        self.norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="decoder_norm")
         self.pred = keras.layers.Dense(output_dim, dtype=p, name="decoder_pred")
 
     def build(self, latent_shape, ids_restore_shape=None):

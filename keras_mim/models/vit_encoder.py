@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.patching import PatchEmbedding
 from keras_mim.layers.pos_embed import PositionEmbedding
 from keras_mim.layers.token_ops import gather_tokens
@@ -152,7 +153,7 @@ class ViTEncoder(keras.Model):
             )
             for i in range(depth)
         ]
-        self.norm = keras.layers.LayerNormalization(epsilon=norm_epsilon, dtype=p, name="norm")
+        self.norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="norm")
         self.build()  # every shape is known from the config
 
     def build(self, images_shape=None):

@@ -9,7 +9,7 @@ import pytest
 from keras_mim import MaskedAutoencoder
 from keras_mim.models.hpm import HPM, HPMSchedule, pairwise_ranking_loss
 from keras_mim.models.mae_decoder import MAEDecoder
-from tests.conftest import to_numpy
+from tests.conftest import backend_grads, to_numpy
 from tests.training import assert_loss_falls, assert_roundtrip, digits, jit_for_backend
 
 
@@ -36,29 +36,6 @@ def reference_ranking_loss(loss_pred, loss_target, mask):
         total += (-positive * np.log(sig + 1e-6) - negative * np.log(1 - sig + 1e-6)).sum()
         valid += positive.sum() + negative.sum()
     return total / valid
-
-
-def backend_grads(fn, *arrays):
-    """Gradients of scalar `fn(*arrays)` with respect to every argument, as numpy."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return [np.asarray(g) for g in jax.grad(fn, argnums=tuple(range(len(arrays))))(*arrays)]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tensors = [tf.constant(a) for a in arrays]
-        with tf.GradientTape() as tape:
-            tape.watch(tensors)
-            out = fn(*tensors)
-        grads = tape.gradient(out, tensors)
-    else:
-        import torch
-
-        tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
-        grads = torch.autograd.grad(fn(*tensors), tensors, allow_unused=True)
-    return [np.zeros(a.shape) if g is None else to_numpy(g) for g, a in zip(grads, arrays)]
 
 
 def model(**kwargs):
