@@ -1,0 +1,48 @@
+"""Compiled training traces once: static shapes and a fixed hidden-token count mean no
+recompilation across steps or epochs (JAX jit and TensorFlow XLA); PyTorch runs eagerly."""
+
+import keras
+import pytest
+
+import keras_mim
+from tests.training import digits, jit_for_backend
+
+MASKINGS = ["random", "block", "grid", "green"]
+
+
+class CountingMAE(keras_mim.MaskedAutoencoder):
+    """Counts how often the Python body of `compute_loss` runs: once per trace when the
+    step is compiled, once per step when it runs eagerly."""
+
+    runs = 0
+
+    def compute_loss(self, *args, **kwargs):
+        type(self).runs += 1
+        return super().compute_loss(*args, **kwargs)
+
+
+class RunsPerBatch(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.runs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.runs.append(CountingMAE.runs)
+
+
+@pytest.mark.parametrize("masking", MASKINGS)
+def test_fit_traces_the_train_step_once(masking):
+    encoder = keras_mim.ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+    model = CountingMAE(encoder, decoder=dict(decoder_dim=16, depth=1, num_heads=2), mask_generator=masking,
+                        mask_ratio=0.75, seed=0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=jit_for_backend())
+    CountingMAE.runs = 0
+    epochs, steps = 3, 4
+    counter = RunsPerBatch()
+    model.fit(digits(16 * steps, channels=3), batch_size=16, epochs=epochs, verbose=0, callbacks=[counter])
+    if jit_for_backend():
+        # Traced during the first step only (tf.function traces its first call twice: once
+        # creating variables, once for the graph it keeps), never again.
+        assert counter.runs[0] <= 2 and counter.runs == [counter.runs[0]] * (epochs * steps), counter.runs
+    else:
+        assert counter.runs == list(range(1, epochs * steps + 1)), counter.runs
