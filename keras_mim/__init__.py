@@ -4,6 +4,7 @@ from keras_mim import (
     callbacks,
     checkpoints,
     data,
+    distribute,
     evaluation,
     layers,
     losses,

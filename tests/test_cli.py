@@ -247,6 +247,19 @@ def test_pretrain_with_a_masking_strategy(tmp_path):
     assert model.mask_generator.color == "green"
 
 
+def test_pretrain_bfloat16_with_gradient_accumulation(tmp_path):
+    run = tmp_path / "run"
+    assert _pretrain(run, "--precision", "mixed_bfloat16", "--gradient-accumulation", "2", "--epochs", "2") == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    history = json.loads((run / "history.json").read_text())
+    assert np.all(np.isfinite(history["loss"]))
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    assert model.optimizer.gradient_accumulation_steps == 2
+    assert int(model.optimizer.iterations) == 2  # updates: 2 epochs x 2 batches of 16 / 2
+    assert json.loads((run / "config.json").read_text())["resolved"]["optimizer_updates"] == 2
+
+
 def test_masks_gallery(tmp_path, capsys):
     out = tmp_path / "gallery.png"
     argv = ["masks", "--image-size", "64", "--patch-size", "8", "--samples", "2", "--output", str(out),

@@ -137,6 +137,17 @@ def add_pretrain_parser(commands):
     p.add_argument("--figure-every", type=non_negative_int, default=None,
                    help="save a reconstruction figure in figures/ every N epochs (0: never); "
                         "default: about 5 figures per run")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                   help="dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights and "
+                        "losses (fast on GPUs/TPUs with bf16 units; slow on most CPUs)")
+    p.add_argument("--gradient-accumulation", type=positive_int, default=1, metavar="N",
+                   help="apply the optimizer every N steps to the mean of N batches' gradients "
+                        "(Keras' gradient_accumulation_steps): an effective batch of N x --batch-size "
+                        "in the memory of one batch")
+    p.add_argument("--distribute", choices=("none", "data"), default="none",
+                   help="'data': data parallel over all visible GPUs / TPU cores (JAX DataParallel, "
+                        "TensorFlow MirroredStrategy; not available on torch); --batch-size is the "
+                        "global batch and must be divisible by the device count")
 
     return p
 
@@ -241,9 +252,29 @@ def resolve_pretrain(parser, args):
         args.figure_every = max(1, args.epochs // 5)
     check_output(parser, args, "pretrain")
     check_backend_installed(parser, args)
+    check_distribute(parser, args)
     args.num_tokens = num_tokens
     args.num_frames = encoder.get("num_frames")
     return args
+
+
+def check_distribute(parser, args):
+    """--distribute: exit with status 2 if the backend cannot, or if --batch-size (and, on
+    JAX, the held-out batch) does not split evenly over the devices."""
+    import keras
+
+    from keras_mim import distribute
+
+    backend = args.backend or keras.backend.backend()
+    try:
+        distribute.check_kind(args.distribute, backend, name="--distribute")
+        if args.distribute != "none" and backend == keras.backend.backend():  # else the restarted command checks
+            devices = distribute.num_replicas(args.distribute)
+            distribute.check_global_batch(args.batch_size, devices, name="--batch-size")
+            if backend == "jax":  # JAX shards every batch evenly, held-out evaluation included
+                distribute.check_global_batch(NUM_HELDOUT, devices, name="held-out batch")
+    except ValueError as error:
+        parser.error(str(error).replace("`", ""))
 
 
 def check_masking(parser, name, mask_ratio, patch_size, grid):
@@ -358,10 +389,25 @@ def build_model(args, num_channels):
 def run_pretrain(args):
     """Train as `args` say (already checked by `resolve_pretrain`); returns the history dict."""
     import keras
+
+    from keras_mim.distribute import distribution_scope
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(args.precision)  # before any layer is built
+    try:
+        with distribution_scope(args.distribute):  # the model is built, compiled and fitted in it
+            return _run_pretrain(args)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _run_pretrain(args):
+    import keras
     import numpy as np
 
     import keras_mim
     from keras_mim.callbacks import ReconstructionFigureCallback
+    from keras_mim.distribute import num_replicas
     from keras_mim.viz import plot_reconstructions, reconstruction_panels
 
     start = time.perf_counter()
@@ -371,6 +417,8 @@ def run_pretrain(args):
 
     keras.utils.set_random_seed(args.seed)
     train, heldout = load_data(args)
+    replicas = num_replicas(args.distribute)
+    train = train[: len(train) - len(train) % args.batch_size % replicas]  # even last batch on every device
     num_examples, num_channels = len(train), int(train.shape[-1])
     model = build_model(args, num_channels)
     two_views = "views" in METHODS[args.method]
@@ -384,16 +432,22 @@ def run_pretrain(args):
               f"--batch-size {args.batch_size} view pairs", file=sys.stderr)
         raise SystemExit(2)
     total_steps = steps_per_epoch * args.epochs
-    warmup_steps = max(1, round(WARMUP_FRACTION * total_steps)) if total_steps > 1 else 0
+    update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
+    if update_steps < 1:
+        print(f"keras-mim pretrain: error: --gradient-accumulation {args.gradient_accumulation} exceeds "
+              f"the {total_steps} training steps; nothing would be updated", file=sys.stderr)
+        raise SystemExit(2)
+    warmup_steps = max(1, round(WARMUP_FRACTION * update_steps)) if update_steps > 1 else 0
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else args.learning_rate,
-        decay_steps=max(1, total_steps - warmup_steps),
+        decay_steps=max(1, update_steps - warmup_steps),
         alpha=0.01,
         warmup_target=args.learning_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule, weight_decay=args.weight_decay, beta_1=0.9, beta_2=0.95,
+        gradient_accumulation_steps=args.gradient_accumulation if args.gradient_accumulation > 1 else None,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
@@ -417,11 +471,13 @@ def run_pretrain(args):
             "num_heldout_images": NUM_HELDOUT,
             "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps,
+            "optimizer_updates": update_steps,
             "warmup_steps": warmup_steps,
             "lr_schedule": "linear warmup 0 -> learning_rate, then cosine decay to 1% of it",
             "optimizer": {"name": "AdamW", "beta_1": 0.9, "beta_2": 0.95,
                           "weight_decay": args.weight_decay, "no_weight_decay": NO_WEIGHT_DECAY},
             "jit_compile": jit_compile,
+            "num_devices": replicas,
             "method": args.method,
             "model_class": type(model).__name__,
             "mask_ratio": getattr(model, "mask_ratio", None),

@@ -4,6 +4,7 @@ before Keras traces a training step."""
 import keras
 from keras import ops
 
+from keras_mim.distribute import scale_loss
 from keras_mim.models.encoder_model import EncoderModel
 
 #: What a pretraining model reads from its encoder (see `ViTEncoder`'s encoder protocol).
@@ -69,7 +70,8 @@ class PretrainingModel(EncoderModel):
         return self.mask_generator(images, grid_shape=self.encoder.grid_shape, noise=noise)
 
     def add_layer_losses(self, loss):
-        """`loss` plus the losses layers added (e.g. activity regularisers), in float32."""
+        """`loss` plus the losses layers added (e.g. activity regularisers), in float32,
+        scaled for data parallelism (`keras_mim.distribute.scale_loss`)."""
         if self.losses:
             loss = loss + ops.cast(ops.sum(self.losses), "float32")
-        return loss
+        return scale_loss(loss)  # / replicas under tf.distribute
