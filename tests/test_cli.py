@@ -124,6 +124,16 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
     assert seen[0].preset == cli.DEFAULT_PRESETS["photos"] and seen[0].image_size == 32
 
 
+def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
+    from keras_mim.cli.common import jit_compile_setting
+
+    backend = keras.backend.backend()
+    # Keras' own "auto" keeps a CPU-only TensorFlow in graph mode; XLA measured faster there.
+    assert jit_compile_setting("auto") == (True if backend in ("jax", "tensorflow") else "auto")
+    assert jit_compile_setting("auto", distributed=True) == (True if backend == "jax" else "auto")
+    assert jit_compile_setting("true") is True and jit_compile_setting("false") is False
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

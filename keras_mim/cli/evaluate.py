@@ -11,8 +11,10 @@ from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import (
     HelpFormatter,
     add_backend_argument,
+    add_jit_argument,
     check_backend_installed,
     check_output,
+    jit_compile_setting,
     non_negative_int,
     positive_float,
     positive_int,
@@ -66,8 +68,7 @@ def add_training_arguments(p, epochs, batch_size, base_lr, warmup_epochs):
                    help="base learning rate; the peak is base * batch_size / 256 (MAE's rule)")
     p.add_argument("--warmup-epochs", type=non_negative_int, default=warmup_epochs,
                    help="linear warmup epochs before the cosine decay")
-    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
-                   help="compile the train step (XLA on TensorFlow/JAX); 'auto' lets Keras decide")
+    add_jit_argument(p)
 
 
 def add_probe_parser(commands):
@@ -229,7 +230,7 @@ def fit_and_score(args, model, optimizer, loss, train, test, callbacks, fit_kwar
     """Compile, fit with progress, evaluate on the test split; returns (history, top1, top5)."""
     import keras
 
-    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    jit = jit_compile_setting(args.jit_compile)
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)

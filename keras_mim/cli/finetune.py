@@ -4,7 +4,7 @@ import os
 import sys
 import time
 
-from keras_mim.cli.common import HelpFormatter, non_negative_float, ratio, write_json
+from keras_mim.cli.common import HelpFormatter, jit_compile_setting, non_negative_float, ratio, write_json
 from keras_mim.cli.evaluate import (
     add_eval_arguments,
     add_training_arguments,
@@ -109,7 +109,7 @@ def run_finetune(args):
     print(f"keras-mim finetune: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "
           f"{len(x_train)} train / {len(x_test)} test images, {args.epochs} epochs x {steps} steps, "
           f"lr {peak:g}, layer decay {args.layer_decay:g}", flush=True)
-    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    jit = jit_compile_setting(args.jit_compile)
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=jit)
     history = model.fit(train, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,

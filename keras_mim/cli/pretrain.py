@@ -11,8 +11,10 @@ from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import (
     HelpFormatter,
     add_backend_argument,
+    add_jit_argument,
     check_backend_installed,
     check_output,
+    jit_compile_setting,
     write_json,
     non_negative_int,
     positive_float,
@@ -131,9 +133,7 @@ def add_pretrain_parser(commands):
                         "files there (other files are left alone)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the weights, masks, data order and sample crops")
-    p.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
-                   help="compile the train step (XLA on TensorFlow/JAX, torch.compile on torch); "
-                        "'auto' lets Keras decide")
+    add_jit_argument(p)
     p.add_argument("--figure-every", type=non_negative_int, default=None,
                    help="save a reconstruction figure in figures/ every N epochs (0: never); "
                         "default: about 5 figures per run")
@@ -450,7 +450,7 @@ def _run_pretrain(args):
         gradient_accumulation_steps=args.gradient_accumulation if args.gradient_accumulation > 1 else None,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
-    jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none")
     model.compile(optimizer=optimizer, jit_compile=jit_compile)
 
     os.makedirs(output, exist_ok=True)
