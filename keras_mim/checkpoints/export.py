@@ -123,7 +123,7 @@ def export_hf_config(model, model_type="vit_mae"):
     )
 
 
-def save_hf_pretrained(model, directory, model_type="vit_mae"):
+def save_hf_pretrained(model, directory, model_type="vit_mae", overwrite=False):
     """Write a Hugging Face model directory (config.json + model.safetensors) that
     `ViTMAEForPreTraining` / `ViTMAEModel` / `ViTModel.from_pretrained(directory)` load.
 
@@ -131,6 +131,8 @@ def save_hf_pretrained(model, directory, model_type="vit_mae"):
         model: as in `export_state_dict`.
         directory: created if missing.
         model_type: as in `export_hf_config`.
+        overwrite: replace an existing `config.json` / `model.safetensors` in `directory`;
+            by default they are left untouched and a `FileExistsError` is raised.
 
     Returns:
         The directory.
@@ -142,6 +144,14 @@ def save_hf_pretrained(model, directory, model_type="vit_mae"):
     >>> sorted(os.listdir(save_hf_pretrained(enc, tempfile.mkdtemp())))
     ['config.json', 'model.safetensors']
     """
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"`directory` {directory!r} exists and is not a folder.")
+    existing = [n for n in ("config.json", "model.safetensors") if os.path.exists(os.path.join(directory, n))]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"`directory` {directory!r} already holds {', '.join(existing)}; choose another "
+            "folder or pass overwrite=True to replace them."
+        )
     config = export_hf_config(model, model_type)
     state = export_state_dict(model, layout="hf", include_decoder=model_type == "vit_mae")
     os.makedirs(directory, exist_ok=True)

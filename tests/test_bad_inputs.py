@@ -1,0 +1,123 @@
+"""The bad-input catalogue: each case feeds one bad input through the public API or the CLI.
+
+Every case must raise at once a clear error (the expected type, and a message that names the
+argument, the value and what was expected), before any heavy work (the CLI's data loading and
+model building are replaced by tripwires), and leave everything the user had in the working
+folder exactly as it was (a byte snapshot is compared before and after).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import keras_mim
+from keras_mim import data, masking, optimizers
+
+PRESET = "mae_vit_test"  # 16 px, 4 px patches, 3 channels
+
+
+def _snapshot(folder):
+    """{relative path: bytes} of every file under `folder` (folders included, as None)."""
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        for name in dirs:
+            files[os.path.relpath(os.path.join(root, name), folder)] = None
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A working folder with what a user typically has lying around: an earlier run folder,
+    a saved model, an exported Hugging Face folder, a plain file."""
+    run = tmp_path / "runs" / "earlier"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"command": "pretrain"}\n')
+    (run / "history.csv").write_text("epoch,loss\n0,0.5\n")
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 not really a model")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}\n")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _mae():
+    return keras_mim.MaskedAutoencoder.from_preset(PRESET)
+
+
+def _images(*shape, dtype="float32"):
+    return np.zeros(shape, dtype)
+
+
+# (id, call, expected exception, regex the message must match)
+API_CASES = [
+    ("unknown preset", lambda: keras_mim.MaskedAutoencoder.from_preset("mae_vit_nope"),
+     ValueError, r"Unknown preset 'mae_vit_nope'; expected one of \[.*'mae_vit_test'"),
+    ("image size not a multiple of the patch",
+     lambda: keras_mim.ViTEncoder(image_size=30, patch_size=16, embed_dim=32, depth=1, num_heads=2),
+     ValueError, r"`image_size` \(H, W\)=\(30, 30\) is not divisible by the patch size \(16, 16\)"),
+    ("heads do not divide the width",
+     lambda: keras_mim.ViTEncoder(image_size=32, patch_size=16, embed_dim=30, depth=1, num_heads=4),
+     ValueError, r"`num_heads`=4 must divide `embed_dim`=30"),
+    ("mask ratio 1", lambda: keras_mim.MaskedAutoencoder.from_preset(PRESET, mask_ratio=1.0),
+     ValueError, r"`mask_ratio` must be in \[0, 1\), got 1.0"),
+    ("negative mask ratio", lambda: keras_mim.SimMIM.from_preset("simmim_vit_test", mask_ratio=-0.1),
+     ValueError, r"`mask_ratio` must be in \[0, 1\), got -0.1"),
+    ("images without a channel axis", lambda: _mae().predict(_images(2, 16, 16), verbose=0),
+     ValueError, r"`x` must be a batch of images \(B, H, W, C\), got rank 3 shape \(2, 16, 16\)"),
+    ("wrong channel count", lambda: _mae()(_images(2, 16, 16, 5)),
+     ValueError, r"`images` has 5 channels but the encoder expects `num_channels`=3"),
+    ("integer pixels", lambda: _mae()(_images(2, 16, 16, 3, dtype="uint8")),
+     TypeError, r"`images` must be a float tensor \(scaled pixels\), got dtype uint8"),
+    ("mask generator ratio", lambda: masking.RandomMaskGenerator(mask_ratio=1.5),
+     ValueError, r"`mask_ratio` must be in \[0, 1\), got 1.5"),
+    ("block mask minimum", lambda: masking.BlockMaskGenerator(mask_ratio=0.4, min_num_patches=-1),
+     ValueError, r"`min_num_patches` must be a positive int, got -1"),
+    ("unknown sample dataset", lambda: data.load_sample_images("nope"),
+     ValueError, r"Unknown sample dataset `name`='nope'; expected one of \['digits', 'photos'\]"),
+    ("sample image size 0", lambda: data.load_sample_images("digits", image_size=0),
+     ValueError, r"`image_size` must be a positive int or a pair of positive ints, got \(0, 0\)"),
+    ("missing clip folder", lambda: data.ClipFolder("no/such/folder"),
+     ValueError, r"`source` must be an existing folder, got 'no/such/folder'"),
+    ("clip length 0", lambda: data.clip_dataset(_images(2, 4, 8, 8, 3), num_frames=0),
+     ValueError, r"`num_frames` must be a positive int, got 0"),
+    ("classifier with no classes",
+     lambda: keras_mim.ImageClassifier(keras_mim.models.ViTEncoder(
+         image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), num_classes=0),
+     ValueError, r"`num_classes` must be a positive int, got 0"),
+    ("unknown view method", lambda: data.view_dataset(_images(4, 16, 16, 3), method="nope"),
+     ValueError, r"`method` must be one of \('cropmae', 'siammae'\), got 'nope'"),
+    ("figure of an array, not a model",
+     lambda: keras_mim.viz.plot_reconstructions(_images(2, 16, 16, 3), _images(2, 16, 16, 3)),
+     TypeError, r"`model` must have a `reconstruct\(images, noise=None\)` method .* got ndarray"),
+    ("Hugging Face export over an existing export",
+     lambda: keras_mim.save_hf_pretrained(keras_mim.models.ViTEncoder(
+         image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), "hf"),
+     FileExistsError, r"`directory` 'hf' already holds config.json; .* overwrite=True"),
+    ("Hugging Face export into a file",
+     lambda: keras_mim.save_hf_pretrained(keras_mim.models.ViTEncoder(
+         image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), "notes.txt"),
+     ValueError, r"`directory` 'notes.txt' exists and is not a folder"),
+    ("layer decay above 1",
+     lambda: optimizers.layer_decay_multipliers(keras_mim.models.ViTEncoder(
+         image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), layer_decay=1.5),
+     ValueError, r"`layer_decay` must be a float in \(0, 1\], got 1.5"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_api_bad_input(call, error, message, workspace):
+    before = _snapshot(workspace)
+    with pytest.raises(error, match=message):
+        call()
+    assert _snapshot(workspace) == before
+
+
+def test_catalogue_size():
+    assert len({c[0] for c in API_CASES}) == len(API_CASES)
+    assert len(API_CASES) >= 20
