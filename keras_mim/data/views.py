@@ -15,20 +15,13 @@ official pipelines is left to the model.
 import math
 
 import numpy as np
+from keras.src.utils.backend_utils import DynamicBackend
 
+from keras_mim.layers.random_resized_crop import CROP_METHODS, crop_boxes
+from keras_mim.layers.random_resized_crop import check_range as _check_range
 from keras_mim.utils import check_positive_int, to_2tuple
 
-CROP_METHODS = ("torchvision", "clamped")
 METHODS = ("cropmae", "siammae")
-
-
-def _check_range(value, name, upper=None):
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            or not 0 < value[0] <= value[1] or (upper is not None and value[1] > upper)):
-        bound = f" <= {upper}" if upper is not None else ""
-        raise ValueError(f"`{name}` must be a pair (low, high) with 0 < low <= high{bound}, got {value!r}.")
-    return float(value[0]), float(value[1])
 
 
 def _check_probability(value, name):
@@ -86,31 +79,12 @@ def random_resized_crop_box(image_shape, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
         raise ValueError(f"`method` must be one of {CROP_METHODS}, got {method!r}.")
     check_positive_int(max_attempts, "max_attempts")
     seeds = _seeds(seed, 4)
-    height, width = tf.cast(image_shape[0], tf.float32), tf.cast(image_shape[1], tf.float32)
     count = max_attempts if method == "torchvision" else 1
-    area = height * width * tf.random.stateless_uniform([count], seeds[0], scale[0], scale[1])
-    aspect = tf.exp(tf.random.stateless_uniform([count], seeds[1], math.log(ratio[0]), math.log(ratio[1])))
-    w = tf.round(tf.sqrt(area * aspect))  # round half to even, as Python's round
-    h = tf.round(tf.sqrt(area / aspect))
-    if method == "torchvision":
-        valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-        first = tf.argmax(tf.cast(valid, tf.int32))  # index of the first valid candidate
-        found = tf.reduce_any(valid)
-        # Fallback: whole image, aspect ratio clamped to `ratio`, centred.
-        in_ratio = width / height
-        fallback_w = tf.where(in_ratio > ratio[1], tf.maximum(tf.round(height * ratio[1]), 1.0), width)
-        fallback_h = tf.where(in_ratio < ratio[0], tf.maximum(tf.round(width / ratio[0]), 1.0), height)
-        w = tf.where(found, tf.gather(w, first), fallback_w)
-        h = tf.where(found, tf.gather(h, first), fallback_h)
-    else:
-        found = tf.constant(True)
-        w = tf.clip_by_value(w[0], 1.0, width)
-        h = tf.clip_by_value(h[0], 1.0, height)
-    # torch.randint(0, H - h + 1): uniform integer positions.
-    u = tf.random.stateless_uniform([2], seeds[2])
-    top = tf.where(found, tf.minimum(tf.floor(u[0] * (height - h + 1)), height - h), tf.floor((height - h) / 2))
-    left = tf.where(found, tf.minimum(tf.floor(u[1] * (width - w + 1)), width - w), tf.floor((width - w) / 2))
-    return tuple(tf.cast(v, tf.int32) for v in (top, left, h, w))
+    area_fraction = tf.random.stateless_uniform([count], seeds[0], scale[0], scale[1])
+    log_aspect = tf.random.stateless_uniform([count], seeds[1], math.log(ratio[0]), math.log(ratio[1]))
+    position = tf.random.stateless_uniform([2], seeds[2])
+    # The box rule of `keras_mim.layers.RandomResizedCrop`, run with TensorFlow ops.
+    return crop_boxes(DynamicBackend("tensorflow"), image_shape, area_fraction, log_aspect, position, ratio, method)
 
 
 def _crop_resize(images, box, size):
