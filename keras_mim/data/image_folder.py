@@ -182,6 +182,27 @@ class ImageFolder:
         except Exception as error:
             raise ValueError(f"Cannot read {self.files[index]!r}: {_reason(error)}") from error
 
+    def subset(self, indices):
+        """A view of images `indices` (e.g. a held-out split) without scanning again: same
+        `path`, `num_channels`, `class_names` and the same `skipped` list (decode failures
+        in either are recorded once, for both).
+
+        Args:
+            indices: a sequence of ints into `files`.
+
+        Example: `heldout, train = folder.subset(range(8)), folder.subset(range(8, len(folder)))`.
+        """
+        indices = [int(i) for i in indices]
+        if not indices or any(not 0 <= i < len(self) for i in indices):
+            raise ValueError(f"`indices` must be a non-empty list of ints in [0, {len(self)}), got {indices!r:.80}.")
+        view = object.__new__(ImageFolder)
+        view.__dict__.update(self.__dict__)
+        view.files = [self.files[i] for i in indices]
+        view.sizes = [self.sizes[i] for i in indices]
+        view.channels = [self.channels[i] for i in indices]
+        view.labels = self.labels[indices]
+        return view
+
     def mark_skipped(self, index, error):
         """Add file `index` to `skipped` (once) after a decode failure, with a warning."""
         path = self.files[index]

@@ -137,3 +137,17 @@ def test_empty_missing_and_unreadable_folders(tmp_path):
         ImageFolder(3)
     with pytest.raises(ValueError, match="`extensions`"):
         ImageFolder(tmp_path, extensions=".png")
+
+
+def test_subset_is_a_view_sharing_skipped(folder_path):
+    folder = ImageFolder(folder_path)
+    heldout, train = folder.subset([1, 2]), folder.subset(range(2, len(folder)))
+    assert heldout.files == folder.files[1:3] and heldout.labels.tolist() == [1, 1]
+    assert len(train) == len(folder) - 2 and train.sizes == folder.sizes[2:]
+    assert train.num_channels == folder.num_channels and train.class_names == folder.class_names
+    with pytest.raises(ValueError, match=r"Cannot read .*truncated.jpg"):
+        folder.subset([0]).load(0)
+    folder.subset([0]).mark_skipped(0, OSError("truncated"))
+    assert len(folder.skipped) == 4  # recorded in the shared list
+    with pytest.raises(ValueError, match=r"`indices` must be a non-empty list of ints in \[0, 10\)"):
+        folder.subset([10])
