@@ -1,5 +1,7 @@
-"""Callbacks for `model.fit`: reconstruction figures saved during training."""
+"""Callbacks for `model.fit`: reconstruction figures saved during training, and a stop at
+the first non-finite loss that leaves every checkpoint of the last good epoch untouched."""
 
+import math
 import os
 import re
 import string
@@ -46,6 +48,9 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         max_images: positive int, the number of images (rows) per figure.
         filename_pattern: file name with an `{epoch}` field, e.g. `"rec_{epoch:03d}.png"`.
         overwrite: replace existing files instead of raising `FileExistsError`.
+        keep_existing: leave files that already exist in place and skip saving those
+            epochs' figures (for a resumed run whose earlier figures are in
+            `output_dir`); cannot be combined with `overwrite`.
 
     Example:
     >>> import numpy as np, keras, keras_mim, tempfile
@@ -69,6 +74,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         max_images=4,
         filename_pattern="reconstruction_epoch{epoch:04d}.png",
         overwrite=False,
+        keep_existing=False,
     ):
         super().__init__()
         self.images = _check_images(images)
@@ -103,6 +109,12 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
             )
         self.filename_pattern = filename_pattern
         self.overwrite = bool(overwrite)
+        self.keep_existing = bool(keep_existing)
+        if self.overwrite and self.keep_existing:
+            raise ValueError(
+                "`overwrite` and `keep_existing` cannot both be True: choose whether existing "
+                "figures are replaced or kept."
+            )
         self._rng = np.random.default_rng(seed)
         self._written = set()
 
@@ -128,7 +140,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
                 f"(e.g. a MaskedAutoencoder), got {type(self.model).__name__}."
             )
         self._fixed_noise()
-        if os.path.isdir(self.output_dir) and not self.overwrite:
+        if os.path.isdir(self.output_dir) and not (self.overwrite or self.keep_existing):
             clashes = sorted(
                 name for name in os.listdir(self.output_dir)
                 if self._regex.match(name) and os.path.join(self.output_dir, name) not in self._written
@@ -146,16 +158,22 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         if epoch % self.every_n_epochs:
             return
         path = self._path(epoch)
+        if self.keep_existing and os.path.exists(path) and path not in self._written:
+            return
         if os.path.exists(path) and not self.overwrite:
             raise FileExistsError(
                 f"{path!r} already exists; pass overwrite=True to ReconstructionFigureCallback "
                 "to replace it, or use another `output_dir`."
             )
+        # Written under a temporary name, then renamed: a run killed while saving never
+        # leaves a truncated figure under the real name.
+        partial = os.path.join(self.output_dir, f".{os.path.basename(path)}.partial.png")
         figure = plot_reconstructions(
-            self.model, self.images, noise=self._fixed_noise(), path=path,
+            self.model, self.images, noise=self._fixed_noise(), path=partial,
             max_images=self.max_images, title=f"epoch {epoch}",
         )
         figure.clear()  # a bare Figure (no pyplot): nothing else holds it
+        os.replace(partial, path)
         self._written.add(path)
 
     def get_config(self):
@@ -168,4 +186,84 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
             "max_images": self.max_images,
             "filename_pattern": self.filename_pattern,
             "overwrite": self.overwrite,
+            "keep_existing": self.keep_existing,
         }
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by `StopOnNonFiniteLoss` at the first batch whose loss is NaN or infinite.
+
+    Attributes:
+        epoch: 0-based epoch index (Keras' count) of that batch.
+        batch: 0-based index of that batch within its epoch.
+        loss: the loss value Keras reported for it (`nan`, `inf` or `-inf`).
+    """
+
+    def __init__(self, message, epoch, batch, loss):
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.loss = loss
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop `fit` at the first batch whose loss is NaN or infinite, keeping all earlier state.
+
+    Unlike `keras.callbacks.TerminateOnNaN`'s default, which lets the epoch finish its
+    callbacks, this raises `NonFiniteLossError` from inside that batch. So no later
+    callback sees the bad weights: no epoch-end checkpoint (`ModelCheckpoint`,
+    `BackupAndRestore`) is written from them, no history row is logged for the broken
+    epoch, and `BackupAndRestore` keeps its backup of the last complete epoch (Keras
+    deletes it only at a normal end of training). Catch the error to handle it; the
+    model's weights are then those of the bad step, so reload a checkpoint before use.
+
+    The message names the epoch and batch (counted from 1) and the usual causes: a
+    learning rate too high for the model or batch, NaN or infinite values in the data,
+    or an overflow in reduced precision (float16 / bfloat16).
+
+    Args:
+        monitor: the log entry to check after every training batch (Keras reports the
+            running mean of the epoch's losses, so it turns non-finite at the first bad
+            batch and stays so).
+
+    Example:
+    >>> import numpy as np, keras, keras_mim
+    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+    >>> model.compile(optimizer=keras.optimizers.SGD(1e30))
+    >>> x = np.random.rand(16, 16, 16, 3).astype("float32")
+    >>> try:
+    ...     model.fit(x, epochs=2, batch_size=4, verbose=0, callbacks=[StopOnNonFiniteLoss()])
+    ... except NonFiniteLossError as error:
+    ...     print("stopped at epoch", error.epoch + 1, "batch", error.batch + 1)
+    stopped at epoch 1 batch ...
+    """
+
+    def __init__(self, monitor="loss"):
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"`monitor` must be a non-empty str, got {monitor!r}.")
+        self.monitor = monitor
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = float(np.asarray(keras.ops.convert_to_numpy(value)))
+        if math.isfinite(value):
+            return
+        epochs = (self.params or {}).get("epochs")
+        steps = (self.params or {}).get("steps")
+        where = f"epoch {self._epoch + 1}" + (f" of {epochs}" if epochs else "")
+        where += f", batch {batch + 1}" + (f" of {steps}" if steps else "")
+        raise NonFiniteLossError(
+            f"the training {self.monitor} became {value} at {where} (counted from 1); training "
+            "stopped before this epoch's end, so no checkpoint, history row or backup was "
+            "written from these weights. Likely causes: a learning rate too high (try a "
+            "smaller one or a longer warmup), NaN or infinite values in the input data, or "
+            "an overflow in reduced precision (try float32 instead of mixed_bfloat16/float16).",
+            epoch=self._epoch, batch=batch, loss=value,
+        )

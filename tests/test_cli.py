@@ -12,7 +12,8 @@ from keras_mim import cli
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--num-images", "32", "--batch-size", "16", "--preset", "mae_vit_test"]
-RUN_FILES = {"model.keras", "config.json", "history.json", "history.csv", "reconstructions.png", "figures"}
+RUN_FILES = {"model.keras", "config.json", "history.json", "history.csv", "reconstructions.png", "figures",
+             "checkpoints"}  # and logs/ where TensorBoard is installed
 
 
 def _pretrain(output, *extra):
@@ -88,8 +89,11 @@ def test_overwrite_replaces_only_this_commands_files(tmp_path):
     (run / "model.keras").write_bytes(b"old model")
     (run / "figures" / "reconstruction_epoch0005.png").write_bytes(b"stale figure")
     (run / "figures" / "sketch.png").write_bytes(b"user figure")
+    (run / "checkpoints" / "backup").mkdir(parents=True)  # an old run's state is never restored
+    (run / "checkpoints" / "backup" / "training_metadata.json").write_text('{"epoch": 5, "batch": 0}')
     assert _pretrain(run, "--overwrite") == 0
-    assert set(os.listdir(run)) == RUN_FILES | {"notes.txt"}
+    assert set(os.listdir(run)) - {"logs"} == RUN_FILES | {"notes.txt"}
+    assert len(json.loads((run / "history.json").read_text())["loss"]) == 1
     assert (run / "notes.txt").read_text() == "mine"
     assert sorted(os.listdir(run / "figures")) == ["reconstruction_epoch0001.png", "sketch.png"]
     assert (run / "model.keras").read_bytes() != b"old model"
@@ -167,6 +171,10 @@ def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
         (["--target", "hog", "--method", "data2vec"], "--target applies to the methods mae, simmim"),
         (["--target", "sift"], "unknown --target 'sift'; expected one of fourier, hog, pixels"),
         (["--target", "hog", "--norm-pix-loss", "true"], "drop it with --target"),
+        (["--method", "cropmae", "--preset", "cropmae_vit_test", "--num-images", "8", "--batch-size", "16"],
+         "--num-images 8 is fewer than one batch of --batch-size 16 view pairs"),
+        (["--gradient-accumulation", "5", "--epochs", "2", "--num-images", "32", "--batch-size", "16"],
+         "--gradient-accumulation 5 exceeds the 4 training steps (2 epoch(s) x 2)"),
     ],
 )
 def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):
@@ -208,7 +216,8 @@ def test_command_is_required_and_help_works(capsys):
     assert error.value.code == 0
     out = capsys.readouterr().out
     for option in ("--backend", "--preset", "--dataset", "--epochs", "--batch-size", "--mask-ratio",
-                   "--learning-rate", "--output", "--overwrite", "--seed", "--jit-compile", "--num-images"):
+                   "--learning-rate", "--output", "--overwrite", "--seed", "--jit-compile", "--num-images",
+                   "--resume", "--config"):
         assert option in out
 
 

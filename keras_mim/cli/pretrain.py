@@ -1,21 +1,17 @@
-"""`keras-mim pretrain`: pretrain on a built-in sample dataset and write a run folder."""
+"""`keras-mim pretrain`: its arguments and their checks (`resolve_pretrain`, before anything
+heavy); the run itself is in `pretrain_run.py`, the run folder in `run_folder.py`."""
 
-import datetime
+import argparse
 import math
 import os
-import platform
-import sys
-import time
 
-from keras_mim.cli.backend import backend_version
+from keras_mim.cli import run_folder
 from keras_mim.cli.common import (
     HelpFormatter,
     add_backend_argument,
     add_jit_argument,
     check_backend_installed,
     check_output,
-    jit_compile_setting,
-    write_json,
     non_negative_int,
     positive_float,
     positive_int,
@@ -56,6 +52,29 @@ SIAMMAE_CLIP_FRAMES = 16  # frames of the generated clips SiamMAE draws its fram
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "cls_token", "mask_token"]  # as MAE: no decay on 1-D params / tokens
 
 
+class _Given:
+    """Remembers each option given on the command line, in order: config.json records the
+    command line, and with --config / --resume the given flags win / must agree."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        given = list(getattr(namespace, "_given", []))
+        namespace._given = given + [(option_string, None if self.nargs == 0 else values)]
+
+
+class _Store(_Given, argparse._StoreAction):
+    pass
+
+
+class _StoreTrue(_Given, argparse._StoreTrueAction):
+    pass
+
+
+def steps_per_epoch(num_examples, batch_size, two_views):
+    """Training steps of an epoch: view-pair pipelines drop a partial last batch."""
+    return num_examples // batch_size if two_views else math.ceil(num_examples / batch_size)
+
+
 def add_pretrain_parser(commands):
     p = commands.add_parser(
         "pretrain",
@@ -63,9 +82,12 @@ def add_pretrain_parser(commands):
         description=(
             "Pretrain with a masked image modeling method (MAE by default; --method) on a small "
             "built-in dataset (no download) "
-            "and write a run folder: model.keras, config.json, history.json, history.csv, "
-            "reconstructions.png (held-out images, fixed masks) and figures/ (during training; "
-            "methods that predict pixels only). "
+            "and write a run folder: config.json (settings and command line; --config repeats "
+            "them), history.csv (per epoch), logs/ (TensorBoard), checkpoints/ (last.keras and "
+            "the backup --resume continues from, losing at most the current epoch), figures/ "
+            "(during training; methods that predict pixels only), and at the end model.keras, "
+            "reconstructions.png (held-out images, fixed masks) and history.json. A NaN or "
+            "infinite loss stops the run (exit status 1) keeping the last good epoch's checkpoints. "
             "With no options it trains mae_vit_nano_patch2_16 on the 16 px digits for "
             f"{DEFAULT_EPOCHS['digits']} epochs, a few minutes on a 2-core CPU."
         ),
@@ -78,6 +100,8 @@ def add_pretrain_parser(commands):
         ),
         formatter_class=HelpFormatter,
     )
+    for name, action in ((None, _Store), ("store", _Store), ("store_true", _StoreTrue)):
+        p.register("action", name, action)
     add_backend_argument(p)
     p.add_argument("--method", choices=sorted(METHODS), default="mae",
                    help="pretraining method: "  # descriptions may hold '%' (argparse formats help with %)
@@ -131,6 +155,13 @@ def add_pretrain_parser(commands):
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing non-empty run folder, replacing this command's "
                         "files there (other files are left alone)")
+    p.add_argument("--resume", default=None, metavar="RUN_FOLDER",
+                   help="continue a stopped run in its folder from its last complete epoch, with the "
+                        "settings in RUN_FOLDER/config.json (other flags must agree with them); a "
+                        "complete run is reported and left alone (exit status 0)")
+    p.add_argument("--config", default=None, metavar="CONFIG_JSON",
+                   help="take the settings from a run's config.json (or a JSON object of argument "
+                        "names); flags given as well override it. Writes a new run folder")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the weights, masks, data order and sample crops")
     add_jit_argument(p)
@@ -158,6 +189,16 @@ def resolve_pretrain(parser, args):
     from keras_mim.models.presets import PRESETS
     from keras_mim.utils import check_mask_ratio, to_2tuple
 
+    given = getattr(args, "_given", [])
+    args._command_line = run_folder.command_line(given)
+    args._complete = False
+    if args.resume is not None:
+        run_folder.apply_resume(parser, args, given)
+        if run_folder.is_complete(args.resume):
+            args._complete, args.backend = True, None  # nothing to run: no backend restart
+            return args
+    elif args.config is not None:
+        run_folder.apply_config(parser, args, given)
     method = METHODS[args.method]
     video = bool(method.get("video"))
     clips = video or method.get("views") == "siammae"  # SiamMAE: frame pairs from clips
@@ -250,11 +291,21 @@ def resolve_pretrain(parser, args):
         parser.error(f"--weight-decay must be a non-negative number, got {args.weight_decay}")
     if args.figure_every is None:
         args.figure_every = max(1, args.epochs // 5)
-    check_output(parser, args, "pretrain")
+    steps = steps_per_epoch(args.num_images, args.batch_size, "views" in method)
+    if steps < 1:
+        parser.error(f"--num-images {args.num_images} is fewer than one batch of --batch-size "
+                     f"{args.batch_size} view pairs")
+    if steps * args.epochs < args.gradient_accumulation:
+        parser.error(f"--gradient-accumulation {args.gradient_accumulation} exceeds the "
+                     f"{steps * args.epochs} training steps ({args.epochs} epoch(s) x {steps}); "
+                     "nothing would be updated")
+    if args.resume is None:
+        check_output(parser, args, "pretrain")
     check_backend_installed(parser, args)
     check_distribute(parser, args)
     args.num_tokens = num_tokens
     args.num_frames = encoder.get("num_frames")
+    args._resolved_command_line = run_folder.resolved_command_line(parser, args)
     return args
 
 
@@ -294,275 +345,9 @@ def check_masking(parser, name, mask_ratio, patch_size, grid):
                      + str(error).replace("`", ""))
 
 
-def load_data(args):
-    from keras_mim.data import load_sample_images
-
-    size = args.image_size
-    if args.dataset == VIDEO_DATASET:
-        from keras_mim.data import moving_shapes
-
-        # SiamMAE picks two frames of 16-frame clips (a gap of 4 to 15 frames).
-        frames = args.num_frames or SIAMMAE_CLIP_FRAMES
-        clips = moving_shapes(NUM_HELDOUT + args.num_images, num_frames=frames, image_size=size, seed=args.seed)
-        return clips[NUM_HELDOUT:], clips[:NUM_HELDOUT]
-    if args.dataset == "digits":
-        # The train split of the fixed labelled split (so probes, k-NN and fine-tuning on the
-        # test split score images the encoder never saw); figures use test images.
-        from keras_mim.data import load_labelled_digits
-
-        train = load_labelled_digits("train", image_size=size, seed=args.seed)[0][: args.num_images]
-        return train, load_labelled_digits("test", image_size=size, seed=args.seed)[0][:NUM_HELDOUT]
-    train = load_sample_images("photos", image_size=size, num_images=args.num_images, seed=args.seed)
-    # Other random crops (another seed) of the same photos.
-    heldout = load_sample_images("photos", image_size=size, num_images=NUM_HELDOUT, seed=args.seed + 1_000_003)
-    return train, heldout
-
-
-def view_pairs(args, train, heldout):
-    """Two-view methods: a tf.data pipeline of fresh view pairs for training, and fixed
-    held-out pairs as a dict of arrays."""
-    import numpy as np
-
-    from keras_mim.data import view_dataset
-
-    views = METHODS[args.method]["views"]
-    options = {"min_gap": 4, "max_gap": SIAMMAE_CLIP_FRAMES - 1} if views == "siammae" else {}
-    train = view_dataset(train, method=views, image_size=args.image_size, batch_size=args.batch_size,
-                         seed=args.seed, shuffle=True, **options)
-    fixed = view_dataset(heldout, method=views, image_size=args.image_size, batch_size=len(heldout),
-                         seed=args.seed + 1_000_003, **options)
-    heldout = {k: np.asarray(v) for k, v in next(iter(fixed)).items()}
-    return train, heldout
-
-
-def clean_run_folder(output):
-    """With --overwrite: remove the files this command writes (figures included)."""
-    for name in ("model.keras", "config.json", "history.json", "history.csv", "reconstructions.png"):
-        path = os.path.join(output, name)
-        if os.path.isfile(path):
-            os.remove(path)
-    figures = os.path.join(output, "figures")
-    if os.path.isdir(figures):
-        for name in os.listdir(figures):
-            path = os.path.join(figures, name)
-            if name.startswith("reconstruction_epoch") and name.endswith(".png") and os.path.isfile(path):
-                os.remove(path)
-
-
-def load_teacher(path):
-    """The frozen teacher in a `.keras` file: a pretraining model's encoder, or the model."""
-    import keras
-
-    model = keras.saving.load_model(path)
-    return getattr(model, "encoder", model)
-
-
-def build_model(args, num_channels):
-    """The method's model on the preset's architecture; bad combinations exit with status 2
-    (before anything is written)."""
-    from keras_mim.models.methods import get_method
-    from keras_mim.models.presets import build_preset, preset_method
-
-    model_cls, kwargs = get_method(args.method)
-    same_method = preset_method(args.preset) == args.method
-    if same_method:
-        kwargs = {}  # the preset already holds the method's settings (tuned to its size)
-    kwargs.update(image_size=args.image_size, num_channels=num_channels, seed=args.seed)
-    if args.mask_ratio is not None:
-        kwargs["mask_ratio"] = args.mask_ratio
-    if args.masking is not None:
-        kwargs["mask_generator"] = args.masking
-    if args.target is not None:
-        kwargs["target"] = args.target
-    elif args.method in PIXEL_LOSS_METHODS:
-        kwargs["norm_pix_loss"] = args.norm_pix_loss == "true"  # default false: honest figures
-    try:
-        if args.teacher is not None:
-            kwargs["teacher"] = load_teacher(args.teacher)
-        return build_preset(model_cls, args.preset, apply_preset_kwargs=same_method, **kwargs)
-    except (ValueError, TypeError) as error:
-        print(f"keras-mim pretrain: error: --method {args.method} with preset {args.preset!r}: {error}",
-              file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def run_pretrain(args):
-    """Train as `args` say (already checked by `resolve_pretrain`); returns the history dict."""
-    import keras
+    """Train as `args` say (already checked by `resolve_pretrain`); returns the history dict
+    (None when `--resume` finds the run complete). See `pretrain_run.run_pretrain`."""
+    from keras_mim.cli.pretrain_run import run_pretrain as run
 
-    from keras_mim.distribute import distribution_scope
-
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(args.precision)  # before any layer is built
-    try:
-        with distribution_scope(args.distribute):  # the model is built, compiled and fitted in it
-            return _run_pretrain(args)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def _run_pretrain(args):
-    import keras
-    import numpy as np
-
-    import keras_mim
-    from keras_mim.callbacks import ReconstructionFigureCallback
-    from keras_mim.distribute import num_replicas
-    from keras_mim.viz import plot_reconstructions, reconstruction_panels
-
-    start = time.perf_counter()
-    backend = keras.backend.backend()
-    output = os.path.abspath(args.output)
-    print(f"keras-mim: backend {backend} (keras {keras.__version__}); run folder {output}", flush=True)
-
-    keras.utils.set_random_seed(args.seed)
-    train, heldout = load_data(args)
-    replicas = num_replicas(args.distribute)
-    train = train[: len(train) - len(train) % args.batch_size % replicas]  # even last batch on every device
-    num_examples, num_channels = len(train), int(train.shape[-1])
-    model = build_model(args, num_channels)
-    two_views = "views" in METHODS[args.method]
-    if two_views:  # fresh view pairs every epoch; fixed held-out pairs
-        train, heldout = view_pairs(args, train, heldout)
-    # figures and pixel metrics (single-input pixel methods)
-    pixels = METHODS[args.method].get("pixels", False) and args.target in (None, "pixels") and not two_views
-    steps_per_epoch = num_examples // args.batch_size if two_views else math.ceil(num_examples / args.batch_size)
-    if steps_per_epoch < 1:
-        print(f"keras-mim pretrain: error: --num-images {num_examples} is fewer than one batch of "
-              f"--batch-size {args.batch_size} view pairs", file=sys.stderr)
-        raise SystemExit(2)
-    total_steps = steps_per_epoch * args.epochs
-    update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
-    if update_steps < 1:
-        print(f"keras-mim pretrain: error: --gradient-accumulation {args.gradient_accumulation} exceeds "
-              f"the {total_steps} training steps; nothing would be updated", file=sys.stderr)
-        raise SystemExit(2)
-    warmup_steps = max(1, round(WARMUP_FRACTION * update_steps)) if update_steps > 1 else 0
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else args.learning_rate,
-        decay_steps=max(1, update_steps - warmup_steps),
-        alpha=0.01,
-        warmup_target=args.learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule, weight_decay=args.weight_decay, beta_1=0.9, beta_2=0.95,
-        gradient_accumulation_steps=args.gradient_accumulation if args.gradient_accumulation > 1 else None,
-    )
-    optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
-    jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none")
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
-
-    os.makedirs(output, exist_ok=True)
-    if args.overwrite:
-        clean_run_folder(output)
-    rng = np.random.default_rng(args.seed)
-    noise = rng.random((NUM_HELDOUT, args.num_tokens)).astype("float32")  # fixed masks for figures
-
-    config = {
-        "command": "pretrain",
-        "args": {k: v for k, v in vars(args).items() if k not in ("num_tokens", "num_frames", "command")},
-        "resolved": {
-            "backend": backend,
-            "output_dir": output,
-            "num_channels": num_channels,
-            "num_tokens": args.num_tokens,
-            "num_train_images": int(num_examples),
-            "num_heldout_images": NUM_HELDOUT,
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps,
-            "optimizer_updates": update_steps,
-            "warmup_steps": warmup_steps,
-            "lr_schedule": "linear warmup 0 -> learning_rate, then cosine decay to 1% of it",
-            "optimizer": {"name": "AdamW", "beta_1": 0.9, "beta_2": 0.95,
-                          "weight_decay": args.weight_decay, "no_weight_decay": NO_WEIGHT_DECAY},
-            "jit_compile": jit_compile,
-            "num_devices": replicas,
-            "method": args.method,
-            "model_class": type(model).__name__,
-            "mask_ratio": getattr(model, "mask_ratio", None),
-            "model_parameters": None,
-        },
-        "versions": {
-            "keras_mim": keras_mim.__version__,
-            "keras": keras.__version__,
-            backend: backend_version(backend),
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    model.build()
-    config["resolved"]["model_parameters"] = int(model.count_params())
-    write_json(os.path.join(output, "config.json"), config)
-
-    epoch_times = []
-
-    class _EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_times.append(time.perf_counter() - self._t)
-
-    callbacks = [_EpochTimer(), keras.callbacks.CSVLogger(os.path.join(output, "history.csv"))]
-    # Methods with a training schedule of their own (e.g. HPM's easy-to-hard ratio) say so.
-    if hasattr(model, "training_callbacks"):
-        callbacks += model.training_callbacks(epochs=args.epochs, steps_per_epoch=steps_per_epoch)
-    if args.figure_every and pixels:
-        callbacks.append(ReconstructionFigureCallback(
-            heldout, os.path.join(output, "figures"), every_n_epochs=args.figure_every,
-            noise=noise, seed=args.seed, max_images=2 if train.ndim == 5 else 4, overwrite=args.overwrite,
-        ))
-    print(
-        f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
-        f"({config['resolved']['model_parameters']:,} parameters) on "
-        f"{num_examples} {args.dataset} {'clips' if args.dataset == VIDEO_DATASET else 'images'}"
-        f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
-        f"{steps_per_epoch} steps, batch {args.batch_size}, mask ratio "
-        f"{config['resolved']['mask_ratio']}, "
-        f"lr {args.learning_rate:g}",
-        flush=True,
-    )
-    fit_start = time.perf_counter()
-    batching = {} if two_views else {"batch_size": args.batch_size, "shuffle": True}  # tf.data batches itself
-    history = model.fit(
-        train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, **batching,
-    )
-    fit_time = time.perf_counter() - fit_start
-
-    model.save(os.path.join(output, "model.keras"))
-    heldout_loss = float(model.evaluate(heldout, batch_size=NUM_HELDOUT, verbose=0, return_dict=True)["loss"])
-    heldout_mse = None
-    if pixels:
-        # Pixel-space MSE on the hidden pixels of the held-out images, with the figure's masks
-        # (with --norm-pix-loss true the reconstruction borrows each patch's own statistics).
-        panels = reconstruction_panels(model, heldout, noise=noise)
-        hidden = np.broadcast_to(panels["mask"], panels["original"].shape) > 0.5
-        heldout_mse = float(np.mean((panels["reconstruction"] - panels["original"])[hidden] ** 2))
-        plot_reconstructions(
-            model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
-            max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
-            title=f"{args.method}, {args.preset}, {args.dataset}, {args.epochs} epochs ({backend}): held-out images",
-        )
-    losses = [float(v) for v in history.history["loss"]]
-    record = {
-        "loss": losses,
-        "epoch_time_s": [round(t, 3) for t in epoch_times],
-        "final_loss": losses[-1],
-        "heldout_loss": heldout_loss,
-        "heldout_pixel_mse": heldout_mse,
-        "fit_time_s": round(fit_time, 3),
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        "backend": backend,
-        "args": config["args"],
-    }
-    write_json(os.path.join(output, "history.json"), record)
-    print(
-        f"keras-mim: done in {record['wall_time_s']:.1f} s (training {fit_time:.1f} s); final loss "
-        f"{losses[-1]:.4f}, held-out loss {heldout_loss:.4f}"
-        + ("" if heldout_mse is None else f", held-out pixel MSE {heldout_mse:.4f}") + f"; wrote {output}",
-        flush=True,
-    )
-    return record
+    return run(args)

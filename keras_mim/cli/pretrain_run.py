@@ -1,0 +1,350 @@
+"""The training run of `keras-mim pretrain`: data, model, optimizer, callbacks, and the
+run folder's files (see `run_folder.py` for the layout, checkpoints and `--resume`)."""
+
+import datetime
+import os
+import platform
+import sys
+import time
+
+from keras_mim.cli import run_folder
+from keras_mim.cli.backend import backend_version
+from keras_mim.cli.common import jit_compile_setting, write_json
+from keras_mim.cli.pretrain import (
+    NO_WEIGHT_DECAY,
+    NUM_HELDOUT,
+    PIXEL_LOSS_METHODS,
+    SIAMMAE_CLIP_FRAMES,
+    VIDEO_DATASET,
+    WARMUP_FRACTION,
+    steps_per_epoch,
+)
+from keras_mim.models.methods import METHODS
+
+
+def load_data(args):
+    """The training data and the held-out images for the figures, as `(train, heldout,
+    skipped_files)`: `train` a numpy array (or a batched tf.data.Dataset of known
+    cardinality), `heldout` a numpy batch, `skipped_files` the (path, reason) pairs of
+    input files the data source could not read (written to skipped_files.txt). The one
+    place the command gets its data."""
+    from keras_mim.data import load_sample_images
+
+    size = args.image_size
+    if args.dataset == VIDEO_DATASET:
+        from keras_mim.data import moving_shapes
+
+        # SiamMAE picks two frames of 16-frame clips (a gap of 4 to 15 frames).
+        frames = args.num_frames or SIAMMAE_CLIP_FRAMES
+        clips = moving_shapes(NUM_HELDOUT + args.num_images, num_frames=frames, image_size=size, seed=args.seed)
+        return clips[NUM_HELDOUT:], clips[:NUM_HELDOUT], []
+    if args.dataset == "digits":
+        # The train split of the fixed labelled split (so probes, k-NN and fine-tuning on the
+        # test split score images the encoder never saw); figures use test images.
+        from keras_mim.data import load_labelled_digits
+
+        train = load_labelled_digits("train", image_size=size, seed=args.seed)[0][: args.num_images]
+        return train, load_labelled_digits("test", image_size=size, seed=args.seed)[0][:NUM_HELDOUT], []
+    train = load_sample_images("photos", image_size=size, num_images=args.num_images, seed=args.seed)
+    # Other random crops (another seed) of the same photos.
+    heldout = load_sample_images("photos", image_size=size, num_images=NUM_HELDOUT, seed=args.seed + 1_000_003)
+    return train, heldout, []
+
+
+def view_pairs(args, train, heldout):
+    """Two-view methods: a tf.data pipeline of fresh view pairs for training, and fixed
+    held-out pairs as a dict of arrays."""
+    import numpy as np
+
+    from keras_mim.data import view_dataset
+
+    views = METHODS[args.method]["views"]
+    options = {"min_gap": 4, "max_gap": SIAMMAE_CLIP_FRAMES - 1} if views == "siammae" else {}
+    train = view_dataset(train, method=views, image_size=args.image_size, batch_size=args.batch_size,
+                         seed=args.seed, shuffle=True, **options)
+    fixed = view_dataset(heldout, method=views, image_size=args.image_size, batch_size=len(heldout),
+                         seed=args.seed + 1_000_003, **options)
+    heldout = {k: np.asarray(v) for k, v in next(iter(fixed)).items()}
+    return train, heldout
+
+
+def load_teacher(path):
+    """The frozen teacher in a `.keras` file: a pretraining model's encoder, or the model."""
+    import keras
+
+    model = keras.saving.load_model(path)
+    return getattr(model, "encoder", model)
+
+
+def build_model(args, num_channels):
+    """The method's model on the preset's architecture; bad combinations exit with status 2
+    (before anything is written)."""
+    from keras_mim.models.methods import get_method
+    from keras_mim.models.presets import build_preset, preset_method
+
+    model_cls, kwargs = get_method(args.method)
+    same_method = preset_method(args.preset) == args.method
+    if same_method:
+        kwargs = {}  # the preset already holds the method's settings (tuned to its size)
+    kwargs.update(image_size=args.image_size, num_channels=num_channels, seed=args.seed)
+    if args.mask_ratio is not None:
+        kwargs["mask_ratio"] = args.mask_ratio
+    if args.masking is not None:
+        kwargs["mask_generator"] = args.masking
+    if args.target is not None:
+        kwargs["target"] = args.target
+    elif args.method in PIXEL_LOSS_METHODS:
+        kwargs["norm_pix_loss"] = args.norm_pix_loss == "true"  # default false: honest figures
+    try:
+        if args.teacher is not None:
+            kwargs["teacher"] = load_teacher(args.teacher)
+        return build_preset(model_cls, args.preset, apply_preset_kwargs=same_method, **kwargs)
+    except (ValueError, TypeError) as error:
+        print(f"keras-mim pretrain: error: --method {args.method} with preset {args.preset!r}: {error}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+
+
+def run_pretrain(args):
+    """Train as `args` say (already checked by `resolve_pretrain`); returns the history dict,
+    or None when `--resume` finds the run already complete."""
+    import keras
+
+    from keras_mim.distribute import distribution_scope
+
+    if getattr(args, "_complete", False):
+        print(f"keras-mim: run folder {os.path.abspath(args.output)} is already complete (its "
+              "history.json is written); nothing to resume", flush=True)
+        return None
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(args.precision)  # before any layer is built
+    try:
+        with distribution_scope(args.distribute):  # the model is built, compiled and fitted in it
+            return _run_pretrain(args)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _is_dataset(data):
+    return callable(getattr(data, "cardinality", None))  # a tf.data.Dataset, already batched
+
+
+def _optimizer(args, update_steps):
+    """AdamW as MAE, its learning rate warmed up linearly then decayed with a cosine."""
+    import keras
+
+    warmup_steps = max(1, round(WARMUP_FRACTION * update_steps)) if update_steps > 1 else 0
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else args.learning_rate,
+        decay_steps=max(1, update_steps - warmup_steps),
+        alpha=0.01,
+        warmup_target=args.learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=args.weight_decay, beta_1=0.9, beta_2=0.95,
+        gradient_accumulation_steps=args.gradient_accumulation if args.gradient_accumulation > 1 else None,
+    )
+    optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+    return optimizer, warmup_steps
+
+
+def _config(args, model, backend, output, resolved):
+    import keras
+    import numpy as np
+
+    import keras_mim
+
+    recorded = {k: v for k, v in vars(args).items()
+                if not k.startswith("_") and k not in ("num_tokens", "num_frames", "command")}
+    recorded["backend"] = backend  # --config and --resume run on it again
+    resolved.update(
+        backend=backend, output_dir=output, num_heldout_images=NUM_HELDOUT,
+        lr_schedule="linear warmup 0 -> learning_rate, then cosine decay to 1% of it",
+        optimizer={"name": "AdamW", "beta_1": 0.9, "beta_2": 0.95,
+                   "weight_decay": args.weight_decay, "no_weight_decay": NO_WEIGHT_DECAY},
+        method=args.method, model_class=type(model).__name__,
+        mask_ratio=getattr(model, "mask_ratio", None), model_parameters=int(model.count_params()),
+    )
+    return {
+        "command": "pretrain",
+        "command_line": args._command_line,
+        "resolved_command_line": args._resolved_command_line,
+        "args": recorded,
+        "resolved": resolved,
+        "versions": {
+            "keras_mim": keras_mim.__version__,
+            "keras": keras.__version__,
+            backend: backend_version(backend),
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def _callbacks(args, model, output, heldout, noise, steps, resume, pixels):
+    """In the order their epoch ends run: timing, history row, figure, then the checkpoints,
+    so the backup of epoch k means its row and figure are written. A kill after the row but
+    before the backup makes --resume repeat that epoch; its first row and figure are kept."""
+    import keras
+
+    from keras_mim.callbacks import ReconstructionFigureCallback, StopOnNonFiniteLoss
+
+    class EpochTimer(keras.callbacks.Callback):  # adds epoch_time_s to the logs (and CSV)
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["epoch_time_s"] = round(time.perf_counter() - self._t, 3)
+
+    callbacks = [EpochTimer(), StopOnNonFiniteLoss()]
+    # Methods with a training schedule of their own (e.g. HPM's easy-to-hard ratio) say so.
+    if hasattr(model, "training_callbacks"):
+        callbacks += model.training_callbacks(epochs=args.epochs, steps_per_epoch=steps)
+    callbacks.append(run_folder.history_logger(output, resume))
+    if args.figure_every and pixels:
+        callbacks.append(ReconstructionFigureCallback(
+            heldout, os.path.join(output, "figures"), every_n_epochs=args.figure_every, noise=noise,
+            seed=args.seed, max_images=2 if heldout.ndim == 5 else 4, overwrite=args.overwrite,
+            keep_existing=resume,
+        ))
+    tensorboard = run_folder.tensorboard_callback(output)
+    return callbacks + ([tensorboard] if tensorboard else []) + run_folder.checkpoint_callbacks(output)
+
+
+def _stop_on_non_finite(error, callbacks, output):
+    """Close the history and TensorBoard files, say what is kept, exit with status 1."""
+    import keras
+
+    for callback in callbacks:
+        if isinstance(callback, (keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)):
+            callback.on_train_end()
+    done = run_folder.backup_epoch(output)
+    kept = (f"the checkpoints of epoch {done}, the last complete one, are kept ({run_folder.LAST_CHECKPOINT}, "
+            f"{run_folder.BACKUP})" if done else "no epoch was complete, so there is no checkpoint")
+    print(f"keras-mim pretrain: error: {error}\nIn {output}, {kept}; model.keras and history.json were "
+          "not written. --resume would repeat the recorded settings; change them in a new run "
+          "(e.g. --config RUN/config.json --learning-rate ...).", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def _run_pretrain(args):
+    import keras
+    import numpy as np
+
+    from keras_mim.callbacks import NonFiniteLossError
+    from keras_mim.distribute import num_replicas
+    from keras_mim.viz import plot_reconstructions, reconstruction_panels
+
+    start = time.perf_counter()
+    backend = keras.backend.backend()
+    output = os.path.abspath(args.output)
+    resume = args.resume is not None
+    print(f"keras-mim: backend {backend} (keras {keras.__version__}); run folder {output}", flush=True)
+
+    keras.utils.set_random_seed(args.seed)
+    train, heldout, skipped = load_data(args)
+    replicas = num_replicas(args.distribute)
+    two_views = "views" in METHODS[args.method]
+    if _is_dataset(train):
+        steps = int(train.cardinality())
+        if steps < 1:
+            raise ValueError(f"the training dataset must have a known, positive cardinality, got {steps}")
+        num_examples, num_channels = None, int(train.element_spec.shape[-1])
+    else:
+        train = train[: len(train) - len(train) % args.batch_size % replicas]  # even last batch on every device
+        num_examples, num_channels = len(train), int(train.shape[-1])
+        steps = steps_per_epoch(num_examples, args.batch_size, two_views)
+    model = build_model(args, num_channels)
+    if two_views:  # fresh view pairs every epoch; fixed held-out pairs
+        train, heldout = view_pairs(args, train, heldout)
+    # figures and pixel metrics (single-input pixel methods)
+    pixels = METHODS[args.method].get("pixels", False) and args.target in (None, "pixels") and not two_views
+    total_steps = steps * args.epochs  # resolve_pretrain checked: at least one optimizer update
+    update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
+    optimizer, warmup_steps = _optimizer(args, update_steps)
+    jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none")
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    model.build()
+
+    os.makedirs(output, exist_ok=True)
+    if args.overwrite:
+        run_folder.clean_run_folder(output)
+    run_folder.write_skipped_files(output, skipped)
+    rng = np.random.default_rng(args.seed)
+    noise = rng.random((NUM_HELDOUT, args.num_tokens)).astype("float32")  # fixed masks for figures
+    resolved = {"num_channels": num_channels, "num_tokens": args.num_tokens, "num_train_images": num_examples,
+                "steps_per_epoch": steps, "total_steps": total_steps, "optimizer_updates": update_steps,
+                "warmup_steps": warmup_steps, "jit_compile": jit_compile, "num_devices": replicas}
+    config = _config(args, model, backend, output, resolved)
+    done = run_folder.backup_epoch(output) if resume else 0
+    if resume:
+        run_folder.record_resume(output, done, args._command_line)
+        # Another shuffle order than the first epochs (the restored run would repeat them).
+        keras.utils.set_random_seed(args.seed + done)
+        print(f"keras-mim: resuming after epoch {done} of {args.epochs} (weights, optimizer state "
+              f"and step count from {run_folder.BACKUP})", flush=True)
+    else:
+        write_json(os.path.join(output, "config.json"), config)
+
+    callbacks = _callbacks(args, model, output, heldout, noise, steps, resume, pixels)
+    print(
+        f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
+        f"({config['resolved']['model_parameters']:,} parameters) on "
+        f"{num_examples or '?'} {args.dataset} {'clips' if args.dataset == VIDEO_DATASET else 'images'}"
+        f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
+        f"{steps} steps, batch {args.batch_size}, mask ratio "
+        f"{config['resolved']['mask_ratio']}, "
+        f"lr {args.learning_rate:g}",
+        flush=True,
+    )
+    fit_start = time.perf_counter()
+    batching = {} if two_views or _is_dataset(train) else {"batch_size": args.batch_size, "shuffle": True}
+    try:
+        model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
+                  **batching)
+    except NonFiniteLossError as error:
+        _stop_on_non_finite(error, callbacks, output)
+    fit_time = time.perf_counter() - fit_start
+
+    model.save(os.path.join(output, "model.keras"))
+    heldout_loss = float(model.evaluate(heldout, batch_size=NUM_HELDOUT, verbose=0, return_dict=True)["loss"])
+    heldout_mse = None
+    if pixels:
+        # Pixel-space MSE on the hidden pixels of the held-out images, with the figure's masks
+        # (with --norm-pix-loss true the reconstruction borrows each patch's own statistics).
+        panels = reconstruction_panels(model, heldout, noise=noise)
+        hidden = np.broadcast_to(panels["mask"], panels["original"].shape) > 0.5
+        heldout_mse = float(np.mean((panels["reconstruction"] - panels["original"])[hidden] ** 2))
+        plot_reconstructions(
+            model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
+            max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
+            title=f"{args.method}, {args.preset}, {args.dataset}, {args.epochs} epochs ({backend}): held-out images",
+        )
+    history = run_folder.read_history(output)  # every epoch of the run, resumed ones included
+    losses = history["loss"]
+    record = {
+        "loss": losses,
+        "epoch_time_s": history.get("epoch_time_s", []),
+        "final_loss": losses[-1],
+        "heldout_loss": heldout_loss,
+        "heldout_pixel_mse": heldout_mse,
+        "fit_time_s": round(fit_time, 3),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "resumed_after_epochs": run_folder.resumes(output),
+        "backend": backend,
+        "args": config["args"],
+    }
+    run_folder.finish(output, record)
+    print(
+        f"keras-mim: done in {record['wall_time_s']:.1f} s (training {fit_time:.1f} s); final loss "
+        f"{losses[-1]:.4f}, held-out loss {heldout_loss:.4f}"
+        + ("" if heldout_mse is None else f", held-out pixel MSE {heldout_mse:.4f}") + f"; wrote {output}",
+        flush=True,
+    )
+    return record

@@ -1,0 +1,286 @@
+"""The run folder of `keras-mim pretrain`: its layout, settings files (`--config`,
+`--resume`), checkpoints, logs and history.
+
+Layout (RUN = --output):
+
+    RUN/config.json             settings: the resolved arguments, the command line, versions
+    RUN/history.csv             one row per finished epoch (appended on --resume)
+    RUN/history.json            the whole run's losses; written last: its presence marks a
+                                complete run
+    RUN/model.keras             the final model
+    RUN/reconstructions.png     held-out reconstructions (pixel methods)
+    RUN/figures/                reconstruction figures during training
+    RUN/logs/                   TensorBoard logs (when TensorFlow is installed)
+    RUN/checkpoints/last.keras  the model after the latest complete epoch
+    RUN/checkpoints/backup/     keras.callbacks.BackupAndRestore's state (weights, optimizer,
+                                epoch) for --resume; removed once the run is complete
+    RUN/checkpoints/resumes.jsonl  one line per --resume
+    RUN/skipped_files.txt       input files the data source skipped (if any)
+"""
+
+import csv
+import datetime
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+
+from keras_mim.cli.common import write_json
+
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = os.path.join(CHECKPOINTS, "last.keras")
+BACKUP = os.path.join(CHECKPOINTS, "backup")
+RESUMES = os.path.join(CHECKPOINTS, "resumes.jsonl")
+SKIPPED_FILES = "skipped_files.txt"
+# The files `--overwrite` replaces (folders: every file this command writes in them).
+RUN_FILES = ("model.keras", "config.json", "history.json", "history.csv", "reconstructions.png",
+             SKIPPED_FILES, LAST_CHECKPOINT, RESUMES)
+# Arguments that are not settings of the run: never read from a settings file.
+NOT_SETTINGS = ("output", "overwrite", "resume", "config")
+
+
+def clean_run_folder(output):
+    """With --overwrite: remove the files this command writes (figures, logs and the
+    backup included, so a new run never restores an old one's state)."""
+    for name in RUN_FILES:
+        path = os.path.join(output, name)
+        if os.path.isfile(path):
+            os.remove(path)
+    shutil.rmtree(os.path.join(output, BACKUP), ignore_errors=True)
+    figures = os.path.join(output, "figures")
+    if os.path.isdir(figures):
+        for name in os.listdir(figures):
+            path = os.path.join(figures, name)
+            if name.startswith("reconstruction_epoch") and name.endswith(".png") and os.path.isfile(path):
+                os.remove(path)
+    for root, _, names in os.walk(os.path.join(output, "logs")):
+        for name in names:
+            if name.startswith("events.out.tfevents."):
+                os.remove(os.path.join(root, name))
+
+
+def is_complete(output):
+    return os.path.isfile(os.path.join(output, "history.json"))
+
+
+def command_line(explicit):
+    """'keras-mim pretrain ...' from the (option, value) pairs given, in their order."""
+    words = ["keras-mim", "pretrain"]
+    for option, value in explicit:
+        words += [option] if value is None else [option, str(value)]
+    return shlex.join(words)
+
+
+def resolved_command_line(parser, args):
+    """The command that repeats the run with every setting spelled out."""
+    words = ["keras-mim", "pretrain"]
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in NOT_SETTINGS[1:] or value in (None, False):
+            continue
+        words += [action.option_strings[-1]] if value is True else [action.option_strings[-1], str(value)]
+    return shlex.join(words)
+
+
+def read_settings(parser, path, name):
+    """The `args` of a run's config.json (or a flat {argument: value} JSON file), checked
+    against `parser`'s arguments and types; exits with status 2 on a bad file."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as error:
+        parser.error(f"{name} {path!r}: cannot read it ({error.strerror or error})")
+    except ValueError as error:
+        parser.error(f"{name} {path!r} is not valid JSON: {error}")
+    if isinstance(data, dict) and "args" in data:
+        if data.get("command", "pretrain") != "pretrain":
+            parser.error(f"{name} {path!r} records a {data['command']!r} run, not pretrain")
+        data = data["args"]
+    if not isinstance(data, dict):
+        parser.error(f"{name} {path!r} must hold a JSON object of arguments, got {type(data).__name__}")
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    unknown = sorted(set(data) - set(actions))
+    if unknown:
+        parser.error(f"{name} {path!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                     f"expected argument names such as {', '.join(sorted(actions)[:6])}, ...")
+    settings = {}
+    for key, value in data.items():
+        action = actions[key]
+        if key in NOT_SETTINGS:
+            continue  # where a run was written, and whether it overwrote: never inherited
+        if value is None:
+            settings[key] = None
+            continue
+        if action.nargs == 0:  # a flag
+            if not isinstance(value, bool):
+                parser.error(f"{name} {path!r}: {key} must be true or false, got {value!r}")
+        elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            parser.error(f"{name} {path!r}: {key} must be a string or number, got {value!r}")
+        else:
+            try:
+                value = action.type(str(value)) if action.type else str(value)
+            except Exception as error:  # argparse types raise ArgumentTypeError
+                parser.error(f"{name} {path!r}: {key} {error}")
+            if action.choices is not None and value not in action.choices:
+                parser.error(f"{name} {path!r}: {key} must be one of {', '.join(map(str, action.choices))}, "
+                             f"got {value!r}")
+        settings[key] = value
+    return settings
+
+
+def apply_config(parser, args, explicit):
+    """--config FILE: the file's settings, then the flags given on the command line."""
+    settings = read_settings(parser, args.config, "--config")
+    given = {option_dest(parser, option) for option, _ in explicit}
+    for key, value in settings.items():
+        if key not in NOT_SETTINGS and key not in given:
+            setattr(args, key, value)
+
+
+def apply_resume(parser, args, explicit):
+    """--resume RUN: the settings recorded in RUN/config.json; a flag given with a
+    different value is a conflict (exit 2, naming both)."""
+    run = args.resume
+    if not os.path.isdir(run):
+        parser.error(f"--resume {run!r}: no such run folder")
+    path = os.path.join(run, "config.json")
+    if not os.path.isfile(path):
+        parser.error(f"--resume {run!r}: the folder has no config.json, so it is not a keras-mim "
+                     "pretrain run folder (or the run stopped before its settings were written; "
+                     "start it again without --resume)")
+    if args.overwrite:
+        parser.error("--resume continues a run in its folder; it cannot be combined with --overwrite")
+    if args.config is not None:
+        parser.error("--resume reads the run's own config.json; drop --config")
+    if args.output is not None and os.path.abspath(args.output) != os.path.abspath(run):
+        parser.error(f"--output {args.output!r} conflicts with --resume {run!r}: a resumed run "
+                     "writes into its own folder")
+    settings = read_settings(parser, path, "--resume config")
+    for option, _ in explicit:
+        key = option_dest(parser, option)
+        if key in NOT_SETTINGS or key not in settings:
+            continue
+        if getattr(args, key) != settings[key]:
+            parser.error(f"{option} {getattr(args, key)} conflicts with the recorded {settings[key]} in "
+                         f"{path}; --resume continues the run with its own settings")
+    for key, value in settings.items():
+        if key not in NOT_SETTINGS:
+            setattr(args, key, value)
+    args.output = run
+
+
+def option_dest(parser, option):
+    for action in parser._actions:
+        if option in action.option_strings:
+            return action.dest
+    return None
+
+
+def backup_epoch(output):
+    """The number of epochs the backup in RUN/checkpoints/backup holds (0 if none)."""
+    path = os.path.join(output, BACKUP, "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def record_resume(output, epoch, line):
+    with open(os.path.join(output, RESUMES), "a") as f:
+        f.write(json.dumps({"after_epoch": epoch, "command_line": line,
+                            "time": datetime.datetime.now().isoformat(timespec="seconds")}) + "\n")
+
+
+def resumes(output):
+    try:
+        with open(os.path.join(output, RESUMES)) as f:
+            return [json.loads(line)["after_epoch"] for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def write_skipped_files(output, skipped):
+    """The hook for data sources that skip unreadable files: (path, reason) pairs."""
+    if skipped:
+        with open(os.path.join(output, SKIPPED_FILES), "a") as f:
+            for path, reason in skipped:
+                f.write(f"{path}\t{reason}\n")
+
+
+def checkpoint_callbacks(output):
+    """Saved at every epoch's end, after the history row and figure: the backup --resume
+    restores (weights, optimizer state, epoch) and checkpoints/last.keras."""
+    import keras
+
+    class LastModelCheckpoint(keras.callbacks.Callback):
+        """The model after the latest complete epoch, replaced atomically (a kill while
+        saving leaves the previous one intact)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            path = os.path.join(output, LAST_CHECKPOINT)
+            partial = os.path.join(output, CHECKPOINTS, "last.partial.keras")
+            self.model.save(partial)
+            os.replace(partial, path)
+
+    os.makedirs(os.path.join(output, CHECKPOINTS), exist_ok=True)
+    # Kept at the end of fit (Keras would delete it): removed by `finish` once every file is
+    # written; double_checkpoint: a kill while saving falls back to the previous epoch's.
+    backup = keras.callbacks.BackupAndRestore(os.path.join(output, BACKUP), delete_checkpoint=False,
+                                              double_checkpoint=True)
+    return [backup, LastModelCheckpoint()]
+
+
+def history_logger(output, resume):
+    """keras.callbacks.CSVLogger into RUN/history.csv, appending on --resume. An epoch the
+    file already has (a kill after its row, before its backup: the resumed run repeats it)
+    keeps its first row, so every epoch has one row and earlier rows never change."""
+    import keras
+
+    path = os.path.join(output, "history.csv")
+    recorded = set(read_history(output)["epoch"]) if resume and os.path.isfile(path) else set()
+
+    class HistoryCSV(keras.callbacks.CSVLogger):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch not in recorded:
+                super().on_epoch_end(epoch, logs)
+
+    return HistoryCSV(path, append=resume)
+
+
+def tensorboard_callback(output):
+    """keras.callbacks.TensorBoard into RUN/logs, or None (one printed line) where its summary
+    writer is missing: it needs the tensorflow and tensorboard packages, on every backend."""
+    import keras
+
+    missing = [name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"keras-mim: no TensorBoard logs: {' and '.join(missing)} not installed (pip install "
+              "tensorflow-cpu tensorboard for logs/)", flush=True)
+        return None
+    return keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs"), write_graph=False)
+
+
+def read_history(output):
+    """history.csv as {column: [values per epoch]}, in epoch order."""
+    with open(os.path.join(output, "history.csv"), newline="") as f:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+    columns = {"epoch": sorted(rows)}
+    for key in next(iter(rows.values()), {}):
+        if key != "epoch":
+            columns[key] = [_number(rows[e].get(key)) for e in columns["epoch"]]
+    return columns
+
+
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def finish(output, record):
+    """Write history.json (marking the run complete), then drop the backup."""
+    write_json(os.path.join(output, "history.json"), record)
+    shutil.rmtree(os.path.join(output, BACKUP), ignore_errors=True)

@@ -1,0 +1,227 @@
+"""keras-mim pretrain's run folder: --resume after a SIGKILL, --config, a non-finite loss."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mim import cli
+from tests.test_cli import REPO_ROOT, TINY, _snapshot
+
+EPOCHS = 4
+STEPS = 256  # 1024 images / batch 4: long enough epochs to be killed in the middle of one
+KILLED_RUN = ["--epochs", str(EPOCHS), "--num-images", "1024", "--batch-size", "4", "--preset", "mae_vit_test",
+              "--figure-every", "1", "--seed", "1"]
+
+
+def _backup_epoch(run):
+    try:
+        return json.loads((run / "checkpoints" / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+def _csv_epochs(run):
+    with open(run / "history.csv", newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")
+    log = open(tmp_path / "log.txt", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_mim.cli", "pretrain", *KILLED_RUN, "--output", str(run)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 900  # generous: a loaded 2-core machine
+        while _backup_epoch(run) < 1:  # one complete epoch checkpointed
+            assert process.poll() is None, (tmp_path / "log.txt").read_text()
+            assert time.monotonic() < deadline, "no epoch finished in time"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the next epoch
+        assert process.poll() is None, "the run finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    done = _backup_epoch(run)
+    assert 1 <= done < EPOCHS and not (run / "history.json").exists() and not (run / "model.keras").exists()
+    # A row and a figure per backed-up epoch; one more if the kill fell between an epoch's row
+    # and its backup (that epoch is repeated, its first row and figure kept).
+    rows = _csv_epochs(run)
+    assert rows in (list(range(done)), list(range(done + 1)))
+    before = {k: v for k, v in _snapshot(run).items() if not k.startswith("checkpoints")}
+    assert sorted(k for k in before if k.startswith("figures")) == [
+        os.path.join("figures", f"reconstruction_epoch{e:04d}.png") for e in range(1, len(rows) + 1)]
+
+    assert cli.main(["pretrain", "--resume", str(run)]) == 0
+    assert f"resuming after epoch {done} of {EPOCHS}" in capsys.readouterr().out
+
+    after = _snapshot(run)
+    for name, data in before.items():  # nothing earlier deleted or altered; the CSV appended
+        if name == "history.csv":
+            assert after[name].startswith(data)
+        else:
+            assert after[name] == data, name
+    assert _csv_epochs(run) == list(range(EPOCHS))  # each epoch once
+    assert sorted(k for k in after if k.startswith("figures")) == [
+        os.path.join("figures", f"reconstruction_epoch{e:04d}.png") for e in range(1, EPOCHS + 1)]
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == EPOCHS and np.all(np.isfinite(history["loss"]))
+    assert history["resumed_after_epochs"] == [done]
+    # The optimizer's step count (hence the learning-rate schedule) went on from the backup:
+    # restarted from 0 it would have counted (EPOCHS - done) * STEPS updates.
+    model = keras.saving.load_model(run / "model.keras")
+    assert int(model.optimizer.iterations) == EPOCHS * STEPS
+    assert not (run / "checkpoints" / "backup").exists()  # dropped once the run is complete
+    assert (run / "checkpoints" / "last.keras").exists()
+
+
+def _fake_run(folder, complete=False, **args):
+    folder.mkdir()
+    args = {"preset": "mae_vit_test", "epochs": 1, "num_images": 32, "batch_size": 16, **args}
+    (folder / "config.json").write_text(json.dumps({"command": "pretrain", "args": args}))
+    if complete:
+        (folder / "history.json").write_text("{}")
+    return folder
+
+
+def test_resume_of_a_complete_run_changes_nothing(tmp_path, capsys, monkeypatch):
+    run = _fake_run(tmp_path / "run", complete=True)
+    before = _snapshot(run)
+    monkeypatch.setattr("keras_mim.cli.pretrain_run._run_pretrain", lambda args: pytest.fail("trained"))
+    assert cli.main(["pretrain", "--resume", str(run)]) == 0
+    assert "is already complete" in capsys.readouterr().out
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--resume", "{missing}"], "no such run folder"),
+    (["--resume", "{empty}"], "the folder has no config.json"),
+    (["--resume", "{run}", "--preset", "mae_vit_nano_patch2_16"],
+     "--preset mae_vit_nano_patch2_16 conflicts with the recorded mae_vit_test"),
+    (["--resume", "{run}", "--epochs", "3"], "--epochs 3 conflicts with the recorded 1"),
+    (["--resume", "{run}", "--overwrite"], "cannot be combined with --overwrite"),
+    (["--resume", "{run}", "--output", "{empty}"], "conflicts with --resume"),
+    (["--resume", "{run}", "--config", "{run}/config.json"], "drop --config"),
+    (["--resume", "{bad}"], "unknown key(s) 'colour'"),
+])
+def test_resume_errors_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "run_pretrain", lambda args: pytest.fail("training started"))
+    folders = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "run": _fake_run(tmp_path / "run"),
+               "bad": _fake_run(tmp_path / "bad", colour="red")}
+    (tmp_path / "empty").mkdir()
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", *[a.format(**folders) for a in argv]])
+    assert error.value.code == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_resume_with_agreeing_flags_is_accepted(tmp_path, monkeypatch):
+    run = _fake_run(tmp_path / "run")
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    assert cli.main(["pretrain", "--resume", str(run), "--epochs", "1", "--preset", "mae_vit_test"]) == 0
+    args = seen[0]
+    assert (args.output, args.epochs, args.num_images, args.batch_size) == (str(run), 1, 32, 16)
+
+
+def test_config_repeats_a_run_with_overrides(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert cli.main(["pretrain", *TINY, "--output", str(run), "--mask-ratio", "0.5", "--figure-every", "0"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["command_line"] == ("keras-mim pretrain " + " ".join(TINY) + f" --output {run} "
+                                      "--mask-ratio 0.5 --figure-every 0")
+    assert "--weight-decay 0.05" in config["resolved_command_line"]
+    assert config["args"]["backend"] == keras.backend.backend()
+    assert os.path.isdir(run / "checkpoints") and (run / "checkpoints" / "last.keras").exists()
+
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    new = tmp_path / "new"
+    assert cli.main(["pretrain", "--config", str(run / "config.json"), "--output", str(new), "--seed", "7"]) == 0
+    args = {k: v for k, v in vars(seen[0]).items() if k in config["args"]}
+    expected = dict(config["args"], seed=7, output=str(new), config=str(run / "config.json"))
+    assert args == expected
+    # Without --output: a new folder, never the recorded one.
+    seen.clear()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["pretrain", "--config", str(run / "config.json")]) == 0
+    assert os.path.dirname(seen[0].output) == "runs" and not seen[0].overwrite
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON"),
+    ("[1, 2]", "must hold a JSON object of arguments"),
+    ('{"epochs": 2, "colour": "red"}', "unknown key(s) 'colour'"),
+    ('{"epochs": 0}', "epochs must be a positive int, got '0'"),
+    ('{"dataset": "mnist"}', "dataset must be one of digits, photos, shapes"),
+    ('{"overwrite": "yes"}', None),  # never inherited: accepted and ignored
+    ('{"command": "finetune", "args": {}}', "records a 'finetune' run"),
+    (None, "cannot read it"),
+])
+def test_config_bad_files_exit_2(content, message, tmp_path, capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    argv = ["pretrain", "--config", str(path), "--output", str(tmp_path / "out")]
+    if message is None:
+        assert cli.main(argv) == 0 and seen[0].overwrite is False
+        return
+    with pytest.raises(SystemExit) as error:
+        cli.main(argv)
+    assert error.value.code == 2
+    err = capsys.readouterr().err
+    assert "--config" in err and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, capsys):
+    # A learning rate of 1e30 (reached after the first step's warmup) overflows the weights:
+    # the first batch of epoch 2 has a NaN loss on every backend.
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as error:
+        cli.main(["pretrain", *TINY, "--epochs", "2", "--learning-rate", "1e30", "--output", str(run)])
+    assert error.value.code == 1
+    err = capsys.readouterr().err
+    assert "keras-mim pretrain: error: the training loss became nan at epoch 2 of 2, batch 1 of 2" in err
+    assert "learning rate" in err and "checkpoints of epoch 1" in err
+    assert not (run / "model.keras").exists() and not (run / "history.json").exists()
+    assert _csv_epochs(run) == [0]
+    assert _backup_epoch(run) == 1  # the backup was neither deleted nor overwritten
+    assert os.listdir(run / "figures") == ["reconstruction_epoch0001.png"]
+    last = keras.saving.load_model(run / "checkpoints" / "last.keras")
+    assert int(last.optimizer.iterations) == 2  # the weights after epoch 1 (2 steps)
+    assert all(np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in last.weights)
+
+
+def test_resumed_history_keeps_each_epochs_first_row(tmp_path):
+    # A kill after epoch 1's row but before its backup: the resumed run repeats epoch 1.
+    from keras_mim.cli import run_folder
+
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,NA\n1,0.5,NA\n")
+    logger = run_folder.history_logger(str(tmp_path), resume=True)
+    logger.set_model(keras.Sequential([keras.layers.Dense(1)]))
+    logger.on_train_begin()
+    for epoch, loss in ((1, 0.6), (2, 0.4)):
+        logger.on_epoch_end(epoch, {"loss": loss})
+    logger.on_train_end()
+    assert (tmp_path / "history.csv").read_text() == "epoch,loss,val_loss\n0,1.0,NA\n1,0.5,NA\n2,0.4,NA\n"
+    assert run_folder.read_history(str(tmp_path)) == {"epoch": [0, 1, 2], "loss": [1.0, 0.5, 0.4],
+                                                       "val_loss": [None, None, None]}
