@@ -121,3 +121,69 @@ def test_api_bad_input(call, error, message, workspace):
 def test_catalogue_size():
     assert len({c[0] for c in API_CASES}) == len(API_CASES)
     assert len(API_CASES) >= 20
+
+
+# ----------------------------------------------------------------------------------- CLI
+def _corrupt_folder(root):
+    (root / "bad").mkdir()
+    (root / "bad" / "a.png").write_bytes(b"not a png")
+    (root / "bad" / "b.jpg").write_bytes(b"")
+    return "bad"
+
+
+# (id, pretrain arguments (`{ws}` is the working folder), message on stderr); each exits 2
+CLI_CASES = [
+    ("epochs 0", ["--epochs", "0"], "argument --epochs: must be a positive int, got '0'"),
+    ("CLI unknown preset", ["--preset", "mae_vit_gigantic"], "unknown preset 'mae_vit_gigantic'; available presets"),
+    ("CLI mask ratio 1", ["--mask-ratio", "1"], "argument --mask-ratio: must be a number in [0, 1), got '1'"),
+    ("missing data folder", ["--data", "no/such/folder"], "--data 'no/such/folder': `path` 'no/such/folder' does not exist"),
+    ("empty data folder", ["--data", "runs/empty"], "No image file (.png, .jpg"),
+    ("only corrupt images", ["--data", "bad"], "No readable image under `path` 'bad'; skipped 2 file(s)"),
+    ("unprepared tfds set", ["--data", "tfds:mnist", "--data-dir", "{ws}/tfds"],
+     "is not prepared under `data_dir`"),
+    ("unknown tfds set", ["--data", "tfds:no_such_set_xyz", "--data-dir", "{ws}/tfds"],
+     "TensorFlow Datasets has no dataset 'no_such_set_xyz'"),
+    ("data and dataset", ["--data", "bad", "--dataset", "digits"], "--data and --dataset both choose"),
+    ("output is a file", ["--output", "notes.txt"], "--output 'notes.txt' exists and is not a folder"),
+    ("output is an earlier run", ["--output", "runs/earlier"], "run folder 'runs/earlier' already exists and is not empty"),
+    ("unwritable output", ["--output", "/proc/keras-mim-run"], "--output '/proc/keras-mim-run' is not writable"),
+    ("output under a file", ["--output", "notes.txt/run"], "notes.txt/run' cannot be created"),
+    ("resume a missing run", ["--resume", "runs/missing"], "--resume 'runs/missing': no such run folder"),
+    ("resume a folder that is no run", ["--resume", "hf"], "is not the config.json of a keras-mim pretrain run"),
+    ("config not JSON", ["--config", "notes.txt"], "--config 'notes.txt' is not valid JSON"),
+    ("missing teacher", ["--method", "mrmae", "--teacher", "missing.keras"],
+     "--teacher 'missing.keras' must be an existing .keras file"),
+    ("video method on images", ["--method", "videomae", "--dataset", "digits"], "--method videomae pretrains on clips"),
+    ("float16 precision", ["--precision", "float16"], "argument --precision: invalid choice: 'float16'"),
+    ("accumulation beyond the run",
+     ["--gradient-accumulation", "1000", "--epochs", "1", "--num-images", "32", "--batch-size", "16"],
+     "--gradient-accumulation 1000 exceeds the 2 training steps"),
+]
+
+
+@pytest.mark.parametrize("argv, message", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input(argv, message, workspace, monkeypatch, capsys):
+    from keras_mim import cli
+    from keras_mim.cli import pretrain_run
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("heavy work began before the bad input was reported")
+
+    monkeypatch.setattr(pretrain_run, "load_data", tripwire)
+    monkeypatch.setattr(pretrain_run, "build_model", tripwire)
+    (workspace / "runs" / "empty").mkdir()
+    _corrupt_folder(workspace)
+    before = _snapshot(workspace)
+    argv = [a.format(ws=workspace) for a in argv]
+    if "--output" not in argv and "--resume" not in argv:
+        argv += ["--output", "runs/new"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["pretrain", "--preset", PRESET, *argv] if "--preset" not in argv and "--resume" not in argv
+                 and "--config" not in argv and "--method" not in argv else ["pretrain", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert _snapshot(workspace) == before
+
+
+def test_catalogue_has_thirty_distinct_cases():
+    assert len({c[0] for c in API_CASES + CLI_CASES}) == len(API_CASES) + len(CLI_CASES) >= 30

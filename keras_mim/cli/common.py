@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import tempfile
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -92,6 +93,21 @@ def check_output(parser, args, command):
                 "entries); choose another --output or pass --overwrite to replace this "
                 "command's files in it"
             )
+    check_writable(parser, output, "--output")
+
+
+def check_writable(parser, folder, flag):
+    """Exit 2 unless a folder can be created in `folder` (or its nearest existing parent):
+    a run must not fail at its first write, after the data are loaded."""
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        parser.error(f"{flag} {folder!r} cannot be created: {existing!r} is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".keras-mim-probe-", dir=existing))
+    except OSError as error:
+        parser.error(f"{flag} {folder!r} is not writable ({existing!r}: {error.strerror or error})")
 
 
 def check_backend_installed(parser, args):

@@ -32,7 +32,7 @@ DATASETS = ("digits", "photos", "shapes")
 DEFAULT_DATASET = "digits"
 VIDEO_DATASET = "shapes"
 DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32",
-                   "shapes": "videomae_vit_nano_patch4_32"}
+                   "shapes": "videomae_vit_nano_patch4_32", "data": "mae_vit_micro_patch4_32"}
 # Methods the default presets do not fit: HOG needs whole cells in a patch (not 2 px
 # patches), MFM's radius is set for the image size of its own presets.
 METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test", "mfm": "mfm_vit_test",
@@ -41,7 +41,7 @@ METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test", "mfm": "mfm_vit_test",
 DEFAULT_NUM_CLIPS = 512
 PIXEL_LOSS_METHODS = ("mae", "mrmae", "hpm", "videomae", "videomaev2")  # where --norm-pix-loss applies
 TARGET_METHODS = ("mae", "simmim", "mrmae", "hpm")  # where --target applies
-DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20}
+DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_MASK_RATIO = 0.75
@@ -78,10 +78,11 @@ def steps_per_epoch(num_examples, batch_size, two_views):
 def add_pretrain_parser(commands):
     p = commands.add_parser(
         "pretrain",
-        help="pretraining (MAE and the other methods) on a built-in sample dataset; writes a run folder.",
+        help="pretraining (MAE and the other methods) on a built-in sample dataset or your own "
+             "images (--data); writes a run folder.",
         description=(
             "Pretrain with a masked image modeling method (MAE by default; --method) on a small "
-            "built-in dataset (no download) "
+            "built-in dataset (no download) or your own images (--data FOLDER or tfds:NAME) "
             "and write a run folder: config.json (settings and command line; --config repeats "
             "them), history.csv (per epoch), logs/ (TensorBoard), checkpoints/ (last.keras and "
             "the backup --resume continues from, losing at most the current epoch), figures/ "
@@ -116,6 +117,17 @@ def add_pretrain_parser(commands):
                         "scikit-learn sample photos) or 'shapes' (clips of moving shapes "
                         f"generated on the fly, {DEFAULT_NUM_CLIPS} by default, for the video "
                         f"methods); default {DEFAULT_DATASET} for image methods, shapes for video ones")
+    p.add_argument("--data", default=None,
+                   help="your own images instead of --dataset: a folder (searched recursively; png, jpg, "
+                        "bmp, gif, webp, tif incl. 16-bit and multi-band; unreadable files are skipped and "
+                        "listed in skipped_files.txt) or tfds:NAME[/CONFIG] prepared under --data-dir "
+                        f"(never downloaded); {NUM_HELDOUT} images are held out for the figures")
+    p.add_argument("--data-dir", default=None,
+                   help="with --data tfds:NAME: the TensorFlow Datasets folder holding the prepared set")
+    p.add_argument("--split", default="train", help="with --data tfds:NAME: the split to pretrain on")
+    p.add_argument("--augmentation", choices=("mae", "medical", "none"), default=None,
+                   help="with --data: 'mae' (RandomResizedCrop scale 0.2-1 + horizontal flip, the default), "
+                        "'medical' (scale 0.5-1, no flip) or 'none' (resize to --image-size)")
     p.add_argument("--preset", default=None,
                    help="model preset (see keras_mim.list_presets()); default "
                         + ", ".join(f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()))
@@ -202,7 +214,11 @@ def resolve_pretrain(parser, args):
     method = METHODS[args.method]
     video = bool(method.get("video"))
     clips = video or method.get("views") == "siammae"  # SiamMAE: frame pairs from clips
-    if args.dataset is None:
+    if args.data is not None:
+        check_data_flags(parser, args, method)
+    elif args.augmentation is not None or args.data_dir is not None or args.split != "train":
+        parser.error("--augmentation, --data-dir and --split apply to --data only")
+    if args.data is None and args.dataset is None:
         args.dataset = VIDEO_DATASET if clips else DEFAULT_DATASET
     if clips != (args.dataset == VIDEO_DATASET):
         parser.error(
@@ -211,7 +227,7 @@ def resolve_pretrain(parser, args):
                "use digits or photos")
         )
     if args.preset is None:
-        args.preset = METHOD_PRESETS.get(args.method, DEFAULT_PRESETS[args.dataset])
+        args.preset = METHOD_PRESETS.get(args.method, DEFAULT_PRESETS[args.dataset or "data"])
     if args.preset not in PRESETS:
         listing = "\n".join(f"  {name}: {spec['description']}" for name, spec in PRESETS.items())
         parser.error(f"unknown preset {args.preset!r}; available presets:\n{listing}")
@@ -269,8 +285,15 @@ def resolve_pretrain(parser, args):
         if not args.teacher.endswith(".keras") or not os.path.isfile(args.teacher):
             parser.error(f"--teacher {args.teacher!r} must be an existing .keras file")
     if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS[args.dataset]
-    if args.dataset == "digits":
+        args.epochs = DEFAULT_EPOCHS[args.dataset or "data"]
+    if args.data is not None:
+        available = scan_data(parser, args)
+        if args.num_images is None:
+            args.num_images = available
+        elif args.num_images > available:
+            parser.error(f"--num-images {args.num_images} is more than the {available} training images of "
+                         f"--data {args.data!r} ({NUM_HELDOUT} more are held out for the figures)")
+    elif args.dataset == "digits":
         from keras_mim.data.sample_datasets import NUM_TRAIN_DIGITS
 
         available = NUM_TRAIN_DIGITS
@@ -291,10 +314,10 @@ def resolve_pretrain(parser, args):
         parser.error(f"--weight-decay must be a non-negative number, got {args.weight_decay}")
     if args.figure_every is None:
         args.figure_every = max(1, args.epochs // 5)
-    steps = steps_per_epoch(args.num_images, args.batch_size, "views" in method)
+    steps = steps_per_epoch(args.num_images, args.batch_size, "views" in method or args.data is not None)
     if steps < 1:
         parser.error(f"--num-images {args.num_images} is fewer than one batch of --batch-size "
-                     f"{args.batch_size} view pairs")
+                     f"{args.batch_size} " + ("view pairs" if "views" in method else "(--data drops a partial last batch)"))
     if steps * args.epochs < args.gradient_accumulation:
         parser.error(f"--gradient-accumulation {args.gradient_accumulation} exceeds the "
                      f"{steps * args.epochs} training steps ({args.epochs} epoch(s) x {steps}); "
@@ -307,6 +330,32 @@ def resolve_pretrain(parser, args):
     args.num_frames = encoder.get("num_frames")
     args._resolved_command_line = run_folder.resolved_command_line(parser, args)
     return args
+
+
+def check_data_flags(parser, args, method):
+    """--data: only with single-view image methods and without --dataset."""
+    if args.dataset is not None:
+        parser.error(f"--data and --dataset both choose the training images; give one (got --data "
+                     f"{args.data!r} and --dataset {args.dataset})")
+    if method.get("video") or "views" in method:
+        parser.error(f"--data holds single images; --method {args.method} needs "
+                     f"{'clips' if method.get('video') else 'view pairs'} (use --dataset)")
+    if args.augmentation is None:
+        args.augmentation = "mae"
+    if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):
+        parser.error("--data-dir and --split apply to --data tfds:NAME only")
+
+
+def scan_data(parser, args):
+    """Check --data (the folder is scanned, a tfds set must be prepared) before anything
+    heavy; keeps the source in `args._data` and returns the number of training images."""
+    from keras_mim.cli.pretrain_run import data_source
+
+    try:
+        args._data, available = data_source(args, seed=args.seed)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        parser.error(f"--data {args.data!r}: {error}")
+    return available
 
 
 def check_distribute(parser, args):

@@ -31,6 +31,8 @@ def load_data(args):
     from keras_mim.data import load_sample_images
 
     size = args.image_size
+    if args.data is not None:
+        return user_data(args)
     if args.dataset == VIDEO_DATASET:
         from keras_mim.data import moving_shapes
 
@@ -49,6 +51,62 @@ def load_data(args):
     # Other random crops (another seed) of the same photos.
     heldout = load_sample_images("photos", image_size=size, num_images=NUM_HELDOUT, seed=args.seed + 1_000_003)
     return train, heldout, []
+
+
+def data_source(args, seed):
+    """`--data` resolved without reading pixels: `((train, heldout), num_train)` with
+    `train` / `heldout` an `ImageFolder` view each (held-out images spread evenly over the
+    folder, the rest shuffled with `seed`), or tfds split strings (the first images held
+    out). Raises ValueError / FileNotFoundError / ImportError naming the problem."""
+    import numpy as np
+
+    if args.data.startswith("tfds:"):
+        from keras_mim.data.images import tfds_builder
+
+        builder = tfds_builder(args.data, args.data_dir)
+        splits = builder.info.splits
+        if args.split not in splits:
+            raise ValueError(f"--split {args.split!r} is not a split of {args.data!r}; it has {sorted(splits)}")
+        available = int(splits[args.split].num_examples) - NUM_HELDOUT
+        if available < 1:
+            raise ValueError(f"split {args.split!r} holds {available + NUM_HELDOUT} images; more than "
+                             f"{NUM_HELDOUT} are needed ({NUM_HELDOUT} are held out for the figures)")
+        return (f"{args.split}[{NUM_HELDOUT}:]", f"{args.split}[:{NUM_HELDOUT}]"), available
+    from keras_mim.data import ImageFolder
+
+    folder = ImageFolder(args.data)
+    if len(folder) <= NUM_HELDOUT:
+        raise ValueError(f"the folder holds {len(folder)} readable images; more than {NUM_HELDOUT} are needed "
+                         f"({NUM_HELDOUT} are held out for the figures)")
+    held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
+    rest = np.setdiff1d(np.arange(len(folder)), held)
+    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
+    return (folder.subset(rest), folder.subset(held)), len(rest)
+
+
+def user_data(args):
+    """`--data`: a tf.data pipeline of full batches (repeated, `steps` per epoch, so files
+    skipped while decoding never end an epoch early) and the held-out images as numpy."""
+    import numpy as np
+
+    from keras_mim.data import image_dataset
+
+    train_source, heldout_source = args._data
+    common = dict(image_size=args.image_size, data_dir=args.data_dir)
+    if isinstance(train_source, str):  # tfds split strings
+        heldout = image_dataset(args.data, batch_size=NUM_HELDOUT, shuffle=False, split=heldout_source, **common)
+        train_source, extra = args.data, {"split": train_source}
+    else:
+        heldout = image_dataset(heldout_source, batch_size=NUM_HELDOUT, shuffle=False, **common)
+        train_source, extra = train_source.subset(range(args.num_images)), {}
+    heldout = np.concatenate([np.asarray(batch) for batch in heldout])[:NUM_HELDOUT]
+    common["num_channels"] = heldout.shape[-1]
+    augmentation = None if args.augmentation == "none" else args.augmentation
+    train = image_dataset(train_source, batch_size=args.batch_size, augmentation=augmentation,
+                          shuffle=True, seed=args.seed, drop_remainder=True, **common, **extra)
+    steps = args.num_images // args.batch_size
+    skipped = list(getattr(train_source, "skipped", []))
+    return train.repeat().take(steps), heldout, skipped
 
 
 def view_pairs(args, train, heldout):
@@ -255,7 +313,7 @@ def _run_pretrain(args):
         steps = int(train.cardinality())
         if steps < 1:
             raise ValueError(f"the training dataset must have a known, positive cardinality, got {steps}")
-        num_examples, num_channels = None, int(train.element_spec.shape[-1])
+        num_examples, num_channels = args.num_images if args.data else None, int(train.element_spec.shape[-1])
     else:
         train = train[: len(train) - len(train) % args.batch_size % replicas]  # even last batch on every device
         num_examples, num_channels = len(train), int(train.shape[-1])
@@ -296,7 +354,8 @@ def _run_pretrain(args):
     print(
         f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
         f"({config['resolved']['model_parameters']:,} parameters) on "
-        f"{num_examples or '?'} {args.dataset} {'clips' if args.dataset == VIDEO_DATASET else 'images'}"
+        f"{num_examples or args.num_images} {args.data or args.dataset} "
+        f"{'clips' if args.dataset == VIDEO_DATASET else 'images'}"
         f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
         f"{steps} steps, batch {args.batch_size}, mask ratio "
         f"{config['resolved']['mask_ratio']}, "
@@ -304,7 +363,7 @@ def _run_pretrain(args):
         flush=True,
     )
     fit_start = time.perf_counter()
-    batching = {} if two_views or _is_dataset(train) else {"batch_size": args.batch_size, "shuffle": True}
+    batching = {"shuffle": False} if two_views or _is_dataset(train) else {"batch_size": args.batch_size, "shuffle": True}
     try:
         model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
                   **batching)
@@ -324,7 +383,7 @@ def _run_pretrain(args):
         plot_reconstructions(
             model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
             max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
-            title=f"{args.method}, {args.preset}, {args.dataset}, {args.epochs} epochs ({backend}): held-out images",
+            title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out images",
         )
     history = run_folder.read_history(output)  # every epoch of the run, resumed ones included
     losses = history["loss"]

@@ -156,6 +156,15 @@ def apply_resume(parser, args, explicit):
     if args.output is not None and os.path.abspath(args.output) != os.path.abspath(run):
         parser.error(f"--output {args.output!r} conflicts with --resume {run!r}: a resumed run "
                      "writes into its own folder")
+    try:
+        with open(path) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        recorded = None  # read_settings reports it
+    if recorded is not None and not (isinstance(recorded, dict) and recorded.get("command") == "pretrain"
+                                     and isinstance(recorded.get("args"), dict)):
+        parser.error(f"--resume {run!r}: {path} is not the config.json of a keras-mim pretrain run "
+                     "(no 'command': 'pretrain' with its 'args')")
     settings = read_settings(parser, path, "--resume config")
     for option, _ in explicit:
         key = option_dest(parser, option)

@@ -176,7 +176,14 @@ def _dataset_source(dataset, labels, shuffle, seed, shuffle_buffer, what="datase
     return dataset, None if channels is None else [channels], None
 
 
-def _tfds_source(source, split, data_dir, labels, shuffle, seed, shuffle_buffer):
+def tfds_builder(source, data_dir=None):
+    """The TensorFlow Datasets builder of `source` ("tfds:NAME[/CONFIG]"), checked to be
+    prepared under `data_dir` without touching the network; raises at once otherwise.
+
+    Args:
+        source: "tfds:NAME" or "tfds:NAME/CONFIG".
+        data_dir: the folder holding prepared sets; None for tfds' default.
+    """
     name = source[len("tfds:"):]
     if not name:
         raise ValueError(f"`source` must name the dataset after 'tfds:', e.g. 'tfds:mnist', got {source!r}.")
@@ -198,6 +205,14 @@ def _tfds_source(source, split, data_dir, labels, shuffle, seed, shuffle_buffer)
             f"downloads. On a machine with network run `tfds build {name.split('/')[0]} --data_dir DIR` (or "
             f"`tfds.builder({name!r}, data_dir=DIR).download_and_prepare()`), then copy DIR here and pass "
             "`data_dir=DIR`.")
+    return builder
+
+
+def _tfds_source(source, split, data_dir, labels, shuffle, seed, shuffle_buffer):
+    import tensorflow_datasets as tfds
+
+    builder = tfds_builder(source, data_dir)
+    name = source[len("tfds:"):]
     splits = sorted(builder.info.splits)
     if str(split).split("[")[0] not in splits:
         raise ValueError(f"`split`={split!r} is not a split of {name!r}; it has {splits}.")
