@@ -54,6 +54,18 @@ def _images(*shape, dtype="float32"):
     return np.zeros(shape, dtype)
 
 
+def _nan_images():
+    images = _images(3, 16, 16, 3)
+    images[1, 4, 5, 0] = np.nan
+    return images
+
+
+def _empty_dataset():
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(_images(0, 16, 16, 3))
+
+
 # (id, call, expected exception, regex the message must match)
 API_CASES = [
     ("unknown preset", lambda: keras_mim.MaskedAutoencoder.from_preset("mae_vit_nope"),
@@ -103,6 +115,24 @@ API_CASES = [
      lambda: keras_mim.save_hf_pretrained(keras_mim.models.ViTEncoder(
          image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), "notes.txt"),
      ValueError, r"`directory` 'notes.txt' exists and is not a folder"),
+    ("NaN pixels", lambda: data.image_dataset(_nan_images()),
+     ValueError, r"`source` array holds NaN or inf pixels \(first in image 1\)"),
+    ("infinite pixels", lambda: data.image_dataset(_images(2, 16, 16, 3) - np.inf),
+     ValueError, r"`source` array holds NaN or inf pixels \(first in image 0\)"),
+    ("empty image array", lambda: data.image_dataset(_images(0, 16, 16, 3)),
+     ValueError, r"`source` array must be \(N, H, W\) or \(N, H, W, C\) with N >= 1, got shape \(0, 16, 16, 3\)"),
+    ("int64 pixels", lambda: data.image_dataset(_images(2, 16, 16, 3, dtype="int64")),
+     TypeError, r"`source` array must be uint8, uint16 or float, got dtype int64"),
+    ("empty tf.data dataset", lambda: data.image_dataset(_empty_dataset()),
+     ValueError, r"`source` dataset is empty \(it yields no element\)"),
+    ("missing image folder", lambda: data.image_dataset("no/such/folder"),
+     FileNotFoundError, r"`path` 'no/such/folder' does not exist"),
+    ("folder without images", lambda: data.ImageFolder("runs/earlier"),
+     ValueError, r"No image file \(.png, .jpg.*\) found under `path` 'runs/earlier'"),
+    ("augmentation without an image size", lambda: data.image_dataset(_images(2, 16, 16, 3), augmentation="mae"),
+     ValueError, r"`augmentation`='mae' needs `image_size`"),
+    ("batch size 0", lambda: data.image_dataset(_images(2, 16, 16, 3), batch_size=0),
+     ValueError, r"`batch_size` must be a positive int, got 0"),
     ("layer decay above 1",
      lambda: optimizers.layer_decay_multipliers(keras_mim.models.ViTEncoder(
          image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), layer_decay=1.5),

@@ -159,6 +159,8 @@ def _split_element(spec, labels, what):
 def _dataset_source(dataset, labels, shuffle, seed, shuffle_buffer, what="dataset"):
     import tensorflow as tf
 
+    if int(dataset.cardinality()) == 0:
+        raise ValueError(f"`source` {what} is empty (it yields no element).")
     dataset = dataset.map(_split_element(dataset.element_spec, labels, what))
     spec = dataset.element_spec[0]
     if spec.shape.rank == 4:  # batched images
@@ -209,9 +211,9 @@ def tfds_builder(source, data_dir=None):
 
 
 def _tfds_source(source, split, data_dir, labels, shuffle, seed, shuffle_buffer):
+    builder = tfds_builder(source, data_dir)  # first: it reports a missing tensorflow_datasets
     import tensorflow_datasets as tfds
 
-    builder = tfds_builder(source, data_dir)
     name = source[len("tfds:"):]
     splits = sorted(builder.info.splits)
     if str(split).split("[")[0] not in splits:
@@ -246,7 +248,9 @@ def _torch_source(loader, labels):
         label = np.zeros(len(images), "int32") if label is None else np.asarray(label).astype("int32")
         return images, label
 
-    first = next(iter(loader))  # one batch, for the channel count and image size
+    first = next(iter(loader), None)  # one batch, for the channel count and image size
+    if first is None:
+        raise ValueError("`source` DataLoader is empty (it yields no batch).")
     if labels == "inferred" and pick(first)[1] is None:
         raise ValueError("`labels='inferred'` but the `source` DataLoader yields no label.")
     images, _ = as_numpy(first)

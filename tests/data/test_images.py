@@ -195,6 +195,16 @@ def test_torch_dataloader():
     fit_one_step(image_dataset(loader, batch_size=4), 3)
 
 
+def test_empty_dataloader_and_dataset_raise():
+    import torch
+
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros((0, 3, 8, 8))), batch_size=2)
+    with pytest.raises(ValueError, match=r"`source` DataLoader is empty"):
+        image_dataset(empty)
+    with pytest.raises(ValueError, match=r"`source` dataset is empty"):
+        image_dataset(tf.data.Dataset.from_tensor_slices(np.zeros((0, 8, 8, 3), "float32")))
+
+
 # ------------------------------------------------------------------------------------ errors
 @pytest.mark.parametrize(
     "kwargs, error, match",
