@@ -83,9 +83,10 @@ def resolved_command_line(parser, args):
     return shlex.join(words)
 
 
-def read_settings(parser, path, name):
+def read_settings(parser, path, name, run=None):
     """The `args` of a run's config.json (or a flat {argument: value} JSON file), checked
-    against `parser`'s arguments and types; exits with status 2 on a bad file."""
+    against `parser`'s arguments and types; exits with status 2 on a bad file. With `run`
+    (the --resume folder) only a pretrain run's config.json is accepted."""
     try:
         with open(path) as f:
             data = json.load(f)
@@ -93,6 +94,10 @@ def read_settings(parser, path, name):
         parser.error(f"{name} {path!r}: cannot read it ({error.strerror or error})")
     except ValueError as error:
         parser.error(f"{name} {path!r} is not valid JSON: {error}")
+    if run is not None and not (isinstance(data, dict) and data.get("command") == "pretrain"
+                                and isinstance(data.get("args"), dict)):
+        parser.error(f"--resume {run!r}: {path} is not the config.json of a keras-mim pretrain run "
+                     "(no 'command': 'pretrain' with its 'args')")
     if isinstance(data, dict) and "args" in data:
         if data.get("command", "pretrain") != "pretrain":
             parser.error(f"{name} {path!r} records a {data['command']!r} run, not pretrain")
@@ -156,16 +161,7 @@ def apply_resume(parser, args, explicit):
     if args.output is not None and os.path.abspath(args.output) != os.path.abspath(run):
         parser.error(f"--output {args.output!r} conflicts with --resume {run!r}: a resumed run "
                      "writes into its own folder")
-    try:
-        with open(path) as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        recorded = None  # read_settings reports it
-    if recorded is not None and not (isinstance(recorded, dict) and recorded.get("command") == "pretrain"
-                                     and isinstance(recorded.get("args"), dict)):
-        parser.error(f"--resume {run!r}: {path} is not the config.json of a keras-mim pretrain run "
-                     "(no 'command': 'pretrain' with its 'args')")
-    settings = read_settings(parser, path, "--resume config")
+    settings = read_settings(parser, path, "--resume config", run=run)
     for option, _ in explicit:
         key = option_dest(parser, option)
         if key in NOT_SETTINGS or key not in settings:
