@@ -1,7 +1,6 @@
 """Callbacks for `model.fit`: reconstruction figures saved during training, and a stop at
 the first non-finite loss that leaves every checkpoint of the last good epoch untouched."""
 
-import math
 import os
 import re
 import string
@@ -206,20 +205,24 @@ class NonFiniteLossError(RuntimeError):
         self.loss = loss
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
+class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
     """Stop `fit` at the first batch whose loss is NaN or infinite, keeping all earlier state.
 
-    Unlike `keras.callbacks.TerminateOnNaN`'s default, which lets the epoch finish its
-    callbacks, this raises `NonFiniteLossError` from inside that batch. So no later
-    callback sees the bad weights: no epoch-end checkpoint (`ModelCheckpoint`,
-    `BackupAndRestore`) is written from them, no history row is logged for the broken
-    epoch, and `BackupAndRestore` keeps its backup of the last complete epoch (Keras
-    deletes it only at a normal end of training). Catch the error to handle it; the
-    model's weights are then those of the bad step, so reload a checkpoint before use.
+    This is `keras.callbacks.TerminateOnNaN(raise_error=True)`, which raises from inside
+    the bad batch (its default, `model.stop_training = True`, lets the epoch finish its
+    callbacks and so checkpoint the bad weights). So no later callback sees those
+    weights: no epoch-end checkpoint (`ModelCheckpoint`, `BackupAndRestore`) is written
+    from them, no history row is logged for the broken epoch, and `BackupAndRestore`
+    keeps its backup of the last complete epoch (Keras deletes it only at a normal end
+    of training). Because the check overrides a batch hook, Keras runs it synchronously
+    after every training batch, never in a background thread.
 
-    The message names the epoch and batch (counted from 1) and the usual causes: a
-    learning rate too high for the model or batch, NaN or infinite values in the data,
-    or an overflow in reduced precision (float16 / bfloat16).
+    What this class adds to Keras' own: `NonFiniteLossError` (a `RuntimeError`) that
+    carries the epoch, batch and value, a message naming the epoch and batch (counted
+    from 1) and the usual causes (a learning rate too high for the model or batch, NaN or
+    infinite values in the data, an overflow in reduced precision), and `monitor` for a
+    log entry other than `"loss"`. Catch the error to handle it; the model's weights are
+    then those of the bad step, so reload a checkpoint before use.
 
     Args:
         monitor: the log entry to check after every training batch (Keras reports the
@@ -239,7 +242,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """
 
     def __init__(self, monitor="loss"):
-        super().__init__()
+        super().__init__(raise_error=True)
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"`monitor` must be a non-empty str, got {monitor!r}.")
         self.monitor = monitor
@@ -248,18 +251,21 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
             return
-        value = float(np.asarray(keras.ops.convert_to_numpy(value)))
-        if math.isfinite(value):
-            return
+        try:  # Keras' check reads "loss": hand it the monitored entry under that name
+            super().on_batch_end(batch, {"loss": value})
+        except RuntimeError as error:
+            raise self._error(batch, float(np.asarray(value))) from error
+
+    def _error(self, batch, value):
         epochs = (self.params or {}).get("epochs")
         steps = (self.params or {}).get("steps")
         where = f"epoch {self._epoch + 1}" + (f" of {epochs}" if epochs else "")
         where += f", batch {batch + 1}" + (f" of {steps}" if steps else "")
-        raise NonFiniteLossError(
+        return NonFiniteLossError(
             f"the training {self.monitor} became {value} at {where} (counted from 1); training "
             "stopped before this epoch's end, so no checkpoint, history row or backup was "
             "written from these weights. Likely causes: a learning rate too high (try a "

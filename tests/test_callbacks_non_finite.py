@@ -80,3 +80,12 @@ def test_monitor_another_entry_and_bad_monitor():
     for bad in ("", 3, None):
         with pytest.raises(TypeError, match="monitor"):
             StopOnNonFiniteLoss(monitor=bad)
+
+
+def test_built_on_keras_terminate_on_nan():
+    callback = StopOnNonFiniteLoss()
+    assert isinstance(callback, keras.callbacks.TerminateOnNaN) and callback.raise_error
+    with pytest.raises(NonFiniteLossError) as info:
+        callback.on_train_batch_end(0, {"loss": float("nan")})
+    # Keras' own check found it; ours only adds the context.
+    assert type(info.value.__cause__) is RuntimeError
