@@ -3,23 +3,16 @@
 (which Keras accepts on every backend). Nothing is downloaded."""
 
 import os
-import re
 import warnings
 
 import numpy as np
 
+from keras_mim.data.decoding import GRAY_MODES, error_reason, natural_key, pil_to_array, summarize_skipped
 from keras_mim.utils import check_positive_int, to_2tuple
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv")
 GIF_EXTENSIONS = (".gif",)
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-# Pillow modes read as one channel (alpha dropped); every other mode is read as RGB.
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-
-
-def _natural_key(name):
-    """Sort key ordering numbers numerically: `f2` before `f10` (case-insensitive)."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
 
 
 class _Clips:
@@ -100,8 +93,8 @@ class ClipFolder(_Clips):
         self.path = os.fspath(path)
         videos, frame_dirs = [], []
         for root, dirs, files in os.walk(self.path):
-            dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=_natural_key)
-            files = sorted((f for f in files if not f.startswith(".")), key=_natural_key)
+            dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+            files = sorted((f for f in files if not f.startswith(".")), key=natural_key)
             videos += [os.path.join(root, f) for f in files if f.lower().endswith(GIF_EXTENSIONS + VIDEO_EXTENSIONS)]
             images = [os.path.join(root, f) for f in files if f.lower().endswith(FRAME_EXTENSIONS)]
             if images:
@@ -117,25 +110,13 @@ class ClipFolder(_Clips):
             try:
                 clips.append(_frame_folder(*item, skipped) if isinstance(item, tuple) else _video(item))
             except Exception as error:  # unreadable or corrupt: skip and list it
-                skipped.append((item[0] if isinstance(item, tuple) else item, _reason(error)))
+                skipped.append((item[0] if isinstance(item, tuple) else item, error_reason(error)))
         if not clips:
-            raise ValueError(f"No readable clip under {self.path!r}; skipped: {_summary(skipped)}.")
+            raise ValueError(f"No readable clip under {self.path!r}; skipped: {summarize_skipped(skipped)}.")
         super().__init__(clips, skipped)
 
     def __repr__(self):
         return f"ClipFolder({self.path!r}, clips={len(self)}, skipped={len(self.skipped)})"
-
-
-def _reason(error):
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
-
-def _summary(skipped, limit=3):
-    if not skipped:
-        return "none"
-    shown = "; ".join(f"{p} ({r})" for p, r in skipped[:limit])
-    return shown + (f"; ... {len(skipped) - limit} more" if len(skipped) > limit else "")
 
 
 def _require_ffmpeg(example):
@@ -149,18 +130,6 @@ def _require_ffmpeg(example):
         ) from error
 
 
-def _to_array(image):
-    """A pillow image as float32 `(H, W, C)` in [0, 1]; C = 1 for grayscale modes, else 3."""
-    if image.mode in ("1", "LA"):
-        image = image.convert("L")
-    elif image.mode not in _GRAY_MODES:
-        image = image.convert("RGB")
-    array = np.asarray(image)
-    scale = 255.0 if array.dtype == np.uint8 else 1.0 if image.mode == "F" else 65535.0
-    array = np.clip(array.astype("float32") / np.float32(scale), 0.0, 1.0)
-    return array[..., None] if array.ndim == 2 else array
-
-
 def _frame_folder(folder, files, skipped):
     """A frame-folder clip; unreadable frames are dropped and added to `skipped`."""
     from PIL import Image
@@ -170,10 +139,10 @@ def _frame_folder(folder, files, skipped):
         try:
             with Image.open(file) as image:
                 sizes.add((image.height, image.width))
-                channels = max(channels, 1 if image.mode in _GRAY_MODES else 3)
+                channels = max(channels, 1 if image.mode in GRAY_MODES else 3)
             good.append(file)
         except Exception as error:
-            skipped.append((file, _reason(error)))
+            skipped.append((file, error_reason(error)))
     if len(sizes) > 1:
         raise ValueError(f"frames of different sizes {sorted(sizes)}")
     if not good:
@@ -183,7 +152,7 @@ def _frame_folder(folder, files, skipped):
         frames = []
         for i in indices:
             with Image.open(good[i]) as image:
-                frames.append(_to_array(image))
+                frames.append(pil_to_array(image))
         return frames
 
     return {"path": folder, "n": len(good), "size": sizes.pop(), "channels": channels, "read": read}
@@ -202,7 +171,7 @@ def _video(path):
             with Image.open(path) as image:
                 for i in indices:
                     image.seek(i)
-                    frames.append(_to_array(image.convert("RGB")))
+                    frames.append(pil_to_array(image.convert("RGB")))
             return frames
     else:
         import imageio.v2 as imageio
@@ -343,9 +312,9 @@ def clip_dataset(source, num_frames=16, frame_stride=1, image_size=None, batch_s
                                                 f"(num_frames={num_frames}, frame_stride={frame_stride})"))
     where = f"under {clips.path!r}" if isinstance(clips, ClipFolder) else "in `source`"
     if not usable:
-        raise ValueError(f"No clip {where} has the {span} frames needed; skipped: {_summary(skipped)}.")
+        raise ValueError(f"No clip {where} has the {span} frames needed; skipped: {summarize_skipped(skipped)}.")
     if skipped:
-        warnings.warn(f"clip_dataset skipped {len(skipped)} clip(s) or file(s) {where}: {_summary(skipped)}; "
+        warnings.warn(f"clip_dataset skipped {len(skipped)} clip(s) or file(s) {where}: {summarize_skipped(skipped)}; "
                       "see `dataset.skipped`.", stacklevel=2)
     sizes = {clips.frame_size(i) for i in usable}
     if size is None and len(sizes) > 1 and batch_size is not None:
@@ -367,8 +336,8 @@ def clip_dataset(source, num_frames=16, frame_stride=1, image_size=None, batch_s
                 if None not in native and frames.shape[1:3] != native:
                     raise ValueError(f"decoded frames of size {frames.shape[1:3]}, expected {native}")
             except Exception as error:  # corrupt data found while decoding: skip the clip
-                skipped.append((clips.clip_path(i), _reason(error)))
-                warnings.warn(f"clip_dataset skipped {clips.clip_path(i)!r}: {_reason(error)}", stacklevel=2)
+                skipped.append((clips.clip_path(i), error_reason(error)))
+                warnings.warn(f"clip_dataset skipped {clips.clip_path(i)!r}: {error_reason(error)}", stacklevel=2)
                 continue
             yield frames
 
@@ -426,6 +395,6 @@ def load_clips(source, num_frames=16, frame_stride=1, image_size=None, clips_per
         raise ValueError(f"The clips' frame sizes differ (element shape {shape}); pass `image_size`.")
     clips = list(dataset.as_numpy_iterator())
     if not clips:
-        raise ValueError(f"No clip could be decoded; skipped: {_summary(dataset.skipped)}.")
+        raise ValueError(f"No clip could be decoded; skipped: {summarize_skipped(dataset.skipped)}.")
     array = np.stack(clips)
     return (array, dataset.skipped) if return_skipped else array

@@ -7,7 +7,8 @@ import warnings
 
 import numpy as np
 
-from keras_mim.data.clips import _GRAY_MODES, _natural_key, _reason, _summary, _to_array
+from keras_mim.data.conversions import convert_channels, resize_images
+from keras_mim.data.decoding import GRAY_MODES, error_reason, natural_key, pil_to_array, summarize_skipped
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -52,7 +53,7 @@ def _header(path):
     from PIL import Image
 
     with Image.open(path) as image:
-        return (image.height, image.width), 1 if image.mode in _GRAY_MODES else 3
+        return (image.height, image.width), 1 if image.mode in GRAY_MODES else 3
 
 
 def _decode(path):
@@ -69,7 +70,7 @@ def _decode(path):
 
         with Image.open(path) as image:
             image.load()
-            array = _to_array(image)
+            array = pil_to_array(image)
     if not np.isfinite(array).all():
         raise ValueError("non-finite pixel values (NaN or inf)")
     return array
@@ -143,8 +144,8 @@ class ImageFolder:
             raise TypeError(f"`recursive` must be a bool, got {recursive!r}.")
         found = []
         for root, dirs, files in os.walk(self.path):
-            dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=_natural_key) if recursive else []
-            found += [os.path.join(root, f) for f in sorted(files, key=_natural_key)
+            dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key) if recursive else []
+            found += [os.path.join(root, f) for f in sorted(files, key=natural_key)
                       if not f.startswith(".") and f.lower().endswith(self.extensions)]
         if not found:
             raise ValueError(f"No image file ({', '.join(self.extensions)}) found under `path` {self.path!r}.")
@@ -153,18 +154,18 @@ class ImageFolder:
             try:
                 size, channels = _header(file)
             except Exception as error:  # unreadable or corrupt: skip and list it
-                self.skipped.append((file, _reason(error)))
+                self.skipped.append((file, error_reason(error)))
                 continue
             self.files.append(file)
             self.sizes.append(size)
             self.channels.append(channels)
         if not self.files:
             raise ValueError(f"No readable image under `path` {self.path!r}; skipped {len(self.skipped)} "
-                             f"file(s): {_summary(self.skipped)}.")
+                             f"file(s): {summarize_skipped(self.skipped)}.")
         counts = set(self.channels)
         self.num_channels = 3 if counts == {1, 3} else max(counts, key=self.channels.count)
         tops = [os.path.relpath(f, self.path).split(os.sep) for f in self.files]
-        self.class_names = sorted({t[0] for t in tops if len(t) > 1}, key=_natural_key)
+        self.class_names = sorted({t[0] for t in tops if len(t) > 1}, key=natural_key)
         index = {name: i for i, name in enumerate(self.class_names)}
         self.labels = np.array([index[t[0]] if len(t) > 1 else -1 for t in tops], "int32")
 
@@ -180,7 +181,7 @@ class ImageFolder:
         try:
             return _decode(self.files[index])
         except Exception as error:
-            raise ValueError(f"Cannot read {self.files[index]!r}: {_reason(error)}") from error
+            raise ValueError(f"Cannot read {self.files[index]!r}: {error_reason(error)}") from error
 
     def subset(self, indices):
         """A view of images `indices` (e.g. a held-out split) without scanning again: same
@@ -207,8 +208,8 @@ class ImageFolder:
         """Add file `index` to `skipped` (once) after a decode failure, with a warning."""
         path = self.files[index]
         if all(p != path for p, _ in self.skipped):
-            self.skipped.append((path, _reason(error)))
-            warnings.warn(f"Skipping unreadable image {path!r}: {_reason(error)}", stacklevel=2)
+            self.skipped.append((path, error_reason(error)))
+            warnings.warn(f"Skipping unreadable image {path!r}: {error_reason(error)}", stacklevel=2)
 
     def read(self, indices, image_size=None, num_channels=None):
         """Images `indices` as one float32 array (for figures and held-out checks).
@@ -219,8 +220,6 @@ class ImageFolder:
                 the images differ in size.
             num_channels: 1 or 3 to convert to; None for `self.num_channels`.
         """
-        from keras_mim.data.images import convert_channels, resize_images  # the dataset's own conversions
-
         single = isinstance(indices, (int, np.integer))
         images = [convert_channels(self.load(i), num_channels or self.num_channels).numpy()
                   for i in ([indices] if single else list(indices))]

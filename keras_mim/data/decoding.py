@@ -1,0 +1,63 @@
+"""What the file sources of `keras_mim.data` (image folders, clip folders) share: the order
+files are taken in, pillow images as float32 arrays, and how skipped files are reported."""
+
+import re
+
+import numpy as np
+
+# Pillow modes read as one channel (alpha dropped); every other mode is read as RGB.
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def natural_key(name):
+    """Sort key ordering numbers numerically: `f2` before `f10` (case-insensitive).
+
+    Example:
+    >>> sorted(["f10.png", "F2.png", "f1.png"], key=natural_key)
+    ['f1.png', 'F2.png', 'f10.png']
+    """
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
+
+
+def pil_to_array(image):
+    """A pillow image as float32 `(H, W, C)` in [0, 1]; C = 1 for grayscale modes, else 3.
+
+    8-bit modes are divided by 255, 16-bit ones by 65535, float ("F") images kept.
+
+    Example:
+    >>> from PIL import Image
+    >>> pil_to_array(Image.new("RGBA", (4, 2), (255, 0, 0, 9))).shape
+    (2, 4, 3)
+    """
+    if image.mode in ("1", "LA"):
+        image = image.convert("L")
+    elif image.mode not in GRAY_MODES:
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    scale = 255.0 if array.dtype == np.uint8 else 1.0 if image.mode == "F" else 65535.0
+    array = np.clip(array.astype("float32") / np.float32(scale), 0.0, 1.0)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def error_reason(error):
+    """Why a file was skipped, in one line: the exception's type and first line.
+
+    Example:
+    >>> error_reason(ValueError("truncated file\\nmore detail"))
+    'ValueError: truncated file'
+    """
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def summarize_skipped(skipped, limit=3):
+    """The first `limit` of a `[(path, reason)]` list on one line, with the count of the rest.
+
+    Example:
+    >>> summarize_skipped([("a.png", "OSError: x"), ("b.png", "OSError: y")], limit=1)
+    'a.png (OSError: x); ... 1 more'
+    """
+    if not skipped:
+        return "none"
+    shown = "; ".join(f"{p} ({r})" for p, r in skipped[:limit])
+    return shown + (f"; ... {len(skipped) - limit} more" if len(skipped) > limit else "")
