@@ -1,4 +1,5 @@
-"""Argument checks shared by every module (errors name the argument, value and expectation)."""
+"""What every module shares: argument checks (errors name the argument, value and expectation)
+and `copy_model`."""
 
 
 def to_2tuple(value, name):
@@ -74,3 +75,21 @@ def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     return value
+
+
+def copy_model(model, name=None, **overrides):
+    """A new model of `model`'s class with its config (plus `overrides`) and its weights.
+
+    Args:
+        model: a built Keras model whose class rebuilds from `get_config()`.
+        name: the copy's name (default: the original's).
+        **overrides: config entries to change, e.g. `drop_path_rate=0.1`.
+    """
+    config = dict(model.get_config(), **overrides)
+    if name is not None:
+        config["name"] = name
+    copy = model.__class__.from_config(config)
+    if not copy.built:
+        copy.build()
+    copy.set_weights(model.get_weights())
+    return copy

@@ -11,9 +11,9 @@ import math
 import keras
 from keras import ops
 
+from keras_mim.ema import check_same_variables
 from keras_mim.losses import masked_mean
 from keras_mim.masking import get_mask_generator
-from keras_mim.models.ema import check_same_variables
 from keras_mim.models.presets import build_preset
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
 from keras_mim.targets.ema_teacher import EMATeacher

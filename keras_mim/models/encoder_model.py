@@ -3,23 +3,7 @@ sub-objects and input checks made before Keras traces a step."""
 
 import keras
 
-
-def copy_model(model, name=None, **overrides):
-    """A new model of `model`'s class with its config (plus `overrides`) and its weights.
-
-    Args:
-        model: a built Keras model whose class rebuilds from `get_config()`.
-        name: the copy's name (default: the original's).
-        **overrides: config entries to change, e.g. `drop_path_rate=0.1`.
-    """
-    config = dict(model.get_config(), **overrides)
-    if name is not None:
-        config["name"] = name
-    copy = model.__class__.from_config(config)
-    if not copy.built:
-        copy.build()
-    copy.set_weights(model.get_weights())
-    return copy
+from keras_mim.utils import copy_model  # noqa: F401  (its home was here; kept importable)
 
 
 class EncoderModel(keras.Model):

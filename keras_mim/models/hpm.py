@@ -16,9 +16,9 @@ import numbers
 import keras
 from keras import ops
 
+from keras_mim.ema import check_same_variables, ema_update, frozen_copy
 from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking.easy_to_hard_mask_generator import EasyToHardMaskGenerator, check_alpha
-from keras_mim.models.ema import check_same_variables, ema_update, frozen_copy
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.masked_autoencoder import MaskedAutoencoder
 from keras_mim.utils import check_positive_int

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_mim.models.ema import check_same_variables, ema_update, frozen_copy, momentum_schedule
+from keras_mim.ema import check_same_variables, ema_update, frozen_copy, momentum_schedule
 
 LAYER_NORMS = ("instance", "layer", None)
 ENCODER_NEEDS = ("forward_features", "depth", "num_prefix_tokens")
