@@ -1,42 +1,32 @@
-"""Read and write `.safetensors` files with numpy only.
+"""Read and write `.safetensors` files as numpy arrays, through the `safetensors` package.
 
-Layout: an 8-byte little-endian header length, a JSON header
-`{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`,
-then the raw little-endian tensor bytes (offsets relative to the end of the header).
+The format itself (header, offsets, alignment, checks) is the package's. What stays
+here is what keras_mim needs on top of `safetensors.numpy`:
+
+- bfloat16 tensors (most Hugging Face checkpoints) come back as float32, the dtype
+  keras_mim's weights use; the package builds them as `ml_dtypes.bfloat16` arrays,
+  so `ml_dtypes` (a Keras dependency) is imported here to register that dtype.
+- dtypes numpy cannot hold (float8, ...) and damaged files raise `CheckpointError`
+  naming the file and the tensor, instead of the package's bare error.
+- `is_safetensors`: a look at the first bytes, since `read_state_dict` gets `.bin`,
+  `.pth` and `.safetensors` files of any name and must tell them apart.
+- writing takes torch tensors and non-contiguous arrays too (`to_numpy`, then a
+  contiguous copy: the package reads an array's raw buffer).
 """
 
-import json
+import os
 import struct
 
+import ml_dtypes  # noqa: F401 - registers numpy's "bfloat16", which safetensors' numpy loader asks for
 import numpy as np
+import safetensors
+import safetensors.numpy
 
-from keras_mim.checkpoints.common import CheckpointError, bfloat16_to_float32, to_numpy
+from keras_mim.checkpoints.common import CheckpointError, to_numpy
 
-DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-    "I32": "int32", "I16": "int16", "I8": "int8", "U64": "uint64", "U32": "uint32",
-    "U16": "uint16", "U8": "uint8", "BOOL": "bool",
-}
-CODES = {v: k for k, v in DTYPES.items() if v != "bfloat16"}
+#: safetensors dtype codes numpy can hold; others (F8_E4M3, ...) are refused by name.
+READABLE = ("BF16", "BOOL", "F16", "F32", "F64", "I16", "I32", "I64", "I8", "U16", "U32", "U64", "U8")
 MAX_HEADER = 100 * 1024 * 1024
-
-
-def read_header(f, source):
-    """`(header dict, data start)` of an open safetensors file; raises if it is not one."""
-    raw = f.read(8)
-    if len(raw) < 8:
-        raise CheckpointError(f"{source} is not a safetensors file (shorter than 8 bytes).")
-    (length,) = struct.unpack("<Q", raw)
-    if not 2 <= length <= MAX_HEADER:
-        raise CheckpointError(f"{source} is not a safetensors file (header length {length}).")
-    text = f.read(length)
-    try:
-        header = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{source} is not a safetensors file (its header is not JSON).") from err
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{source} is not a safetensors file (its header is not a JSON object).")
-    return header, 8 + length
 
 
 def is_safetensors(path):
@@ -44,6 +34,14 @@ def is_safetensors(path):
     with open(path, "rb") as f:
         raw = f.read(9)
     return len(raw) == 9 and raw[8:9] == b"{" and 2 <= struct.unpack("<Q", raw[:8])[0] <= MAX_HEADER
+
+
+def _read_tensor(f, name, source):
+    dtype = f.get_slice(name).get_dtype()
+    if dtype not in READABLE:
+        raise CheckpointError(f"{source}: tensor {name!r} has dtype {dtype!r}; supported: {list(READABLE)}.")
+    array = f.get_tensor(name)  # a writable array over its own buffer
+    return array.astype("float32") if dtype == "BF16" else array  # bfloat16 -> float32 is exact
 
 
 def load_safetensors(path, with_metadata=False):
@@ -57,8 +55,9 @@ def load_safetensors(path, with_metadata=False):
         dict name -> array (bfloat16 read as float32), or `(dict, metadata)`.
 
     Raises:
-        CheckpointError: not a safetensors file, an unknown dtype, or offsets that do
-            not fit the shape or the file.
+        FileNotFoundError: no file at `path`.
+        CheckpointError: not a safetensors file (or a damaged one), or a tensor whose
+            dtype numpy cannot hold.
 
     Example:
     >>> import os, tempfile, numpy as np
@@ -67,46 +66,42 @@ def load_safetensors(path, with_metadata=False):
     >>> load_safetensors(path)["w"].tolist()
     [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     """
-    source = repr(str(path))
-    tensors = {}
-    with open(path, "rb") as f:
-        header, start = read_header(f, source)
-        f.seek(0, 2)
-        size = f.tell() - start
-        for name, spec in header.items():
-            if name == "__metadata__":
-                continue
-            try:
-                dtype, shape, (begin, end) = spec["dtype"], tuple(spec["shape"]), spec["data_offsets"]
-            except (TypeError, KeyError, ValueError) as err:
-                raise CheckpointError(f"{source}: malformed header entry for {name!r}: {spec!r:.100}.") from err
-            if dtype not in DTYPES:
-                raise CheckpointError(
-                    f"{source}: tensor {name!r} has dtype {dtype!r}; supported: {sorted(DTYPES)}."
-                )
-            np_dtype = np.dtype("<u2" if dtype == "BF16" else np.dtype(DTYPES[dtype]).newbyteorder("<"))
-            count = int(np.prod(shape, dtype=np.int64))
-            if not 0 <= begin <= end <= size or end - begin != count * np_dtype.itemsize:
-                raise CheckpointError(
-                    f"{source}: tensor {name!r} (shape {shape}, {dtype}) has data offsets [{begin}, {end}] "
-                    f"that do not fit its size or the file ({size} data bytes)."
-                )
-            f.seek(start + begin)
-            array = np.frombuffer(f.read(end - begin), np_dtype).reshape(shape)
-            native = array.astype(array.dtype.newbyteorder("="))
-            tensors[name] = bfloat16_to_float32(array) if dtype == "BF16" else native
-    metadata = header.get("__metadata__") or {}
+    path = os.fspath(path)
+    source = repr(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No safetensors file at {source}.")
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: _read_tensor(f, name, source) for name in f.keys()}
+    except safetensors.SafetensorError as err:
+        raise CheckpointError(f"{source} is not a safetensors file, or a damaged one: {err}.") from err
     return (tensors, metadata) if with_metadata else tensors
+
+
+def _unwritable(arrays):
+    """The names and dtypes of the arrays the package cannot store (tried one by one, empty)."""
+    bad = []
+    for name, array in arrays.items():
+        try:
+            safetensors.numpy.save({name: np.zeros(0, array.dtype)})
+        except (safetensors.SafetensorError, TypeError, ValueError):
+            bad.append(f"{name!r} ({array.dtype})")
+    return bad
 
 
 def save_safetensors(tensors, path, metadata=None):
     """Write a dict of arrays (numpy, or tensors of any framework) as `.safetensors`.
 
     Args:
-        tensors: dict name -> array; numpy dtypes float64/32/16, (u)int8-64 and bool.
+        tensors: dict name -> array; numpy float64/32/16, bfloat16 (`ml_dtypes`),
+            (u)int8-64 and bool; torch tensors are converted with `to_numpy`.
         path: the file to write.
         metadata: optional dict of str -> str stored in the header (HF writes
             `{"format": "pt"}`, which is the default here).
+
+    Raises:
+        TypeError: a tensor whose dtype safetensors cannot store (e.g. complex128).
 
     Example:
     >>> import os, tempfile, numpy as np
@@ -115,21 +110,14 @@ def save_safetensors(tensors, path, metadata=None):
     >>> load_safetensors(path)["b"].dtype
     dtype('float16')
     """
-    header = {"__metadata__": {str(k): str(v) for k, v in (metadata or {"format": "pt"}).items()}}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        array = np.ascontiguousarray(to_numpy(tensors[name], name))
-        code = CODES.get(array.dtype.name)
-        if code is None:
-            raise TypeError(f"Tensor {name!r} has dtype {array.dtype}; safetensors here takes {sorted(CODES)}.")
-        blob = array.astype(array.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # data aligned to 8 bytes, as the reference writer does
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
+    arrays = {str(name): np.ascontiguousarray(to_numpy(value, name)) for name, value in tensors.items()}
+    header = {str(k): str(v) for k, v in (metadata or {"format": "pt"}).items()}
+    try:
+        safetensors.numpy.save_file(arrays, os.fspath(path), metadata=header)
+    except (safetensors.SafetensorError, TypeError, ValueError) as err:
+        bad = _unwritable(arrays)
+        if not bad:
+            raise
+        raise TypeError(
+            f"Cannot write {os.fspath(path)!r}: safetensors cannot store tensor(s) {', '.join(bad)} ({err})."
+        ) from err

@@ -141,19 +141,29 @@ def test_safetensors_writer_is_read_by_library(tmp_path):
     for key, a in arrays.items():
         np.testing.assert_array_equal(back[key], a, err_msg=key)
         assert back[key].dtype == a.dtype
-    with pytest.raises(TypeError, match="dtype complex128"):
+    with pytest.raises(TypeError, match=r"z\.safetensors'.* tensor\(s\) 'z' \(complex128\)"):
         save_safetensors({"z": np.zeros(2, complex)}, tmp_path / "z.safetensors")
 
 
 def test_safetensors_malformed(tmp_path):
     header = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
     (tmp_path / "short.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
-    with pytest.raises(CheckpointError, match="data offsets"):
+    with pytest.raises(CheckpointError, match=r"'.*short\.safetensors' is not a safetensors file, or a damaged one"):
         load_safetensors(tmp_path / "short.safetensors")
     header = b'{"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}'
     (tmp_path / "f8.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0")
-    with pytest.raises(CheckpointError, match="dtype 'F8_E4M3'"):
+    with pytest.raises(CheckpointError, match=r"f8\.safetensors': tensor 'w' has dtype 'F8_E4M3'"):
         load_safetensors(tmp_path / "f8.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
-    with pytest.raises(CheckpointError, match="not a safetensors file"):
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors' is not a safetensors file"):
         load_safetensors(tmp_path / "junk.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"No safetensors file at '.*missing\.safetensors'"):
+        load_safetensors(tmp_path / "missing.safetensors")
+
+
+def test_safetensors_bfloat16_reads_as_float32(tmp_path):
+    values = torch.tensor([1.0, -2.5, 3.140625, 65280.0]).bfloat16()
+    safetensors.torch.save_file({"w": values}, tmp_path / "bf16.safetensors")
+    got = load_safetensors(tmp_path / "bf16.safetensors")["w"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [1.0, -2.5, 3.140625, 65280.0])  # exactly representable in bf16
