@@ -30,56 +30,23 @@ number of replicas before the gradients are summed (`scale_loss`); keras_mim's m
 return `scale_loss(loss)` from `compute_loss`, as Keras' own losses do.
 
 This is the one module outside `keras_mim.data` that imports a backend, lazily and
-only for the backend that runs.
+only for the backend that runs. Its backend-free parts live beside it and are
+importable from here: the kinds and argument checks in `keras_mim.distribution_checks`,
+the model-parallel mesh and layout map in `keras_mim.model_parallel`.
 """
 
 import contextlib
 
 import keras
 
-KINDS = ("none", "data", "model")
-SUPPORTED = {"data": ("jax", "tensorflow"), "model": ("jax",)}
-MODEL_AXIS = "model"
-BATCH_AXIS = "batch"
+from keras_mim.distribution_checks import KINDS, SUPPORTED, check_global_batch, check_kind  # noqa: F401
+from keras_mim.model_parallel import BATCH_AXIS, MODEL_AXIS, model_parallel, transformer_layout_map  # noqa: F401
+
 # Added (times the replica index) to the first word of a seed state on every replica
 # but the first: a large odd constant, so replicas never share a stream with each
 # other nor, in practice, with a generator seeded a few units away.
 REPLICA_SEED_STRIDE = 0x9E3779B1
 SEED_STATE_NAME = "seed_generator_state"  # the variable name keras.random.SeedGenerator uses
-
-
-def check_kind(kind, backend=None, name="kind"):
-    """Check that `kind` is one of `KINDS` and that `backend` (default: the running
-    one) supports it; returns `kind`.
-
-    Args:
-        kind: `"none"`, `"data"` or `"model"`.
-        backend: a Keras backend name; default `keras.backend.backend()`.
-        name: how error messages name the argument (e.g. `"--distribute"`).
-
-    Raises:
-        ValueError: naming the value and what is supported.
-
-    Example:
-    >>> check_kind("none")
-    'none'
-    """
-    if kind not in KINDS:
-        raise ValueError(f"`{name}` must be one of {KINDS}, got {kind!r}.")
-    backend = backend or keras.backend.backend()
-    if kind != "none" and backend not in SUPPORTED[kind]:
-        what = "data-parallel" if kind == "data" else "model-parallel"
-        hint = (
-            "Keras 3 has no distribution support for the torch backend (keras.distribution covers "
-            "JAX; on TensorFlow keras_mim uses tf.distribute.MirroredStrategy)"
-            if backend == "torch"
-            else f"Keras supports it only on {' and '.join(SUPPORTED[kind])}"
-        )
-        raise ValueError(
-            f"{what} training (`{name}`={kind!r}) is not supported on the {backend!r} backend: {hint}. "
-            f"Use the {' or '.join(SUPPORTED[kind])} backend (KERAS_BACKEND), or `{name}`='none'."
-        )
-    return kind
 
 
 def list_devices(backend=None):
@@ -107,127 +74,6 @@ def list_devices(backend=None):
 
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return [d.name for d in devices]
-
-
-def check_global_batch(batch_size, num_devices, name="batch_size"):
-    """Raise unless the global batch splits evenly over `num_devices`.
-
-    Args:
-        batch_size: the global batch (what `fit` gets as `batch_size`).
-        num_devices: number of data-parallel replicas.
-        name: how the error message names the batch size (e.g. `"--batch-size"`).
-
-    Returns:
-        the per-device batch, `batch_size // num_devices`.
-
-    Example:
-    >>> check_global_batch(32, 4)
-    8
-    """
-    if not isinstance(num_devices, int) or num_devices < 1:
-        raise ValueError(f"`num_devices` must be a positive int, got {num_devices!r}.")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {batch_size!r}.")
-    if batch_size % num_devices:
-        raise ValueError(
-            f"`{name}`={batch_size} must be divisible by the number of devices, {num_devices}, so that "
-            f"every device gets the same share of the batch; use e.g. "
-            f"{num_devices * max(1, round(batch_size / num_devices))}."
-        )
-    return batch_size // num_devices
-
-
-def transformer_layout_map(device_mesh, model_axis=MODEL_AXIS, shard_biases=True):
-    """A `keras.distribution.LayoutMap` that splits every transformer block of a
-    keras_mim model over the `model_axis` of `device_mesh` (Megatron-style).
-
-    In every attention block (`attn`, `self_attn`, `cross_attn`) and MLP, the input
-    projections (`qkv`, `q`, `kv`, `fc1`) are split by output column and the output
-    projections (`proj`, `fc2`) by input row, so each device holds 1/M of the block
-    weights (M = size of `model_axis`) and their optimizer slots. Everything else
-    (patch embedding, norms, tokens, position embeddings, heads) stays replicated.
-    Sharded widths (3*dim, mlp hidden, dim) must be divisible by M; they are for the
-    ViT-B/L/H presets and M in 1, 2, 4, 8, 16. The paths match encoder blocks
-    (`encoder/block_3/attn/qkv/kernel`), decoder blocks
-    (`.../decoder_block_0/mlp/fc1/kernel`) and cross-attention blocks.
-
-    Args:
-        device_mesh: a `keras.distribution.DeviceMesh` with a `model_axis` axis (and
-            usually a `"batch"` axis for the data-parallel part).
-        model_axis: name of the mesh axis the kernels are split along.
-        shard_biases: also split the biases of the column-split layers (they follow
-            their kernel's output columns).
-
-    Returns:
-        a `LayoutMap`; give it to `keras.distribution.ModelParallel(layout_map=...)`.
-
-    Example:
-    >>> import keras
-    >>> mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), devices=["cpu:0"])
-    >>> layout_map = transformer_layout_map(mesh)
-    >>> layout_map["encoder/block_0/attn/qkv/kernel"].axes
-    (None, 'model')
-    >>> layout_map["encoder/block_0/mlp/fc2/kernel"].axes
-    ('model', None)
-    >>> layout_map["encoder/patch_embed/proj/kernel"] is None
-    True
-    """
-    if not isinstance(device_mesh, keras.distribution.DeviceMesh):
-        raise TypeError(f"`device_mesh` must be a keras.distribution.DeviceMesh, got {device_mesh!r}.")
-    if model_axis not in device_mesh.axis_names:
-        raise ValueError(
-            f"`model_axis`={model_axis!r} is not an axis of `device_mesh` (axes {tuple(device_mesh.axis_names)})."
-        )
-    attn = r"(?:.*/)?(?:attn|self_attn|cross_attn)"
-    layout_map = keras.distribution.LayoutMap(device_mesh)
-    layout_map[attn + r"/(?:qkv|q|kv)/kernel"] = (None, model_axis)
-    layout_map[attn + r"/proj/kernel"] = (model_axis, None)
-    layout_map[r"(?:.*/)?mlp/fc1/kernel"] = (None, model_axis)
-    layout_map[r"(?:.*/)?mlp/fc2/kernel"] = (model_axis, None)
-    if shard_biases:
-        layout_map[attn + r"/(?:qkv|q|kv)/bias"] = (model_axis,)
-        layout_map[r"(?:.*/)?mlp/fc1/bias"] = (model_axis,)
-    return layout_map
-
-
-def model_parallel(model_parallel_size, devices=None, shard_biases=True):
-    """A `keras.distribution.ModelParallel` (JAX) over a `("batch", "model")` mesh:
-    `model_parallel_size` devices share each model replica (its transformer kernels
-    split by `transformer_layout_map`), the rest replicate it and split the batch.
-
-    Args:
-        model_parallel_size: devices per model replica; must divide the device count.
-        devices: devices to use (JAX names, e.g. `["gpu:0", "gpu:1"]`); default all.
-        shard_biases: see `transformer_layout_map`.
-
-    Returns:
-        the distribution; use it as `with distribution.scope(): ...` (or through
-        `distribution_scope("model", model_parallel_size=...)`).
-
-    Example:
-    >>> import keras
-    >>> if keras.backend.backend() == "jax":
-    ...     dist = model_parallel(1)
-    ...     assert tuple(dist.device_mesh.axis_names) == ("batch", "model")
-    """
-    check_kind("model")
-    devices = list(devices) if devices is not None else list_devices()
-    if (
-        not isinstance(model_parallel_size, int)
-        or isinstance(model_parallel_size, bool)
-        or model_parallel_size < 1
-        or len(devices) % model_parallel_size
-    ):
-        raise ValueError(
-            f"`model_parallel_size` must be a positive int dividing the number of devices "
-            f"({len(devices)}), got {model_parallel_size!r}."
-        )
-    mesh = keras.distribution.DeviceMesh(
-        (len(devices) // model_parallel_size, model_parallel_size), (BATCH_AXIS, MODEL_AXIS), devices=devices
-    )
-    return keras.distribution.ModelParallel(
-        layout_map=transformer_layout_map(mesh, shard_biases=shard_biases), batch_dim_name=BATCH_AXIS
-    )
 
 
 def scale_loss(loss):
