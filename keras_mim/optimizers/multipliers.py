@@ -12,6 +12,8 @@ from types import MappingProxyType
 import keras
 from keras import ops
 
+from keras_mim.compat import OptimizerUpdateHooks
+
 
 def _check_table(lr_multipliers, no_weight_decay, default_lr_multiplier):
     """Validate and freeze the tables: `({path: float}, (paths...), float | None)`."""
@@ -48,7 +50,7 @@ def _check_table(lr_multipliers, no_weight_decay, default_lr_multiplier):
     return MappingProxyType(table), tuple(sorted(set(no_weight_decay))), default_lr_multiplier
 
 
-class LearningRateMultiplierMixin:
+class LearningRateMultiplierMixin(OptimizerUpdateHooks):
     """Mix into any Keras optimizer class to give each variable its own learning-rate
     multiplier and to switch weight decay off per variable.
 
@@ -58,13 +60,14 @@ class LearningRateMultiplierMixin:
     `lr = s * lr(t)` (timm / MAE `param_groups_lrd`). Variables sharing a multiplier go
     through the optimizer's own (backend-specific) update in one group.
 
-    The mixin hooks two methods every Keras 3 optimizer runs inside `apply`:
-    `_backend_update_step(grads, variables, learning_rate)` (called once per multiplier
-    group with the scaled rate) and `_apply_weight_decay(variables)`. So it works for any
-    optimizer whose variable update is driven by the `learning_rate` it is given (all of
-    Keras' built-in ones), with gradient clipping, accumulation and EMA of the base class,
-    inside `model.fit` on TensorFlow, JAX and PyTorch, jit-compiled or not. Not supported:
-    `tf.distribute` strategies (the weight decay is applied in the replica context).
+    The mixin overrides the two steps of `apply` that `keras_mim.compat.OptimizerUpdateHooks`
+    exposes: `update_variables(grads, variables, learning_rate)` (the base optimizer's own
+    update, run once per multiplier group with the scaled rate) and
+    `decay_variables(variables)`. So it works for any optimizer whose variable update is
+    driven by the `learning_rate` it is given (all of Keras' built-in ones), with gradient
+    clipping, accumulation and EMA of the base class, inside `model.fit` on TensorFlow,
+    JAX and PyTorch, jit-compiled or not. Not supported: `tf.distribute` strategies (the
+    weight decay is applied in the replica context).
 
     Put the mixin first: `class MySGD(LearningRateMultiplierMixin, keras.optimizers.SGD)`,
     and register the class with `keras.saving.register_keras_serializable` to save it.
@@ -98,14 +101,12 @@ class LearningRateMultiplierMixin:
     def build(self, variables):
         if self.built:
             return
-        scales, missing, excluded = {}, [], set()
+        scales, missing = {}, []
         for variable in variables:
             scale = self._lr_multipliers.get(variable.path, self.default_lr_multiplier)
             if scale is None:
                 missing.append(variable.path)
-            scales[self._var_key(variable)] = scale
-            if variable.path in self._no_weight_decay:
-                excluded.add(self._var_key(variable))
+            scales[variable.path] = scale
         if missing:
             raise ValueError(
                 f"{type(self).__name__} has no learning-rate multiplier for the trainable "
@@ -114,19 +115,19 @@ class LearningRateMultiplierMixin:
                 "after freezing or unfreezing layers), or pass `default_lr_multiplier`."
             )
         # Frozen mappings: the trackers of Keras (and TF's AutoTrackable) leave them alone.
-        self._scale_by_key = MappingProxyType(scales)
-        self._no_decay_keys = frozenset(excluded)
+        self._scale_by_path = MappingProxyType(scales)
+        self._no_decay_paths = frozenset(self._no_weight_decay)
         super().build(variables)
 
     def lr_multiplier(self, variable):
         """The learning-rate multiplier of `variable` (the optimizer must be built)."""
         self._check_built("lr_multiplier")
-        return self._scale_by_key[self._var_key(variable)]
+        return self._scale_by_path[variable.path]
 
     def uses_weight_decay(self, variable):
         """Whether `variable` gets weight decay (False when `weight_decay` is None)."""
         self._check_built("uses_weight_decay")
-        return self.weight_decay is not None and self._use_weight_decay(variable)
+        return self.weight_decay is not None and self._decays(variable)
 
     def _check_built(self, what):
         if not self.built:
@@ -135,33 +136,32 @@ class LearningRateMultiplierMixin:
                 "or train once."
             )
 
-    def _use_weight_decay(self, variable):
-        if self._var_key(variable) in getattr(self, "_no_decay_keys", ()):
-            return False
-        return super()._use_weight_decay(variable)
+    def _decays(self, variable):
+        """Weight decay on `variable`: not in `no_weight_decay`, nor excluded the Keras way."""
+        return variable.path not in self._no_decay_paths and self.keras_uses_weight_decay(variable)
 
     def _groups(self, grads, variables):
         """`{multiplier: (grads, variables)}` in first-seen order."""
         groups = {}
         for grad, variable in zip(grads, variables):
-            pair = groups.setdefault(self._scale_by_key[self._var_key(variable)], ([], []))
+            pair = groups.setdefault(self._scale_by_path[variable.path], ([], []))
             pair[0].append(grad)
             pair[1].append(variable)
         return groups
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        for scale, (group_grads, group_vars) in self._groups(grads, trainable_variables).items():
+    def update_variables(self, grads, variables, learning_rate):
+        for scale, (group_grads, group_vars) in self._groups(grads, variables).items():
             rate = learning_rate if scale == 1.0 else ops.multiply(learning_rate, scale)
-            super()._backend_update_step(group_grads, group_vars, rate)
+            super().update_variables(group_grads, group_vars, rate)
 
-    def _apply_weight_decay(self, variables):
+    def decay_variables(self, variables):
         if self.weight_decay is None:
             return
         learning_rate = self.learning_rate
         for variable in variables:
-            if not self._use_weight_decay(variable):
+            if not self._decays(variable):
                 continue
-            scale = self._scale_by_key[self._var_key(variable)]
+            scale = self._scale_by_path[variable.path]
             rate = ops.cast(learning_rate, variable.dtype) * ops.cast(self.weight_decay * scale, variable.dtype)
             self.assign_sub(variable, ops.multiply(variable, rate))  # p -= s * lr * wd * p
 

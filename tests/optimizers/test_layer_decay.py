@@ -131,7 +131,7 @@ def test_finetune_optimizer_recipe():
     model = StandInClassifier(encoder)
     opt = finetune_optimizer(model, total_steps=200, batch_size=64, base_learning_rate=1e-3, layer_decay=0.65)
     assert isinstance(opt, LayerDecayAdamW)
-    schedule = opt._learning_rate
+    schedule = keras.optimizers.schedules.deserialize(opt.get_config()["learning_rate"])
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     assert schedule.warmup_target == pytest.approx(1e-3 * 64 / 256) and schedule.warmup_steps == 10  # 5%
     assert schedule.alpha * schedule.warmup_target == pytest.approx(1e-6)
