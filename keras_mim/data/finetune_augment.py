@@ -37,6 +37,7 @@ a time so that a new pipeline repeats the same batches; without one they run in 
 import keras
 import numpy as np
 
+from keras_mim.compat import Equalization, replace_rand_augment_op
 from keras_mim.data.views import _check_probability
 from keras_mim.utils import check_positive_int
 
@@ -100,7 +101,7 @@ def _source(images, labels, num_classes):
     return dataset, num_classes, labels.ndim - 1, len(images)
 
 
-class _TFDataEqualization(keras.layers.Equalization):
+class _TFDataEqualization(Equalization):
     """`keras.layers.Equalization` whose histogram uses `bincount` whenever it runs in
     TensorFlow. Keras 3.15 picks the histogram by the global backend, so inside tf.data
     under JAX it builds a loop over the 256 bins per channel (a graph that takes tens of
@@ -110,9 +111,9 @@ class _TFDataEqualization(keras.layers.Equalization):
     def __init__(self, name="tf_data_equalization", **kwargs):  # the class name is no valid TF scope
         super().__init__(name=name, **kwargs)
 
-    def _custom_histogram_fixed_width(self, values, value_range, nbins):
+    def histogram(self, values, value_range, nbins):
         if self.backend.name != "tensorflow":
-            return super()._custom_histogram_fixed_width(values, value_range, nbins)
+            return super().histogram(values, value_range, nbins)
         import tensorflow as tf
 
         low, high = (float(v) for v in value_range)
@@ -141,7 +142,8 @@ def rand_augment(num_ops=2, factor=0.9, value_range=(0.0, 1.0), seed=None):
     [(8, 8, 3), (8, 8, 3)]
     """
     layer = keras.layers.RandAugment(value_range=value_range, num_ops=num_ops, factor=factor, seed=seed)
-    layer.equalization = _TFDataEqualization(value_range=value_range, data_format=layer.data_format)
+    replace_rand_augment_op(layer, "equalization",
+                            _TFDataEqualization(value_range=value_range, data_format=layer.data_format))
     return layer
 
 

@@ -15,8 +15,8 @@ official pipelines is left to the model.
 import math
 
 import numpy as np
-from keras.src.utils.backend_utils import DynamicBackend
 
+from keras_mim.compat import backend_ops
 from keras_mim.layers.random_resized_crop import CROP_METHODS, crop_boxes
 from keras_mim.layers.random_resized_crop import check_range as _check_range
 from keras_mim.utils import check_positive_int, to_2tuple
@@ -84,7 +84,7 @@ def random_resized_crop_box(image_shape, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
     log_aspect = tf.random.stateless_uniform([count], seeds[1], math.log(ratio[0]), math.log(ratio[1]))
     position = tf.random.stateless_uniform([2], seeds[2])
     # The box rule of `keras_mim.layers.RandomResizedCrop`, run with TensorFlow ops.
-    return crop_boxes(DynamicBackend("tensorflow"), image_shape, area_fraction, log_aspect, position, ratio, method)
+    return crop_boxes(backend_ops("tensorflow"), image_shape, area_fraction, log_aspect, position, ratio, method)
 
 
 def _crop_resize(images, box, size):

@@ -9,10 +9,8 @@ whatever Keras' backend is; JAX, TensorFlow or torch inside a model), and
 import math
 
 import keras
-from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (
-    BaseImagePreprocessingLayer,
-)
 
+from keras_mim.compat import ImagePreprocessingLayer
 from keras_mim.utils import check_positive_int
 
 CROP_METHODS = ("torchvision", "clamped")
@@ -42,8 +40,9 @@ def crop_boxes(backend, image_size, area_fraction, log_aspect, position, ratio, 
     candidate with `w`, `h` clamped to `[1, W]`, `[1, H]`.
 
     Args:
-        backend: a namespace of Keras backend ops (`keras.src.backend` or a layer's
-            `self.backend`); every op below comes from it.
+        backend: a namespace of Keras ops: `keras.ops`, a preprocessing layer's
+            `self.backend` or `keras_mim.compat.backend_ops(name)`; every op below comes
+            from it.
         image_size: `(H, W)`, ints or int scalar tensors.
         area_fraction: `(..., K)` draws, uniform in `scale`.
         log_aspect: `(..., K)` draws, uniform in `log(ratio)`.
@@ -55,9 +54,8 @@ def crop_boxes(backend, image_size, area_fraction, log_aspect, position, ratio, 
         `(top, left, height, width)`, int32 tensors of shape `(...)`.
 
     Example:
-    >>> import numpy as np
-    >>> from keras.src import backend
-    >>> box = crop_boxes(backend, (10, 200), np.full((3,), 2.0, "float32"), np.zeros((3,), "float32"),
+    >>> import keras, numpy as np
+    >>> box = crop_boxes(keras.ops, (10, 200), np.full((3,), 2.0, "float32"), np.zeros((3,), "float32"),
     ...                  np.zeros((2,), "float32"), ratio=(0.75, 4 / 3))  # no candidate fits
     >>> [int(v) for v in box]
     [0, 93, 10, 13]
@@ -143,7 +141,7 @@ def crop_and_resize(backend, images, boxes, size, interpolation="bilinear", anti
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
-class RandomResizedCrop(BaseImagePreprocessingLayer):
+class RandomResizedCrop(ImagePreprocessingLayer):
     """Crops a random box of random area and aspect ratio and resizes it (torchvision's rule).
 
     In training, each image gets its own box drawn by torchvision's
@@ -180,8 +178,6 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
     ((2, 16, 24, 3), (16, 24, 3))
     """
 
-    _USE_BASE_FACTOR = False
-
     def __init__(self, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation="bilinear",
                  antialias=True, seed=None, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
@@ -210,7 +206,7 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
         batch = shape[0] if len(shape) == 4 else 1
         image_size = shape[-3:-1]
         if training:
-            seed = seed if seed is not None else self._get_seed_generator(self.backend._backend)
+            seed = seed if seed is not None else self.seed_generator()
             uniform = self.backend.random.uniform
             draws = (uniform((batch, self.max_attempts), *self.scale, seed=seed),
                      uniform((batch, self.max_attempts), math.log(self.ratio[0]), math.log(self.ratio[1]), seed=seed),
@@ -221,9 +217,15 @@ class RandomResizedCrop(BaseImagePreprocessingLayer):
         return crop_boxes(self.backend, image_size, *draws, ratio=self.ratio)
 
     def transform_images(self, images, transformation, training=True):
-        return self._transform_images(images, transformation, self.interpolation)
+        return self._crop_resize(images, transformation, self.interpolation)
 
-    def _transform_images(self, images, transformation, interpolation):
+    def transform_segmentation_masks(self, segmentation_masks, transformation, training=True):
+        # As Keras' augmentation layers: in training, the images' boxes (nearest).
+        if not training:
+            return segmentation_masks
+        return self._crop_resize(segmentation_masks, transformation, "nearest")
+
+    def _crop_resize(self, images, transformation, interpolation):
         images = self.backend.cast(images, self.compute_dtype)
         return crop_and_resize(self.backend, images, transformation, (self.height, self.width),
                                interpolation, self.antialias)

@@ -89,8 +89,7 @@ def test_inference_is_the_centre_crop_clamped_to_ratio(shape, box):
 
 @pytest.mark.parametrize("box, size", [((3, 5, 7, 9), (16, 20)), ((0, 0, 30, 40), (11, 13)), ((10, 2, 4, 30), (9, 7))])
 def test_crop_and_resize_matches_numpy_bilinear(box, size):
-    from keras.src import backend
-
+    backend = keras.ops  # the ops namespace of the running backend
     images = np.random.default_rng(2).random((2, 30, 40, 3)).astype("float32")
     boxes = tuple(np.array([v, 0 if i < 2 else v], "int32") for i, v in enumerate(box))  # image 2: box at origin
     out = to_numpy(crop_and_resize(backend, keras.ops.convert_to_tensor(images), boxes, size, antialias=False))
