@@ -8,6 +8,9 @@ import math
 import os
 import tempfile
 
+# Shows `(default: ...)` except for options whose default is None or False.
+from keras_mim.compat import HelpFormatter  # noqa: F401  (the subcommands' formatter_class)
+
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -31,16 +34,6 @@ non_negative_int = parsed(int, lambda v: v >= 0, "a non-negative int")
 non_negative_float = parsed(float, lambda v: math.isfinite(v) and v >= 0, "a non-negative number")
 positive_float = parsed(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 ratio = parsed(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows `(default: ...)` except for options whose default is None or False
-    (their help text says what happens)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def add_backend_argument(parser, help_text=None):

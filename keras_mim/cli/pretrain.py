@@ -1,7 +1,6 @@
 """`keras-mim pretrain`: its arguments and their checks (`resolve_pretrain`, before anything
 heavy); the run itself is in `pretrain_run.py`, the run folder in `run_folder.py`."""
 
-import argparse
 import math
 import os
 
@@ -52,24 +51,6 @@ SIAMMAE_CLIP_FRAMES = 16  # frames of the generated clips SiamMAE draws its fram
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "cls_token", "mask_token"]  # as MAE: no decay on 1-D params / tokens
 
 
-class _Given:
-    """Remembers each option given on the command line, in order: config.json records the
-    command line, and with --config / --resume the given flags win / must agree."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        super().__call__(parser, namespace, values, option_string)
-        given = list(getattr(namespace, "_given", []))
-        namespace._given = given + [(option_string, None if self.nargs == 0 else values)]
-
-
-class _Store(_Given, argparse._StoreAction):
-    pass
-
-
-class _StoreTrue(_Given, argparse._StoreTrueAction):
-    pass
-
-
 def steps_per_epoch(num_examples, batch_size, two_views):
     """Training steps of an epoch: view-pair pipelines drop a partial last batch."""
     return num_examples // batch_size if two_views else math.ceil(num_examples / batch_size)
@@ -101,8 +82,7 @@ def add_pretrain_parser(commands):
         ),
         formatter_class=HelpFormatter,
     )
-    for name, action in ((None, _Store), ("store", _Store), ("store_true", _StoreTrue)):
-        p.register("action", name, action)
+    run_folder.record_options(p)  # args._given: the options given, for config.json, --config, --resume
     add_backend_argument(p)
     p.add_argument("--method", choices=sorted(METHODS), default="mae",
                    help="pretraining method: "  # descriptions may hold '%' (argparse formats help with %)

@@ -18,6 +18,7 @@ Layout (RUN = --output):
     RUN/skipped_files.txt       input files the data source skipped (if any)
 """
 
+import argparse
 import csv
 import datetime
 import importlib.util
@@ -38,6 +39,41 @@ RUN_FILES = ("model.keras", "config.json", "history.json", "history.csv", "recon
              SKIPPED_FILES, LAST_CHECKPOINT, RESUMES)
 # Arguments that are not settings of the run: never read from a settings file.
 NOT_SETTINGS = ("output", "overwrite", "resume", "config")
+
+
+def record_options(parser):
+    """Give `parser` "store" and "store_true" actions (the default one included) that also
+    remember each option given on the command line, in order, as (option, value) pairs in
+    `args._given`: config.json records the command line, and with --config / --resume the
+    given flags win / must agree. `options(parser)` then lists the options added.
+    Call it before adding the arguments."""
+    added = parser.keras_mim_options = []
+
+    class Option(argparse.Action):
+        """argparse's "store" action that records where it was given."""
+
+        def __init__(self, option_strings, dest, **kwargs):
+            super().__init__(option_strings, dest, **kwargs)
+            added.append(self)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+            given = list(getattr(namespace, "_given", []))
+            namespace._given = given + [(option_string, None if self.nargs == 0 else values)]
+
+    class Flag(Option):
+        """argparse's "store_true" action that records where it was given."""
+
+        def __init__(self, option_strings, dest, default=False, **kwargs):
+            super().__init__(option_strings, dest, nargs=0, const=True, default=default, **kwargs)
+
+    for name, action in ((None, Option), ("store", Option), ("store_true", Flag)):
+        parser.register("action", name, action)
+
+
+def options(parser):
+    """The options added to `parser` since `record_options(parser)`, in order."""
+    return parser.keras_mim_options
 
 
 def clean_run_folder(output):
@@ -75,7 +111,7 @@ def command_line(explicit):
 def resolved_command_line(parser, args):
     """The command that repeats the run with every setting spelled out."""
     words = ["keras-mim", "pretrain"]
-    for action in parser._actions:
+    for action in options(parser):
         value = getattr(args, action.dest, None)
         if not action.option_strings or action.dest in NOT_SETTINGS[1:] or value in (None, False):
             continue
@@ -104,7 +140,7 @@ def read_settings(parser, path, name, run=None):
         data = data["args"]
     if not isinstance(data, dict):
         parser.error(f"{name} {path!r} must hold a JSON object of arguments, got {type(data).__name__}")
-    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    actions = {a.dest: a for a in options(parser) if a.option_strings}
     unknown = sorted(set(data) - set(actions))
     if unknown:
         parser.error(f"{name} {path!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
@@ -176,7 +212,7 @@ def apply_resume(parser, args, explicit):
 
 
 def option_dest(parser, option):
-    for action in parser._actions:
+    for action in options(parser):
         if option in action.option_strings:
             return action.dest
     return None
