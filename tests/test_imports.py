@@ -60,16 +60,10 @@ LEVELS = {
     "cli": 5, "": 5,
 }
 
-# Removed by the models/cli refactor (issue 18). Each cycle is the frozenset of the modules of
-# one strongly connected component; each upward import is (importer, imported module).
-KNOWN_CYCLES = {
-    frozenset({"keras_mim.cli.pretrain", "keras_mim.cli.pretrain_run"}),
-    # models.methods.get_method imports the models package, which imports every method module
-    frozenset({f"keras_mim.models{m}" for m in (
-        "", ".data2vec", ".hpm", ".mask_align", ".masked_autoencoder", ".methods", ".mfm", ".mr_mae",
-        ".presets", ".siamese_mae", ".simmim", ".video_mae")}),
-}
-KNOWN_UPWARD = {("keras_mim.models.pretraining_model", "keras_mim.distribute")}
+# Known exceptions (none): each cycle is the frozenset of the modules of one strongly
+# connected component; each upward import is (importer, imported module).
+KNOWN_CYCLES = set()
+KNOWN_UPWARD = set()
 KNOWN_PACKAGE_CYCLES = set()
 
 

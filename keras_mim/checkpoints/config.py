@@ -219,4 +219,6 @@ def build_model(config, with_decoder=True):
     encoder = ViTEncoder(**config["encoder"], name="encoder")
     if not with_decoder or config["decoder"] is None:
         return encoder
-    return MaskedAutoencoder(encoder, decoder=dict(config["decoder"]), **config["model"])
+    model = MaskedAutoencoder(encoder, decoder=dict(config["decoder"]), **config["model"])
+    model.build()  # every shape is known from the config
+    return model

@@ -99,6 +99,8 @@ def model_parts(model):
             f"`model` must be a ViTEncoder or a model with a ViTEncoder as `.encoder` (MaskedAutoencoder, "
             f"a classifier, ...), got {type(model).__name__}."
         )
+    if not model.built:  # a model made by its class: every shape is known from its config
+        model.build()
     decoder = getattr(model, "decoder", None)
     return encoder, decoder if isinstance(decoder, MAEDecoder) else None
 

@@ -1,16 +1,35 @@
+"""Encoders, decoders, downstream models, and the pretraining methods with their registry.
+
+Importing this package imports every module in it, so every method module registers
+itself (`keras_mim.models.methods`), and the model class of every registered method is
+exported here by its class name (a new method needs no line in this file).
+"""
+
+import importlib
+import pkgutil
+
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
-from keras_mim.models.data2vec import Data2Vec
-from keras_mim.models.hpm import HPM, HPMSchedule
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 from keras_mim.models.linear_probe import LinearProbe
 from keras_mim.models.mae_decoder import MAEDecoder
-from keras_mim.models.mask_align import MaskAlign
-from keras_mim.models.masked_autoencoder import MaskedAutoencoder
-from keras_mim.models.methods import METHODS, get_method
-from keras_mim.models.mfm import MFM
-from keras_mim.models.mr_mae import MRMAE
-from keras_mim.models.presets import list_presets
-from keras_mim.models.siamese_mae import SiameseMAE
-from keras_mim.models.simmim import SimMIM
-from keras_mim.models.video_mae import VideoMAE
+from keras_mim.models.methods import METHODS, MethodSpec, get_method, get_method_spec, list_methods, register_method
+from keras_mim.models.partial_decoding import PartialDecoding
+from keras_mim.models.presets import build_method, list_presets
 from keras_mim.models.vit_encoder import ViTEncoder
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+# The method classes (MaskedAutoencoder, SimMIM, ...), and their helpers such as HPMSchedule.
+from keras_mim.models.hpm import HPMSchedule  # noqa: E402
+
+for _spec in METHODS.values():
+    globals()[_spec.model.__name__] = _spec.model
+
+__all__ = sorted(
+    {"CrossAttentionDecoder", "ImageClassifier", "LinearProbe", "MAEDecoder", "PartialDecoding", "ViTEncoder",
+     "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
+     "list_methods", "list_presets", "register_method"}
+    | {spec.model.__name__ for spec in METHODS.values()}
+)
+del _module, _spec

@@ -14,7 +14,8 @@ from keras import ops
 from keras_mim.ema import check_same_variables
 from keras_mim.losses import masked_mean
 from keras_mim.masking import get_mask_generator
-from keras_mim.models.presets import build_preset
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
 from keras_mim.targets.ema_teacher import EMATeacher
 from keras_mim.utils import check_mask_ratio
@@ -126,17 +127,6 @@ class Data2Vec(PretrainingModel):
         self.loss_scale = None if loss_scale is None else float(loss_scale)
         self.head = keras.layers.Dense(encoder.output_dim, dtype=self.dtype_policy, name="head")
         self.seed = seed
-        self.build()  # every shape is known from the config
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Build a freshly initialised model from a preset name (see `list_presets()`).
-
-        Keyword arguments override the preset: encoder ones (`image_size`,
-        `num_channels`, ...) and this model's own (`top_k`, `momentum`, `mask_ratio`,
-        `loss_beta`, `seed`, ...). The encoder gets a mask token.
-        """
-        return build_preset(cls, preset, **kwargs)
 
     def make_teacher(self, teacher, teacher_kw):
         """The `EMATeacher`: a copy of the encoder now, or the one given (checked)."""
@@ -220,3 +210,18 @@ class Data2Vec(PretrainingModel):
             seed=self.seed,
         )
         return config
+
+
+register_method(MethodSpec(
+    name="data2vec", model=Data2Vec, family="features",
+    description="data2vec-style: mask tokens, regress top-K layers of an EMA teacher.",
+    paper="Baevski et al., ICML 2022", code="facebookresearch/fairseq",
+    presets={
+        "data2vec_vit_base_patch16": dict(
+            description="data2vec-style ViT-B/16: mask tokens, target = mean of the top-8 normalised "
+                        "EMA-teacher layers.",
+            encoder=VIT_BASE_16, kwargs={"top_k": 8, "mask_ratio": 0.6}),
+        "data2vec_vit_test": dict(description="data2vec-style on the test ViT: top-2 EMA-teacher layers.",
+                                  encoder=TEST_VIT, kwargs={"top_k": 2}),
+    },
+))

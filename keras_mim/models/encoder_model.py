@@ -6,6 +6,14 @@ import keras
 from keras_mim.utils import copy_model  # noqa: F401  (its home was here; kept importable)
 
 
+def deserialize_nested(value):
+    """A config entry: serialized Keras objects (dicts with `class_name` and `config`)
+    become objects again; anything else is returned as is."""
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        return keras.saving.deserialize_keras_object(value)
+    return value
+
+
 class EncoderModel(keras.Model):
     """Base class of the models built around `self.encoder` (pretraining models,
     classifiers, probes).
@@ -14,12 +22,10 @@ class EncoderModel(keras.Model):
     against `self.encoder` before Keras traces a step: an error raised inside a traced
     step on JAX leaves the model's variables purged (Keras 3.15), losing the user's
     weights. Subclasses set `self.encoder` (an encoder keeping the protocol of
-    `ViTEncoder`) and list in `nested_objects` the config entries that hold serialized
-    Keras objects.
+    `ViTEncoder`). `from_config` turns every serialized Keras object in the config
+    (sub-models, layers, targets, mask generators) back into an object.
     """
 
-    #: Config entries that hold serialized Keras objects (sub-models, layers, targets).
-    nested_objects = ("encoder",)
     #: How size errors describe what the model does with its inputs.
     input_verb = "takes"
 
@@ -29,11 +35,27 @@ class EncoderModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in cls.nested_objects:
-            if isinstance(config.get(key), dict) and "class_name" in config[key]:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**{key: deserialize_nested(value) for key, value in config.items()})
+
+    # Subclassed Keras models are built by their first call; these models know every
+    # shape from their config, so what needs the weights builds them first.
+    def load_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.load_weights`, building the model first if needed."""
+        if not self.built:
+            self.build()
+        return super().load_weights(filepath, *args, **kwargs)
+
+    def count_params(self):
+        """`keras.Model.count_params`, building the model first if needed."""
+        if not self.built:
+            self.build()
+        return super().count_params()
+
+    def summary(self, *args, **kwargs):
+        """`keras.Model.summary`, building the model first if needed."""
+        if not self.built:
+            self.build()
+        return super().summary(*args, **kwargs)
 
     @staticmethod
     def data_spec(x):

@@ -19,8 +19,10 @@ from keras import ops
 from keras_mim.ema import check_same_variables, ema_update, frozen_copy
 from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking.easy_to_hard_mask_generator import EasyToHardMaskGenerator, check_alpha
-from keras_mim.models.mae_decoder import MAEDecoder
+from keras_mim.models.mae_decoder import MAEDecoder, make_decoder
 from keras_mim.models.masked_autoencoder import MaskedAutoencoder
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import MAE_DECODER, TEST_DECODER, TEST_VIT, VIT_BASE_16
 from keras_mim.utils import check_positive_int
 
 RANKING_EPS = 1e-6  # inside the logs of the official ranking loss
@@ -60,15 +62,6 @@ def pairwise_ranking_loss(loss_pred, loss_target, mask, eps=RANKING_EPS):
     prob = ops.sigmoid(ops.expand_dims(pred, 1) - ops.expand_dims(pred, 2))  # sigmoid(p_j - p_i)
     loss = -positive * ops.log(prob + eps) - negative * ops.log(1.0 - prob + eps)
     return ops.sum(loss) / ops.maximum(ops.sum(positive + negative), 1.0)
-
-
-def frozen_decoder_copy(decoder, latent_shape, name):
-    """A non-trainable `MAEDecoder` with `decoder`'s config and current weights."""
-    copy = MAEDecoder.from_config({**decoder.get_config(), "name": name})
-    copy.build(latent_shape)
-    copy.set_weights(decoder.get_weights())
-    copy.trainable = False
-    return copy
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -144,43 +137,41 @@ class HPM(MaskedAutoencoder):
                 f"`loss_predictor` must be a MAEDecoder, a dict of its arguments or None, got "
                 f"{type(loss_predictor).__name__}."
             )
-        # Built in `build` (called by MaskedAutoencoder.__init__): Keras locks a model's state
-        # after its first build. Plain attributes, kept out of Keras' tracking until then.
-        object.__setattr__(self, "_hpm_spec", (loss_predictor, alpha_max))
         super().__init__(
             encoder, decoder=decoder, mask_generator=mask_generator, mask_ratio=mask_ratio,
             norm_pix_loss=norm_pix_loss, norm_pix_eps=norm_pix_eps, target=target, seed=seed, **kwargs,
         )
-        hidden = encoder.num_patches - self.mask_generator.num_visible(encoder.grid_shape)
+        hidden = encoder.num_patches - self.num_visible
         if hidden < 2:
             raise ValueError(
                 f"HPM ranks hidden patches against each other; `mask_ratio`={self.mask_ratio!r} hides "
                 f"{hidden} of {encoder.num_patches} patches, expected at least 2."
             )
-
-    def latent_shape(self):
-        """Shape of the encoder output the decoders receive: `(None, prefix + K, D)`."""
-        enc = self.encoder
-        return (None, self.mask_generator.num_visible(enc.grid_shape) + enc.num_prefix_tokens, enc.embed_dim)
+        self.alpha_max = alpha_max
+        if loss_predictor is None:  # the pixel decoder's architecture, as the official
+            keys = ("decoder_dim", "depth", "num_heads", "mlp_ratio", "norm_epsilon")
+            loss_predictor = {k: getattr(self.decoder, k) for k in keys}
+        if isinstance(loss_predictor, dict):
+            loss_predictor = {"name": "loss_predictor", **loss_predictor}
+        self.loss_predictor = make_decoder(loss_predictor, encoder, 1)
+        # The teacher: EMA copies of the parts that predict losses (built with them, in `build`).
+        self.teacher_encoder = frozen_copy(self.encoder, name="teacher_encoder")
+        self.teacher_loss_predictor = MAEDecoder.from_config(
+            {**self.loss_predictor.get_config(), "name": "teacher_loss_predictor"}
+        )
+        self.teacher_loss_predictor.trainable = False
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("reconstruction_loss", "ranking_loss", "alpha")}
 
     def build(self, images_shape=None):
-        super().build()  # encoder and pixel decoder
-        if hasattr(self, "loss_predictor"):  # built before (e.g. `build_from_config`)
+        if self.built:
             return
-        spec, self.alpha_max = self._hpm_spec
-        object.__delattr__(self, "_hpm_spec")
-        if spec is None:  # the pixel decoder's architecture
-            keys = ("decoder_dim", "depth", "num_heads", "mlp_ratio", "norm_epsilon")
-            spec = {k: getattr(self.decoder, k) for k in keys}
-        if isinstance(spec, dict):
-            spec = {"name": "loss_predictor", **spec}
-        self.loss_predictor = self.make_decoder(spec, 1)
+        super().build()  # encoder and pixel decoder
+        enc = self.encoder
         if not self.loss_predictor.built:
-            self.loss_predictor.build(self.latent_shape())
-        # The teacher: EMA copies of the parts that predict losses.
-        self.teacher_encoder = frozen_copy(self.encoder, name="teacher_encoder")
-        full = (None, self.encoder.num_patches + self.encoder.num_prefix_tokens, self.encoder.embed_dim)
-        self.teacher_loss_predictor = frozen_decoder_copy(self.loss_predictor, full, "teacher_loss_predictor")
+            self.loss_predictor.build((None, self.num_visible + enc.num_prefix_tokens, enc.output_dim))
+        if not self.teacher_loss_predictor.built:  # starts as a copy of the loss predictor
+            self.teacher_loss_predictor.build((None, enc.num_patches + enc.num_prefix_tokens, enc.output_dim))
+            self.teacher_loss_predictor.set_weights(self.loss_predictor.get_weights())
         check_same_variables(self.teacher_encoder, self.encoder)
         check_same_variables(self.teacher_loss_predictor, self.loss_predictor)
         self.alpha = self.add_weight(shape=(), initializer="zeros", trainable=False, dtype="float32", name="alpha")
@@ -188,7 +179,7 @@ class HPM(MaskedAutoencoder):
             shape=(), initializer=keras.initializers.Constant(EMA_MOMENTUM[0]), trainable=False,
             dtype="float32", name="ema_momentum",
         )
-        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("reconstruction_loss", "ranking_loss", "alpha")}
+        self.built = True
 
     def set_alpha(self, alpha):
         """Set the fraction of hidden patches chosen by difficulty (in [0, 1])."""
@@ -241,7 +232,7 @@ class HPM(MaskedAutoencoder):
     def call(self, images, noise=None, training=None):
         latent, masking, difficulty = self.forward_encoder(images, noise=noise, training=training)
         out = {
-            "pred": self.forward_decoder(latent, masking["ids_restore"], training=training),
+            "pred": self.forward_decoder(latent, masking, training=training)["pred"],
             "mask": masking["mask"],
             "ids_restore": masking["ids_restore"],
             "loss_pred": self.forward_loss_predictor(latent, masking["ids_restore"], training=training),
@@ -288,6 +279,20 @@ class HPM(MaskedAutoencoder):
         config.update(loss_predictor=keras.saving.serialize_keras_object(self.loss_predictor),
                       alpha_max=self.alpha_max)
         return config
+
+
+register_method(MethodSpec(
+    name="hpm", model=HPM, family="pixels", pixels=True,
+    description="HPM: MAE plus a loss predictor that hides the hardest patches.",
+    paper="Wang et al., CVPR 2023", code="Haochen-Wang409/HPM",
+    presets={
+        "hpm_vit_base_patch16": dict(
+            description="HPM ViT-B/16: MAE plus a loss predictor; easy-to-hard masks (alpha up to 0.5).",
+            encoder=VIT_BASE_16, decoder=MAE_DECODER),
+        "hpm_vit_test": dict(description="HPM on the test ViT.", encoder=TEST_VIT, decoder=TEST_DECODER),
+    },
+))
+
 
 class HPMSchedule(keras.callbacks.Callback):
     """Sets an `HPM` model's schedules at the start of every epoch, as the official code.

@@ -141,3 +141,32 @@ class MAEDecoder(keras.layers.Layer):
             pos_embed=self.pos_embed_mode,
         )
         return config
+
+
+def make_decoder(decoder, encoder, output_dim, decoder_cls=MAEDecoder):
+    """A `decoder_cls` on `encoder`'s token grid predicting `output_dim` values per token.
+
+    Args:
+        decoder: None (the class defaults), a dict of `decoder_cls` arguments, or a
+            `decoder_cls` instance (checked against the encoder and `output_dim`).
+        encoder: the model's encoder (`grid_shape`, `num_prefix_tokens`).
+        output_dim: prediction width per token.
+        decoder_cls: `MAEDecoder` or another decoder with the same first arguments
+            (`grid_shape, output_dim, num_prefix_tokens=...`).
+    """
+    grid, prefix = tuple(encoder.grid_shape), encoder.num_prefix_tokens
+    if decoder is None or isinstance(decoder, dict):
+        kwargs = {"name": "decoder", **(decoder or {})}
+        return decoder_cls(grid, output_dim, num_prefix_tokens=prefix, **kwargs)
+    if not isinstance(decoder, decoder_cls):
+        raise TypeError(
+            f"`decoder` must be a {decoder_cls.__name__}, a dict of its arguments or None, got "
+            f"{type(decoder).__name__}."
+        )
+    found = (tuple(decoder.grid_shape), decoder.output_dim, decoder.num_prefix_tokens)
+    if found != (grid, output_dim, prefix):
+        raise ValueError(
+            f"`decoder` (grid {found[0]}, output_dim {found[1]}, {found[2]} prefix tokens) does not "
+            f"match the encoder and target (grid {grid}, output_dim {output_dim}, {prefix} prefix tokens)."
+        )
+    return decoder

@@ -6,9 +6,9 @@ import numpy as np
 from keras import ops
 
 from keras_mim.masking import GuidedMaskGenerator, get_mask_generator
-from keras_mim.models.pretraining_model import PretrainingModel
-from keras_mim.models.presets import build_preset
-from keras_mim.models.vit_encoder import ViTEncoder
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
+from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
 from keras_mim.targets.teacher_features import get_teacher, is_block_encoder, teacher_guided_masking
 from keras_mim.utils import check_mask_ratio
 
@@ -64,7 +64,7 @@ class MaskAlign(PretrainingModel):
     `ids_restore` `(B, N)`; `noise` `(B, N)` fixes the mask (lowest kept).
 
     Args:
-        encoder: the student `ViTEncoder`.
+        encoder: the student `ViTEncoder` (or an encoder with its `forward_features`).
         teacher: a Keras model (wrapped as `TeacherFeatures(teacher, teacher_layers,
             normalize="layer_norm")`, frozen) or a `TeacherFeatures`.
         teacher_layers: teacher layers when `teacher` is a model; for a ViTEncoder the
@@ -83,6 +83,7 @@ class MaskAlign(PretrainingModel):
 
     Example:
     >>> import numpy as np, keras
+    >>> from keras_mim.models import ViTEncoder
     >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
     >>> model = MaskAlign.from_preset("maskalign_vit_test", teacher=teacher)
     >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
@@ -91,14 +92,10 @@ class MaskAlign(PretrainingModel):
     [(2, 5, 32), (2, 5, 32)]
     """
 
-    encoder_defaults = {}  # ViTEncoder arguments this method needs (see presets)
-
     def __init__(self, encoder, teacher=None, teacher_layers=None, student_layers=None, mask_generator=None,
                  mask_ratio=0.7, beta=1.0, align_cls=True, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(encoder, ViTEncoder):
-            raise TypeError(f"`encoder` must be a ViTEncoder, got {type(encoder).__name__}.")
-        self.encoder = encoder
+        self.encoder = check_encoder(encoder, "MaskAlign", features=True)  # aligns its blocks' outputs
         top = list(range(-min(TOP_K_TEACHER_LAYERS, teacher.depth), 0)) if is_block_encoder(teacher) else None
         self.teacher = get_teacher(teacher, teacher_layers, normalize="layer_norm", default_vit_layers=top,
                                    student=encoder)
@@ -122,13 +119,6 @@ class MaskAlign(PretrainingModel):
         self.seed = seed
         p = self.dtype_policy
         self.heads = [keras.layers.Dense(d, dtype=p, name=f"head_{i}") for i, d in enumerate(self.teacher_dims)]
-        self.build()  # every shape is known from the config
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Build a freshly initialised student from a preset name (see `list_presets()`);
-        pass the `teacher` (and any model or encoder argument) as keywords."""
-        return build_preset(cls, preset, **kwargs)
 
     @staticmethod
     def make_mask_generator(mask_generator, mask_ratio, seed):
@@ -211,3 +201,16 @@ class MaskAlign(PretrainingModel):
             seed=self.seed,
         )
         return config
+
+
+register_method(MethodSpec(
+    name="maskalign", model=MaskAlign, family="features", teacher=True,
+    description="MaskAlign: visible tokens aligned with a frozen teacher's features, no decoder.",
+    paper="Xue et al., CVPR 2023", code="OpenPerceptionX/maskalign",
+    presets={
+        "maskalign_vit_base_patch16": dict(
+            description="MaskAlign ViT-B/16 student (no decoder), attention-guided masks at 0.7; give a teacher.",
+            encoder=VIT_BASE_16, kwargs={"mask_ratio": 0.7}),
+        "maskalign_vit_test": dict(description="MaskAlign student on the test ViT; give a teacher.", encoder=TEST_VIT),
+    },
+))

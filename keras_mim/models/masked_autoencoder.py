@@ -1,19 +1,25 @@
-"""MAE: Masked Autoencoders Are Scalable Vision Learners (He et al., 2021)."""
+"""MAE: Masked Autoencoders Are Scalable Vision Learners (He et al., CVPR 2022).
+
+Official code: facebookresearch/mae, `models_mae.py`; this module follows its structure
+(`patchify`, `random_masking`, `forward_encoder`, `forward_decoder`, `forward_loss`).
+"""
 
 import keras
 from keras import ops
 
 from keras_mim.layers.patching import patchify, unpatchify
-from keras_mim.layers.token_ops import restore_tokens
 from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking import get_mask_generator
-from keras_mim.masking.selection import select_tokens
-from keras_mim.models.mae_decoder import MAEDecoder
-from keras_mim.models.presets import build_preset
-from keras_mim.models.pretraining_model import PretrainingModel
-from keras_mim.models.reconstruction import pixel_reconstruction
-from keras_mim.models.vit_encoder import ViTEncoder
-from keras_mim.targets import PixelTarget, get_target
+from keras_mim.models.mae_decoder import make_decoder
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.partial_decoding import PartialDecoding
+from keras_mim.models.presets import (
+    MAE_DECODER, TEST_DECODER, TEST_VIT, VIT_BASE_16, VIT_HUGE_14, VIT_LARGE_16, VIT_SMALL_16, VIT_TINY_16,
+    decoder, vit,
+)
+from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
+from keras_mim.models.reconstruction import make_target, pixel_reconstruction
+from keras_mim.targets import PixelTarget
 from keras_mim.utils import check_mask_ratio
 
 
@@ -28,20 +34,16 @@ class MaskedAutoencoder(PretrainingModel):
     default; any `keras_mim.targets.Target`, e.g. HOG), averaged over hidden patches
     only, in float32.
 
-    Partial reconstruction (VideoMAE V2's dual masking, also usable on images): with a
-    `decoder_mask_generator`, the decoder blocks run only on the K visible tokens plus
-    a static number M of hidden ones, those the decoder mask keeps
-    (`M = (N - K) * (1 - decoder_mask_ratio)`; exactly the tokens hidden from the
-    encoder AND kept by the decoder mask whenever that count does not depend on the
-    sample, e.g. running cells on a time grid that is a multiple of 4 under tube
-    masking; otherwise the kept ones come first and ties break at random). The loss
-    is taken on those M tokens; `call` then also returns `decode_mask` `(B, N)`
-    (1 = hidden and decoded) and `pred` is zero where nothing was decoded.
-    `call(..., decoder_noise=scores)` fixes the decoder mask (lower = decoded).
+    Partial reconstruction (VideoMAE V2's dual masking, also on images): with a
+    `decoder_mask_generator`, a `PartialDecoding` runs the decoder on the visible tokens
+    plus a static subset of the hidden ones, and the loss scores that subset; `call`
+    then also returns `decode_mask` `(B, N)` (1 = hidden and decoded), `pred` is zero
+    where nothing was decoded, and `call(..., decoder_noise=scores)` fixes the decoder
+    mask (lower = decoded).
 
     Args:
-        encoder: a `ViTEncoder`; after pretraining, this object is what downstream
-            models reuse.
+        encoder: a `ViTEncoder` (or any encoder keeping its protocol); after
+            pretraining, this object is what downstream models reuse.
         decoder: a `MAEDecoder`; a dict of `MAEDecoder` arguments (`decoder_dim`,
             `depth`, `num_heads`, `mlp_ratio`); or None for the MAE default
             (512 x 8 blocks x 16 heads). Its grid and output width follow the encoder
@@ -70,113 +72,51 @@ class MaskedAutoencoder(PretrainingModel):
     ['ids_restore', 'mask', 'pred']
     """
 
-    encoder_defaults = {}  # ViTEncoder arguments this method needs (see presets)
+    #: Default pixel-target options (VideoMAE normalises per channel).
+    pixel_target_options = {}
 
-    def __init__(
-        self,
-        encoder,
-        decoder=None,
-        mask_generator="random",
-        mask_ratio=0.75,
-        norm_pix_loss=None,
-        norm_pix_eps=None,
-        target=None,
-        decoder_mask_generator=None,
-        decoder_mask_ratio=0.5,
-        seed=None,
-        **kwargs,
-    ):
+    def __init__(self, encoder, decoder=None, mask_generator="random", mask_ratio=0.75, norm_pix_loss=None,
+                 norm_pix_eps=None, target=None, decoder_mask_generator=None, decoder_mask_ratio=0.5, seed=None,
+                 **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(encoder, ViTEncoder):
-            raise TypeError(f"`encoder` must be a ViTEncoder, got {type(encoder).__name__}.")
-        self.encoder = encoder
+        self.encoder = check_encoder(encoder, type(self).__name__)
         self.patch_size = encoder.patch_shape  # (ph, pw), or (t, ph, pw) tubelets for clips
-        self.target = self.make_target(target, norm_pix_loss, norm_pix_eps)
-        self.decoder = self.make_decoder(decoder, self.target.output_dim(self.patch_size, encoder.num_channels))
+        self.target = make_target(target, norm_pix_loss, norm_pix_eps, **self.pixel_target_options)
+        self.decoder = make_decoder(decoder, encoder, self.target.output_dim(self.patch_size, encoder.num_channels))
         self.mask_generator = get_mask_generator(
             mask_generator, mask_ratio=mask_ratio, seed=seed, patch_size=encoder.patch_size[0]
         )
         # The generator's own ratio rules; fail now if it leaves no token visible.
         self.mask_ratio = check_mask_ratio(self.mask_generator.mask_ratio, encoder.num_patches)
-        self.mask_generator.num_visible(encoder.grid_shape)
-        self.decoder_mask_generator = None
+        self.num_visible = self.mask_generator.num_visible(encoder.grid_shape)  # K, static
+        self.partial_decoding = None
         if decoder_mask_generator is not None:
-            self.decoder_mask_generator = get_mask_generator(
-                decoder_mask_generator, mask_ratio=decoder_mask_ratio,
-                seed=None if seed is None else seed + 1, patch_size=encoder.patch_size[0],
+            self.partial_decoding = PartialDecoding(
+                decoder_mask_generator, decoder_mask_ratio, seed=None if seed is None else seed + 1,
+                patch_size=encoder.patch_size[0], name="partial_decoding",
             )
+            self.partial_decoding.num_decoded(encoder.grid_shape, self.num_visible)  # raises if none
         self.decoder_mask_ratio = decoder_mask_ratio
-        self.num_decoded = self.decoded_count()
         self.seed = seed
-        self.build()  # every shape is known from the config
 
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Build a freshly initialised model from a preset name (see `list_presets()`).
+    @property
+    def decoder_mask_generator(self):
+        """The decoder mask of partial reconstruction (None: every token is decoded)."""
+        return None if self.partial_decoding is None else self.partial_decoding.mask_generator
 
-        Keyword arguments override the preset: encoder ones (`image_size`,
-        `num_channels`, `drop_path_rate`, ...), decoder ones prefixed `decoder_`
-        (`decoder_dim`, `decoder_depth`, `decoder_num_heads`) and this model's own
-        (`mask_ratio`, `mask_generator`, `norm_pix_loss`, `seed`).
-        """
-        return build_preset(cls, preset, **kwargs)
-
-    @staticmethod
-    def make_target(target, norm_pix_loss=None, norm_pix_eps=None):
-        """The `Target` from `target`, or pixels normalised per `norm_pix_loss`."""
-        if target is None:
-            return PixelTarget(
-                normalize=True if norm_pix_loss is None else bool(norm_pix_loss),
-                eps=1e-6 if norm_pix_eps is None else norm_pix_eps,
-            )
-        if norm_pix_loss is not None or norm_pix_eps is not None:
-            raise ValueError(
-                "`norm_pix_loss`/`norm_pix_eps` configure the default pixel target; with "
-                f"`target`={target!r} leave them unset (use `PixelTarget(normalize=...)`)."
-            )
-        return get_target(target)
-
-    def make_decoder(self, decoder, output_dim):
-        """A `MAEDecoder` on the encoder's grid predicting `output_dim` values per token."""
-        enc = self.encoder
-        if decoder is None or isinstance(decoder, dict):
-            kwargs = dict(decoder or {})
-            kwargs.setdefault("name", "decoder")
-            return MAEDecoder(enc.grid_shape, output_dim, num_prefix_tokens=enc.num_prefix_tokens, **kwargs)
-        if not isinstance(decoder, MAEDecoder):
-            raise TypeError(
-                f"`decoder` must be a MAEDecoder, a dict of its arguments or None, got "
-                f"{type(decoder).__name__}."
-            )
-        if decoder.grid_shape != enc.grid_shape or decoder.output_dim != output_dim:
-            raise ValueError(
-                f"`decoder` (grid {decoder.grid_shape}, output_dim {decoder.output_dim}) does not "
-                f"match the encoder and target (grid {enc.grid_shape}, output_dim {output_dim})."
-            )
-        return decoder
-
-    def decoded_count(self):
-        """Static number M of hidden tokens the decoder reconstructs (all of them unless a
-        decoder mask is set)."""
-        grid, n = self.encoder.grid_shape, self.encoder.num_patches
-        hidden = n - self.mask_generator.num_visible(grid)
-        if self.decoder_mask_generator is None:
-            return hidden
-        m = hidden * self.decoder_mask_generator.num_visible(grid) // n
-        if m < 1:
-            raise ValueError(
-                f"`decoder_mask_ratio`={self.decoder_mask_ratio!r} leaves none of the {hidden} "
-                "hidden tokens to reconstruct; use a lower decoder mask ratio."
-            )
-        return m
+    @property
+    def num_decoded(self):
+        """Static number of hidden tokens the decoder reconstructs."""
+        if self.partial_decoding is None:
+            return self.encoder.num_patches - self.num_visible
+        return self.partial_decoding.num_decoded(self.encoder.grid_shape, self.num_visible)
 
     def build(self, images_shape=None):
         # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
         if not self.encoder.built:
             self.encoder.build()
         if not self.decoder.built:
-            k = self.mask_generator.num_visible(self.encoder.grid_shape)
-            self.decoder.build((None, k + self.encoder.num_prefix_tokens, self.encoder.embed_dim))
+            self.decoder.build((None, self.num_visible + self.encoder.num_prefix_tokens, self.encoder.output_dim))
         self.built = True
 
     # ------------------------------------------------------------------ the method
@@ -190,49 +130,28 @@ class MaskedAutoencoder(PretrainingModel):
 
     def forward_encoder(self, images, noise=None, training=None):
         self.encoder.check_images(images)
-        masking = self.random_masking(images, noise=noise)
-        latent = self.encoder(images, ids_keep=masking["ids_keep"], training=training)  # (B, 1+K, D)
+        masking = self.random_masking(images, noise=noise)  # ids_keep (B, K), ids_restore, mask (B, N)
+        latent = self.encoder(images, ids_keep=masking["ids_keep"], training=training)  # (B, 1 + K, D)
         return latent, masking
 
-    def decoder_masking(self, mask, decoder_noise=None):
-        """Partial reconstruction: the K visible + M decoded tokens, visible ones first,
-        as `select_tokens` output (`ids_keep` `(B, K + M)`, `mask` 1 = not decoded)."""
-        gen, n = self.decoder_mask_generator, self.encoder.num_patches
-        if decoder_noise is None:
-            decoder_noise = gen.scores(ops.shape(mask)[0], self.encoder.grid_shape)  # lower = decoded
-        elif tuple(decoder_noise.shape)[-1:] != (n,) or len(decoder_noise.shape) != 2:
-            raise ValueError(f"`decoder_noise` must have shape (batch, {n}), got {tuple(decoder_noise.shape)}.")
-        tie = keras.random.uniform(ops.shape(mask), seed=gen.seed_generator)  # running cells score 0 or 1
-        scores = mask * (2.0 + ops.cast(decoder_noise, "float32") + 0.5 * tie)  # visible tokens: 0
-        return select_tokens(scores, self.mask_generator.num_visible(self.encoder.grid_shape) + self.num_decoded)
-
-    def forward_decoder(self, latent, ids_restore, mask=None, decoder_noise=None, training=None):
-        """Predictions `(B, N, P)`; with a decoder mask, `(pred, decode_mask)` where the
-        blocks ran on K + M tokens only and `pred` is zero elsewhere."""
-        if self.decoder_mask_generator is None:
-            return self.decoder(latent, ids_restore, training=training)  # (B, N, P)
-        decoding = self.decoder_masking(mask, decoder_noise)
-        pred = self.decoder(latent, ids_restore, ids_decode=decoding["ids_keep"], training=training)  # (B, K+M, P)
-        pred = restore_tokens(pred, decoding["ids_restore"], ops.zeros((pred.shape[-1],)))  # (B, N, P)
-        return pred, mask * (1.0 - decoding["mask"])
+    def forward_decoder(self, latent, masking, decoder_noise=None, training=None):
+        """`{"pred": (B, N, P)}`; with partial decoding also `decode_mask` `(B, N)`."""
+        if self.partial_decoding is None:
+            return {"pred": self.decoder(latent, masking["ids_restore"], training=training)}
+        return self.partial_decoding.decode(self.decoder, latent, masking, self.encoder.grid_shape,
+                                            self.num_visible, decoder_noise, training=training)
 
     def forward_loss(self, images, pred, mask):
-        target = self.target(images, patch_size=self.patch_size)  # (B, N, P)
+        target = self.target(images, patch_size=self.patch_size)  # (B, N, P) float32
         loss = mse_per_token(pred, target)  # (B, N)
-        if self.mask_generator.num_visible(self.encoder.grid_shape) == self.encoder.num_patches:
+        if self.num_visible == self.encoder.num_patches:
             mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score every patch
-        return masked_mean(loss, mask)
+        return masked_mean(loss, mask)  # mean over hidden patches
 
     def call(self, images, noise=None, decoder_noise=None, training=None):
         latent, masking = self.forward_encoder(images, noise=noise, training=training)
-        out = {"mask": masking["mask"], "ids_restore": masking["ids_restore"]}
-        if self.decoder_mask_generator is None:
-            out["pred"] = self.forward_decoder(latent, masking["ids_restore"], training=training)
-        else:
-            out["pred"], out["decode_mask"] = self.forward_decoder(
-                latent, masking["ids_restore"], masking["mask"], decoder_noise, training=training
-            )
-        return out
+        out = self.forward_decoder(latent, masking, decoder_noise, training=training)
+        return {**out, "mask": masking["mask"], "ids_restore": masking["ids_restore"]}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
@@ -268,11 +187,49 @@ class MaskedAutoencoder(PretrainingModel):
             mask_generator=keras.saving.serialize_keras_object(self.mask_generator),
             mask_ratio=self.mask_ratio,
             target=keras.saving.serialize_keras_object(self.target),
-            decoder_mask_generator=(
-                None if self.decoder_mask_generator is None
-                else keras.saving.serialize_keras_object(self.decoder_mask_generator)
-            ),
+            decoder_mask_generator=keras.saving.serialize_keras_object(self.decoder_mask_generator),
             decoder_mask_ratio=self.decoder_mask_ratio,
             seed=self.seed,
         )
         return config
+
+
+register_method(MethodSpec(
+    name="mae", model=MaskedAutoencoder, family="pixels", pixels=True,
+    description="MAE: visible-only encoder, light decoder, pixel loss on hidden patches.",
+    paper="He et al., CVPR 2022", code="facebookresearch/mae",
+    presets={
+        # ImageNet-scale (224 px; ViT-H uses patch 14). B/L/H decoders are the official 512 x 8 x 16.
+        "mae_vit_tiny_patch16": dict(
+            description="ViT-Ti/16 (192 x 12 blocks x 3 heads), 224 px, decoder 256 x 4 x 8.",
+            encoder=VIT_TINY_16, decoder=decoder(256, 4, 8)),
+        "mae_vit_small_patch16": dict(
+            description="ViT-S/16 (384 x 12 x 6), 224 px, decoder 256 x 8 x 8.",
+            encoder=VIT_SMALL_16, decoder=decoder(256, 8, 8)),
+        "mae_vit_base_patch16": dict(
+            description="ViT-B/16 (768 x 12 x 12), 224 px, decoder 512 x 8 x 16 (official MAE).",
+            encoder=VIT_BASE_16, decoder=MAE_DECODER),
+        "mae_vit_large_patch16": dict(
+            description="ViT-L/16 (1024 x 24 x 16), 224 px, decoder 512 x 8 x 16 (official MAE).",
+            encoder=VIT_LARGE_16, decoder=MAE_DECODER),
+        "mae_vit_huge_patch14": dict(
+            description="ViT-H/14 (1280 x 32 x 16), 224 px, decoder 512 x 8 x 16 (official MAE).",
+            encoder=VIT_HUGE_14, decoder=MAE_DECODER),
+        "colormae_vit_base_patch16": dict(
+            description="ColorMAE: MAE ViT-B/16 with green (band-pass) noise masks, ratio 0.75.",
+            encoder=VIT_BASE_16, decoder=MAE_DECODER, kwargs={"mask_generator": "green", "mask_ratio": 0.75}),
+        # Small images (32 px and below): CIFAR-sized data, CPU demos, tests.
+        "mae_vit_tiny_patch4_32": dict(
+            description="ViT-Ti (192 x 12 x 3), 32 px, patch 4 (64 tokens), decoder 128 x 4 x 4.",
+            encoder=vit(32, 4, 192, 12, 3), decoder=decoder(128, 4, 4)),
+        "mae_vit_micro_patch4_32": dict(
+            description="128 x 6 x 4, 32 px, patch 4 (64 tokens), decoder 64 x 2 x 4: trains on a CPU.",
+            encoder=vit(32, 4, 128, 6, 4), decoder=decoder(64, 2, 4)),
+        "mae_vit_nano_patch2_16": dict(
+            description="64 x 4 x 4, 16 px, patch 2 (64 tokens), decoder 64 x 2 x 4: digits-sized images.",
+            encoder=vit(16, 2, 64, 4, 4), decoder=decoder(64, 2, 4)),
+        "mae_vit_test": dict(
+            description="32 x 2 x 2, 16 px, patch 4 (16 tokens), decoder 32 x 1 x 2: for unit tests.",
+            encoder=TEST_VIT, decoder=TEST_DECODER),
+    },
+))

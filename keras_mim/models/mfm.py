@@ -13,7 +13,8 @@ import keras
 from keras import ops
 
 from keras_mim.layers.pixel_shuffle import PixelShuffleHead
-from keras_mim.models.presets import build_preset
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder, encoder_stride, feature_map
 from keras_mim.targets.fourier_target import centered_spectrum, frequency_radius, images_from_centered_spectrum
 
@@ -77,8 +78,6 @@ class MFM(PretrainingModel):
     (['corrupted', 'freq_mask', 'low_pass', 'pred'], (2, 16, 16, 3), (2, 16, 16))
     """
 
-    encoder_defaults = {}  # ViTEncoder arguments this method needs (see presets)
-
     def __init__(self, encoder, radius=16, low_pass_probability=0.5, clip_range=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = check_encoder(encoder, "MFM")
@@ -99,17 +98,6 @@ class MFM(PretrainingModel):
         self.decoder = PixelShuffleHead(
             encoder_stride(encoder), encoder.num_channels, dtype=self.dtype_policy, name="decoder"
         )
-        self.build()  # every shape is known from the config
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Build a freshly initialised model from a preset name (see `list_presets()`).
-
-        Keyword arguments override the preset: encoder ones (`image_size`,
-        `num_channels`, ...) and this model's own (`radius`, `low_pass_probability`,
-        `clip_range`, `seed`).
-        """
-        return build_preset(cls, preset, **kwargs)
 
     def build(self, images_shape=None):
         # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
@@ -186,3 +174,18 @@ class MFM(PretrainingModel):
             seed=self.seed,
         )
         return config
+
+
+register_method(MethodSpec(
+    name="mfm", model=MFM, family="corrupted", cli_preset="mfm_vit_test",
+    description="MFM: low/high-pass filtered image in, loss on the removed frequencies.",
+    paper="Xie et al., ICLR 2023", code="Jiahao000/MFM",
+    presets={
+        "mfm_vit_base_patch16": dict(
+            description="MFM ViT-B/16: low/high-pass corrupted image in, loss on the removed frequencies.",
+            encoder=VIT_BASE_16, kwargs={"radius": 16}),
+        # The radius is set for the image size: the test preset's 16 px (radius 4), not the digits default.
+        "mfm_vit_test": dict(description="MFM on the test ViT (16 px): radius 4.", encoder=TEST_VIT,
+                             kwargs={"radius": 4}),
+    },
+))

@@ -6,7 +6,8 @@ from keras import ops
 
 from keras_mim.losses import mse_per_token
 from keras_mim.models.masked_autoencoder import MaskedAutoencoder
-from keras_mim.models.vit_encoder import ViTEncoder
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_DECODER, TEST_VIT, VIT_BASE_16, MAE_DECODER
 from keras_mim.targets.teacher_features import get_teacher, teacher_guided_masking
 
 
@@ -51,6 +52,7 @@ class MRMAE(MaskedAutoencoder):
 
     Example:
     >>> import numpy as np, keras
+    >>> from keras_mim.models import ViTEncoder
     >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=2)
     >>> model = MRMAE.from_preset("mrmae_vit_test", teacher=teacher)
     >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
@@ -62,27 +64,21 @@ class MRMAE(MaskedAutoencoder):
     def __init__(self, encoder, teacher=None, decoder=None, teacher_layers=None, mimic_weight=1.0,
                  mask_generator="random", mask_ratio=0.75, norm_pix_loss=None, norm_pix_eps=None, target=None,
                  seed=None, **kwargs):
-        if not isinstance(encoder, ViTEncoder):
-            raise TypeError(f"`encoder` must be a ViTEncoder, got {type(encoder).__name__}.")
         if isinstance(mimic_weight, bool) or not isinstance(mimic_weight, (int, float)) or not mimic_weight >= 0:
             raise ValueError(f"`mimic_weight` must be a float >= 0, got {mimic_weight!r}.")
-        teacher = get_teacher(teacher, teacher_layers, normalize="layer_norm", default_vit_layers=[-1],
-                              student=encoder)
-        # Before any training: same token grid, known widths (raises otherwise).
-        dims = teacher.check_compatible(encoder.image_size + (encoder.num_channels,), encoder.num_patches)
-        heads = [keras.layers.Dense(d, dtype=kwargs.get("dtype"), name=f"mimic_head_{i}") for i, d in enumerate(dims)]
-        # MaskedAutoencoder.__init__ ends by building the model, after which Keras accepts
-        # no new sub-layers, and no sub-layer may be set before `Model.__init__` (torch).
-        # So the mimic branch waits here, untracked, and `build` attaches it.
-        object.__setattr__(self, "_pending_mimic", (teacher, dims, heads, float(mimic_weight)))
         super().__init__(encoder, decoder=decoder, mask_generator=mask_generator, mask_ratio=mask_ratio,
                          norm_pix_loss=norm_pix_loss, norm_pix_eps=norm_pix_eps, target=target, seed=seed,
                          **kwargs)
+        self.teacher = get_teacher(teacher, teacher_layers, normalize="layer_norm", default_vit_layers=[-1],
+                                   student=encoder)
+        # Before any training: same token grid, known widths (raises otherwise).
+        self.teacher_dims = self.teacher.check_compatible(encoder.image_size + (encoder.num_channels,),
+                                                          encoder.num_patches)
+        self.mimic_heads = [keras.layers.Dense(d, dtype=self.dtype_policy, name=f"mimic_head_{i}")
+                            for i, d in enumerate(self.teacher_dims)]
+        self.mimic_weight = float(mimic_weight)
 
     def build(self, images_shape=None):
-        pending = self.__dict__.pop("_pending_mimic", None)
-        if pending is not None:
-            self.teacher, self.teacher_dims, self.mimic_heads, self.mimic_weight = pending
         super().build(images_shape)
         for head in self.mimic_heads:
             if not head.built:
@@ -108,9 +104,8 @@ class MRMAE(MaskedAutoencoder):
 
     def call(self, images, noise=None, training=None):
         latent, masking = self.forward_encoder(images, noise=noise, training=training)  # (B, 1 + K, D)
-        pred = self.forward_decoder(latent, masking["ids_restore"], training=training)  # (B, N, P)
         return {
-            "pred": pred,
+            "pred": self.forward_decoder(latent, masking, training=training)["pred"],  # (B, N, P)
             "mask": masking["mask"],
             "ids_restore": masking["ids_restore"],
             "ids_keep": masking["ids_keep"],
@@ -127,3 +122,18 @@ class MRMAE(MaskedAutoencoder):
         config = super().get_config()
         config.update(teacher=keras.saving.serialize_keras_object(self.teacher), mimic_weight=self.mimic_weight)
         return config
+
+
+register_method(MethodSpec(
+    name="mrmae", model=MRMAE, family="features", teacher=True, pixels=True,
+    description="MR-MAE: MAE plus mimicking a frozen teacher on visible tokens.",
+    paper="Gao et al., 2023 (Mimic before Reconstruct)",
+    presets={
+        "mrmae_vit_base_patch16": dict(
+            description="MR-MAE ViT-B/16: MAE pixel loss on hidden tokens + mimic loss on visible ones; give a "
+                        "teacher.",
+            encoder=VIT_BASE_16, decoder=MAE_DECODER),
+        "mrmae_vit_test": dict(description="MR-MAE on the test ViT; give a teacher.", encoder=TEST_VIT,
+                               decoder=TEST_DECODER),
+    },
+))

@@ -4,20 +4,23 @@ before Keras traces a training step."""
 import keras
 from keras import ops
 
-from keras_mim.distribute import scale_loss
 from keras_mim.models.encoder_model import EncoderModel
+from keras_mim.models.presets import build_preset
 
 #: What a pretraining model reads from its encoder (see `ViTEncoder`'s encoder protocol).
-ENCODER_PROTOCOL = ("image_size", "patch_size", "num_channels", "grid_shape", "num_patches",
+ENCODER_PROTOCOL = ("image_size", "patch_size", "patch_shape", "num_channels", "grid_shape", "num_patches",
                     "num_prefix_tokens", "output_grid_shape", "output_dim", "check_images")
 
 
-def check_encoder(encoder, method, mask_token=False):
-    """Raise unless `encoder` keeps the encoder protocol (and owns a mask token if asked)."""
-    missing = [a for a in ENCODER_PROTOCOL if not hasattr(encoder, a)]
+def check_encoder(encoder, method, mask_token=False, features=False):
+    """Raise unless `encoder` keeps the encoder protocol (and owns a mask token, or gives
+    the outputs of its blocks through `forward_features(images, layers, ids_keep=...)` /
+    `layer_indices` / `depth`, if asked)."""
+    needed = ENCODER_PROTOCOL + (("forward_features", "layer_indices", "depth") if features else ())
+    missing = [a for a in needed if not hasattr(encoder, a)]
     if not isinstance(encoder, keras.Model) or missing:
         raise TypeError(
-            f"`encoder` must be an encoder model such as ViTEncoder (with {', '.join(ENCODER_PROTOCOL)}), "
+            f"`encoder` must be an encoder model such as ViTEncoder (with {', '.join(needed)}), "
             f"got {type(encoder).__name__}{' missing ' + ', '.join(missing) if missing else ''}."
         )
     if mask_token and not getattr(encoder, "use_mask_token", False):
@@ -50,13 +53,28 @@ class PretrainingModel(EncoderModel):
     """Base class of the pretraining models (MAE, SimMIM, MFM, MaskAlign, ...).
 
     Input checks before tracing and config round trips come from `EncoderModel`.
-    Subclasses set `self.encoder` (an encoder keeping the protocol of `ViTEncoder`) and
-    implement `call` and `compute_loss`.
+    Subclasses create their sub-layers in `__init__` (an encoder keeping the protocol of
+    `ViTEncoder` as `self.encoder`), build them in `build()` (every shape is known from
+    the config, so `build()` takes no input shape), and implement `call` and
+    `compute_loss`. Like any subclassed Keras model, a model is built by its first call,
+    by `build()`, or already by `from_preset` and `keras.saving.load_model`.
     """
 
-    nested_objects = ("encoder", "decoder", "mask_generator", "target", "teacher", "loss_predictor",
-                      "decoder_mask_generator")
     input_verb = "pretrains on"
+    #: ViTEncoder arguments the method needs, applied under a preset's (e.g. `mask_token=True`).
+    encoder_defaults = {}
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """A freshly initialised, built model from a preset name (see `list_presets()`).
+
+        Keyword arguments override the preset: encoder ones (`image_size`,
+        `num_channels`, `drop_path_rate`, ...), decoder ones prefixed `decoder_`
+        (`decoder_dim`, `decoder_depth`, `decoder_num_heads`, `decoder_mlp_ratio`) for
+        models with a decoder, and this model's own (`mask_ratio`, `seed`, `teacher`, ...).
+        The preset's own model settings apply when it belongs to this class's method.
+        """
+        return build_preset(cls, preset, **kwargs)
 
     @property
     def norm_pix_loss(self):
@@ -71,7 +89,10 @@ class PretrainingModel(EncoderModel):
 
     def add_layer_losses(self, loss):
         """`loss` plus the losses layers added (e.g. activity regularisers), in float32,
-        scaled for data parallelism (`keras_mim.distribute.scale_loss`)."""
+        divided by the number of replicas under a `tf.distribute` strategy (each replica
+        returns its share, as Keras' own losses do; see `keras_mim.distribute`)."""
         if self.losses:
             loss = loss + ops.cast(ops.sum(self.losses), "float32")
-        return scale_loss(loss)  # / replicas under tf.distribute
+        strategy = getattr(self, "distribute_strategy", None)  # TensorFlow backend only
+        replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+        return loss if replicas == 1 else loss * (1.0 / replicas)

@@ -1,11 +1,40 @@
-"""From per-patch pixel predictions back to images, for figures (shared by the pixel models)."""
+"""What the pixel-predicting models share: their target from `norm_pix_loss`-style
+arguments, and per-patch pixel predictions back to images for figures."""
 
 import math
 
 from keras import ops
 
 from keras_mim.layers.patching import unpatchify
-from keras_mim.targets import PixelTarget
+from keras_mim.targets import PixelTarget, get_target
+
+
+def make_target(target=None, norm_pix_loss=None, norm_pix_eps=None, **pixel_options):
+    """A model's `Target`: `target` when given, else pixels normalised per `norm_pix_loss`.
+
+    Args:
+        target: None, a `keras_mim.targets.Target`, a name from `TARGETS` or a config.
+        norm_pix_loss: with the default pixel target, normalise each patch (default True).
+        norm_pix_eps: epsilon of that normalisation (default 1e-6, as MAE).
+        **pixel_options: other `PixelTarget` arguments of the default target (VideoMAE:
+            `per_channel=True, eps_on_std=True`).
+
+    Example:
+    >>> make_target(norm_pix_loss=False).normalize
+    False
+    """
+    if target is None:
+        return PixelTarget(
+            normalize=True if norm_pix_loss is None else bool(norm_pix_loss),
+            eps=1e-6 if norm_pix_eps is None else norm_pix_eps,
+            **pixel_options,
+        )
+    if norm_pix_loss is not None or norm_pix_eps is not None:
+        raise ValueError(
+            "`norm_pix_loss`/`norm_pix_eps` configure the default pixel target; with "
+            f"`target`={target!r} leave them unset (use `PixelTarget(normalize=...)`)."
+        )
+    return get_target(target)
 
 
 def pixel_reconstruction(target, images, pred, mask, patch_size):

@@ -8,10 +8,11 @@ import keras
 from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking import get_mask_generator
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
-from keras_mim.models.masked_autoencoder import MaskedAutoencoder
-from keras_mim.models.presets import build_preset
+from keras_mim.models.mae_decoder import make_decoder
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_DECODER, TEST_VIT, VIT_SMALL_16, decoder
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
-from keras_mim.models.reconstruction import pixel_reconstruction
+from keras_mim.models.reconstruction import make_target, pixel_reconstruction
 from keras_mim.utils import check_mask_ratio
 
 #: The keys of the input dict: the fully visible view, and the masked view to reconstruct.
@@ -71,8 +72,6 @@ class SiameseMAE(PretrainingModel):
     ['ids_restore', 'mask', 'pred']
     """
 
-    encoder_defaults = {}  # ViTEncoder arguments this method needs (see presets)
-
     def __init__(
         self,
         encoder,
@@ -93,8 +92,9 @@ class SiameseMAE(PretrainingModel):
                 f"got a video encoder with `num_frames`={encoder.num_frames}."
             )
         self.patch_size = tuple(encoder.patch_size)
-        self.target = MaskedAutoencoder.make_target(target, norm_pix_loss, norm_pix_eps)
-        self.decoder = self.make_decoder(decoder, self.target.output_dim(self.patch_size, encoder.num_channels))
+        self.target = make_target(target, norm_pix_loss, norm_pix_eps)
+        output_dim = self.target.output_dim(self.patch_size, encoder.num_channels)
+        self.decoder = make_decoder(decoder, encoder, output_dim, decoder_cls=CrossAttentionDecoder)
         self.mask_generator = get_mask_generator(
             mask_generator, mask_ratio=mask_ratio, seed=seed, patch_size=self.patch_size[0]
         )
@@ -107,40 +107,6 @@ class SiameseMAE(PretrainingModel):
                 f"{1.0 / encoder.num_patches:.4f} (CropMAE: 0.985, SiamMAE: 0.95)."
             )
         self.seed = seed
-        self.build()  # every shape is known from the config
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Build a freshly initialised model from a preset name (see `list_presets()`).
-
-        Keyword arguments override the preset: encoder ones (`image_size`,
-        `num_channels`, ...), decoder ones prefixed `decoder_` (`decoder_dim`,
-        `decoder_depth`, `decoder_num_heads`, `decoder_mlp_ratio`) and this model's own
-        (`mask_ratio`, `mask_generator`, `norm_pix_loss`, `seed`).
-        """
-        return build_preset(cls, preset, **kwargs)
-
-    def make_decoder(self, decoder, output_dim):
-        """A `CrossAttentionDecoder` on the encoder's grid predicting `output_dim` values per token."""
-        enc = self.encoder
-        if decoder is None or isinstance(decoder, dict):
-            kwargs = dict(decoder or {})
-            kwargs.setdefault("name", "decoder")
-            return CrossAttentionDecoder(enc.grid_shape, output_dim, num_prefix_tokens=enc.num_prefix_tokens,
-                                         **kwargs)
-        if not isinstance(decoder, CrossAttentionDecoder):
-            raise TypeError(
-                f"`decoder` must be a CrossAttentionDecoder, a dict of its arguments or None, got "
-                f"{type(decoder).__name__}."
-            )
-        if (decoder.grid_shape != tuple(enc.grid_shape) or decoder.output_dim != output_dim
-                or decoder.num_prefix_tokens != enc.num_prefix_tokens):
-            raise ValueError(
-                f"`decoder` (grid {decoder.grid_shape}, output_dim {decoder.output_dim}, "
-                f"{decoder.num_prefix_tokens} prefix tokens) does not match the encoder and target "
-                f"(grid {enc.grid_shape}, output_dim {output_dim}, {enc.num_prefix_tokens} prefix tokens)."
-            )
-        return decoder
 
     def build(self, views_shape=None):
         # Sub-models deserialised from a `.keras` file (or shared) arrive already built.
@@ -243,3 +209,39 @@ class SiameseMAE(PretrainingModel):
             seed=self.seed,
         )
         return config
+
+
+VIT_S_DECODER = decoder(256, 4, 8)  # the official ViT-S/16 cross-attention decoder
+
+register_method(MethodSpec(
+    name="cropmae", model=SiameseMAE, family="two-view", views="cropmae", pixels=True, kwargs={"mask_ratio": 0.985},
+    description="CropMAE: a local crop, 98.5% hidden, rebuilt from its global crop through a cross-attention "
+                "decoder.",
+    paper="Eymaël et al., ECCV 2024", code="alexandre-eymael/CropMAE", cli_preset="cropmae_vit_test",
+    presets={
+        "cropmae_vit_small_patch16": dict(
+            description="CropMAE ViT-S/16: global/local crop pair, 98.5% of the local crop hidden (2 of 196 "
+                        "patches visible), cross-attention decoder 256 x 4 x 8.",
+            encoder=VIT_SMALL_16, decoder=VIT_S_DECODER, kwargs={"mask_ratio": 0.985}),
+        "cropmae_vit_test": dict(
+            description="CropMAE on the test ViT (16 px, patch 4: 16 tokens), decoder 32 x 1 x 2, ratio 0.75.",
+            encoder=TEST_VIT, decoder=TEST_DECODER, kwargs={"mask_ratio": 0.75}),
+    },
+))
+
+register_method(MethodSpec(
+    name="siammae", model=SiameseMAE, family="two-view", data="clips", views="siammae", pixels=True,
+    kwargs={"mask_ratio": 0.95},
+    description="SiamMAE: a video frame, 95% hidden, rebuilt from an earlier frame through a cross-attention "
+                "decoder.",
+    paper="Gupta et al., NeurIPS 2023", cli_preset="siammae_vit_test",
+    presets={
+        "siammae_vit_small_patch16": dict(
+            description="SiamMAE ViT-S/16: two video frames, 95% of the later one hidden, cross-attention "
+                        "decoder 256 x 4 x 8.",
+            encoder=VIT_SMALL_16, decoder=VIT_S_DECODER, kwargs={"mask_ratio": 0.95}),
+        "siammae_vit_test": dict(
+            description="SiamMAE on the test ViT (16 px, patch 4: 16 tokens), decoder 32 x 1 x 2, ratio 0.75.",
+            encoder=TEST_VIT, decoder=TEST_DECODER, kwargs={"mask_ratio": 0.75}),
+    },
+))

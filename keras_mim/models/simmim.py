@@ -3,7 +3,8 @@
 Official code: microsoft/SimMIM, `models/simmim.py`. The encoder sees all N tokens, the
 hidden ones replaced by a learned mask token; a 1x1 conv + pixel shuffle predicts the
 image; the loss is L1 on hidden pixels. With `target=` (e.g. HOG) the same model is
-MaskFeat-style: a per-token linear head and MSE on hidden tokens.
+MaskFeat-style (Wei et al., CVPR 2022; facebookresearch/SlowFast): a per-token linear
+head and MSE on hidden tokens.
 """
 
 import keras
@@ -13,7 +14,8 @@ from keras_mim.layers.patching import unpatchify
 from keras_mim.layers.pixel_shuffle import PixelShuffleHead
 from keras_mim.losses import masked_mean, mse_per_token
 from keras_mim.masking import SimMIMMaskGenerator, get_mask_generator
-from keras_mim.models.presets import build_preset
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder, encoder_stride, feature_map
 from keras_mim.targets import PixelTarget, get_target
 from keras_mim.utils import check_mask_ratio
@@ -74,17 +76,6 @@ class SimMIM(PretrainingModel):
         self.mask_generator.num_visible(encoder.grid_shape)
         self.decoder = self.make_decoder()
         self.seed = seed
-        self.build()  # every shape is known from the config
-
-    @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """Build a freshly initialised model from a preset name (see `list_presets()`).
-
-        Keyword arguments override the preset: encoder ones (`image_size`,
-        `num_channels`, ...) and this model's own (`mask_ratio`, `mask_patch_size`,
-        `target`, `seed`, ...). The encoder gets a mask token.
-        """
-        return build_preset(cls, preset, **kwargs)
 
     def default_mask_patch_size(self):
         """Twice the patch size if it divides the image, else the patch size."""
@@ -205,3 +196,35 @@ class SimMIM(PretrainingModel):
             seed=self.seed,
         )
         return config
+
+
+register_method(MethodSpec(
+    name="simmim", model=SimMIM, family="corrupted", pixels=True,
+    description="SimMIM: mask tokens, coarse masks, pixel-shuffle head, L1 on hidden pixels.",
+    paper="Xie et al., CVPR 2022", code="microsoft/SimMIM",
+    presets={
+        "simmim_vit_base_patch16": dict(
+            description="SimMIM ViT-B/16: mask tokens, 32 px mask cells at ratio 0.6, pixel-shuffle head, L1.",
+            encoder=VIT_BASE_16, kwargs={"mask_ratio": 0.6, "mask_patch_size": 32}),
+        "simmim_vit_test": dict(
+            description="SimMIM on the test ViT (16 px, patch 4): 8 px mask cells.",
+            encoder=TEST_VIT, kwargs={"mask_patch_size": 8}),
+    },
+))
+
+MASKFEAT = {"target": "hog", "mask_generator": "block", "mask_ratio": 0.4}
+register_method(MethodSpec(
+    name="maskfeat", model=SimMIM, family="corrupted", kwargs=MASKFEAT, cli_preset="maskfeat_vit_test",
+    description="MaskFeat: mask tokens, block masks, HOG features of hidden patches.",
+    paper="Wei et al., CVPR 2022", code="facebookresearch/SlowFast",
+    presets={
+        "maskfeat_vit_base_patch16": dict(
+            description="MaskFeat ViT-B/16: mask tokens, block masks at 0.4, HOG target (9 bins, 8 px cells).",
+            encoder=VIT_BASE_16, kwargs=MASKFEAT),
+        # HOG needs whole 4 px cells in a patch: the test ViT's 4 px patches, not the 2 px of the digits preset.
+        "maskfeat_vit_test": dict(
+            description="MaskFeat on the test ViT: HOG target with 4 px cells, block masks at 0.4.",
+            encoder=TEST_VIT,
+            kwargs={**MASKFEAT, "target": {"class_name": "keras_mim>HOGTarget", "config": {"cell_size": 4}}}),
+    },
+))

@@ -1,9 +1,13 @@
-"""VideoMAE (Tong et al., 2022) and the dual masking of VideoMAE V2 (Wang et al., 2023)."""
+"""VideoMAE (Tong et al., NeurIPS 2022) and the dual masking of VideoMAE V2 (Wang et al., CVPR 2023).
+
+Official code: MCG-NJU/VideoMAE (`modeling_pretrain.py`), OpenGVLab/VideoMAEv2.
+"""
 
 import keras
 
 from keras_mim.models.masked_autoencoder import MaskedAutoencoder
-from keras_mim.targets import PixelTarget
+from keras_mim.models.methods import MethodSpec, register_method
+from keras_mim.models.presets import TEST_DECODER, TEST_VIT, VIT_BASE_16, VIT_SMALL_16, decoder, video_vit, vit
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -20,7 +24,7 @@ class VideoMAE(MaskedAutoencoder):
     VideoMAE V2's dual masking (`decoder_mask_generator="running_cell"`, ratio 0.5):
     the decoder runs only on the visible tokens plus the hidden tokens that the
     running-cell decoder mask keeps, and the loss is taken on tokens hidden from the
-    encoder AND kept by the decoder mask (MaskedAutoencoder's partial reconstruction;
+    encoder AND kept by the decoder mask (`PartialDecoding`;
     `call(clips, noise=None, decoder_noise=None)` then also returns `decode_mask`).
 
     Args:
@@ -46,21 +50,10 @@ class VideoMAE(MaskedAutoencoder):
     """
 
     encoder_defaults = {"cls_token": False}  # VideoMAE's encoder has no cls token
+    pixel_target_options = {"per_channel": True, "unbiased": True, "eps_on_std": True}
 
-    def __init__(
-        self,
-        encoder,
-        decoder=None,
-        mask_generator="tube",
-        mask_ratio=0.9,
-        decoder_mask_generator=None,
-        decoder_mask_ratio=0.5,
-        norm_pix_loss=None,
-        norm_pix_eps=None,
-        target=None,
-        seed=None,
-        **kwargs,
-    ):
+    def __init__(self, encoder, decoder=None, mask_generator="tube", mask_ratio=0.9, decoder_mask_generator=None,
+                 decoder_mask_ratio=0.5, norm_pix_loss=None, norm_pix_eps=None, target=None, seed=None, **kwargs):
         if getattr(encoder, "num_frames", None) is None:
             raise ValueError(
                 "VideoMAE pretrains on clips: `encoder` must be a video encoder, e.g. "
@@ -74,13 +67,47 @@ class VideoMAE(MaskedAutoencoder):
             seed=seed, **kwargs,
         )
 
-    @staticmethod
-    def make_target(target, norm_pix_loss=None, norm_pix_eps=None):
-        """VideoMAE's target: tubelet pixels normalised per channel, `(x - mean) / (std + eps)`."""
-        if target is None:
-            return PixelTarget(
-                normalize=True if norm_pix_loss is None else bool(norm_pix_loss),
-                per_channel=True, unbiased=True, eps_on_std=True,
-                eps=1e-6 if norm_pix_eps is None else norm_pix_eps,
-            )
-        return MaskedAutoencoder.make_target(target, norm_pix_loss, norm_pix_eps)
+
+# 16 x 224 x 224 clips, 2 x 16 x 16 tubelets (8 x 14 x 14 = 1568 tokens), no cls token, VideoMAE's
+# flat 1D sin-cos tables; decoders as the official ViT-S / ViT-B.
+VIDEO_DECODER = decoder(384, 4, 6, pos_embed="sincos_1d")
+NANO_VIDEO_VIT = dict(video_vit(vit(32, 4, 64, 4, 4), 8), pos_embed="sincos")
+DUAL_MASKING = {"decoder_mask_generator": "running_cell", "decoder_mask_ratio": 0.5}
+
+register_method(MethodSpec(
+    name="videomae", model=VideoMAE, family="video", data="clips", pixels=True,
+    description="VideoMAE: MAE on clips, tubelet tokens, tube masks at 0.9.",
+    paper="Tong et al., NeurIPS 2022", code="MCG-NJU/VideoMAE", cli_preset="videomae_vit_nano_patch4_32",
+    presets={
+        "videomae_vit_small_patch16": dict(
+            description="VideoMAE ViT-S/16 on 16 x 224 px clips, tube masks at 0.9, decoder 192 x 4 x 3.",
+            encoder=video_vit(VIT_SMALL_16, 16), decoder=dict(VIDEO_DECODER, decoder_dim=192, num_heads=3)),
+        "videomae_vit_base_patch16": dict(
+            description="VideoMAE ViT-B/16 on 16 x 224 px clips, tube masks at 0.9, decoder 384 x 4 x 6.",
+            encoder=video_vit(VIT_BASE_16, 16), decoder=VIDEO_DECODER),
+        "videomae_vit_nano_patch4_32": dict(
+            description="VideoMAE 64 x 4 x 4 on 8 x 32 px clips, 2 x 4 x 4 tubelets (4 x 8 x 8 tokens), "
+                        "3D sin-cos, decoder 64 x 2 x 4: trains on a CPU.",
+            encoder=NANO_VIDEO_VIT, decoder=decoder(64, 2, 4)),
+        "videomae_vit_test": dict(
+            description="VideoMAE on 4 x 16 px clips, patch 4, tubelet 2 (2 x 4 x 4 tokens), tube 0.75: for tests.",
+            encoder=video_vit(TEST_VIT, 4), decoder=TEST_DECODER, kwargs={"mask_ratio": 0.75}),
+    },
+))
+
+register_method(MethodSpec(
+    name="videomaev2", model=VideoMAE, family="video", data="clips", pixels=True, kwargs=DUAL_MASKING,
+    description="VideoMAE V2: dual masking, the decoder reconstructs a running-cell subset.",
+    paper="Wang et al., CVPR 2023", code="OpenGVLab/VideoMAEv2", cli_preset="videomaev2_vit_nano_patch4_32",
+    presets={
+        "videomaev2_vit_base_patch16": dict(
+            description="VideoMAE V2 ViT-B/16: dual masking (tube 0.9 + running-cell decoder mask 0.5).",
+            encoder=video_vit(VIT_BASE_16, 16), decoder=VIDEO_DECODER, kwargs=DUAL_MASKING),
+        "videomaev2_vit_nano_patch4_32": dict(
+            description="VideoMAE V2 (dual masking) on the nano video ViT: 8 x 32 px clips.",
+            encoder=NANO_VIDEO_VIT, decoder=decoder(64, 2, 4), kwargs=DUAL_MASKING),
+        "videomaev2_vit_test": dict(
+            description="VideoMAE V2 on 8 x 16 px clips (4 x 4 x 4 tokens), tube 0.75 + running cells 0.5: for tests.",
+            encoder=video_vit(TEST_VIT, 8), decoder=TEST_DECODER, kwargs={**DUAL_MASKING, "mask_ratio": 0.75}),
+    },
+))
