@@ -2,9 +2,10 @@
 
 Subcommands:
 
-- `pretrain`: pretraining (MAE by default, or `--method simmim|maskfeat|mfm|maskalign|
-  mrmae|data2vec|hpm`) on a built-in sample dataset (offline), writing a run folder with
-  the model, the loss history and, for methods that predict pixels, reconstruction figures.
+- `pretrain`: pretraining (MAE by default, or any registered method, `--method NAME`:
+  see `keras_mim.list_methods()`) on a built-in sample dataset (offline) or your own
+  images, writing a run folder with the model, the loss history and, for methods that
+  predict pixels, reconstruction figures.
 - `probe`, `knn`, `finetune`: linear probe / k-NN accuracy / MAE's fine-tuning recipe for
   the encoder of a saved `.keras` model (or of the same architecture freshly initialised,
   `--random-init`), on labelled images; each writes a run folder with results.json.

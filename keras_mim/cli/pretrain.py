@@ -16,45 +16,30 @@ from keras_mim.cli.common import (
     positive_int,
     ratio,
 )
-from keras_mim.models.methods import METHODS
-
-DATASETS = ("digits", "photos", "shapes")
-
-# Defaults of `pretrain`, per dataset where they differ. The plain `keras-mim pretrain`
-# (digits, nano preset, 40 epochs x 56 steps of 32) takes about 2.5-3.5 minutes on a
-# 2-core CPU and its held-out reconstructions resemble the digits. Photos (micro preset,
-# 4096 crops) cost about 3x more per epoch and after 10 epochs (3 minutes) only fill the
-# hidden patches with the local colour and brightness, so they are not the default. Raw-pixel targets
-# (--norm-pix-loss false) keep the figures honest; lr 2e-3 beat 1e-3 and 4e-3 there.
-# Video methods train on generated moving-shapes clips ("shapes": 8 frames of 32 px, made
-# on the fly, no download).
-DEFAULT_DATASET = "digits"
-VIDEO_DATASET = "shapes"
-DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32",
-                   "shapes": "videomae_vit_nano_patch4_32", "data": "mae_vit_micro_patch4_32"}
-# Methods the default presets do not fit: HOG needs whole cells in a patch (not 2 px
-# patches), MFM's radius is set for the image size of its own presets.
-METHOD_PRESETS = {"maskfeat": "maskfeat_vit_test", "mfm": "mfm_vit_test",
-                  "videomaev2": "videomaev2_vit_nano_patch4_32",
-                  "cropmae": "cropmae_vit_test", "siammae": "siammae_vit_test"}
-DEFAULT_NUM_CLIPS = 512
-PIXEL_LOSS_METHODS = ("mae", "mrmae", "hpm", "videomae", "videomaev2")  # where --norm-pix-loss applies
-TARGET_METHODS = ("mae", "simmim", "mrmae", "hpm")  # where --target applies
-DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20}
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_LEARNING_RATE = 2e-3
-DEFAULT_MASK_RATIO = 0.75
-DEFAULT_WEIGHT_DECAY = 0.05
-WARMUP_FRACTION = 0.05  # of all steps, as MAE (40 of 800 epochs)
-NUM_HELDOUT = 8  # images kept out of training for the reconstruction figures
-SIAMMAE_CLIP_FRAMES = 16  # frames of the generated clips SiamMAE draws its frame pairs from
-NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "cls_token", "mask_token"]  # as MAE: no decay on 1-D params / tokens
-
-
-def steps_per_epoch(num_examples, batch_size, two_views):
-    """Training steps of an epoch: view-pair pipelines drop a partial last batch."""
-    return num_examples // batch_size if two_views else math.ceil(num_examples / batch_size)
-
+from keras_mim.cli.pretrain_options import (
+    DATASETS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DATASET,
+    DEFAULT_EPOCHS,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MASK_RATIO,
+    DEFAULT_NUM_CLIPS,
+    DEFAULT_PRESETS,
+    DEFAULT_WEIGHT_DECAY,
+    NUM_HELDOUT,
+    VIDEO_DATASET,
+    WARMUP_FRACTION,
+    default_preset,
+    methods_where,
+    needs_video_preset,
+    pretrains_on_clips,
+    steps_per_epoch,
+    takes_masking,
+    takes_norm_pix_loss,
+    takes_target,
+)
+from keras_mim.models.methods import get_method_spec, list_methods
+from keras_mim.utils import check_mask_ratio, to_2tuple
 
 def add_pretrain_parser(commands):
     p = commands.add_parser(
@@ -84,9 +69,9 @@ def add_pretrain_parser(commands):
     )
     run_folder.record_options(p)  # args._given: the options given, for config.json, --config, --resume
     add_backend_argument(p)
-    p.add_argument("--method", choices=sorted(METHODS), default="mae",
+    p.add_argument("--method", choices=list(list_methods()), default="mae",
                    help="pretraining method: "  # descriptions may hold '%' (argparse formats help with %)
-                        + "; ".join(f"{k}: {v['description']}" for k, v in METHODS.items()).replace("%", "%%"))
+                        + "; ".join(f"{k}: {v}" for k, v in list_methods().items()).replace("%", "%%"))
     p.add_argument("--teacher", default=None,
                    help="for maskalign and mrmae: a .keras file holding a keras_mim encoder or "
                         "pretraining model (its encoder is used) or any Keras model of the same "
@@ -132,10 +117,11 @@ def add_pretrain_parser(commands):
                         "normalisation with each hidden patch's own mean and std, which leaks "
                         "the hidden content (an untrained model already looks right with small "
                         "patches), so only raw-pixel targets give honest reconstruction figures. For the "
-                        "methods with an MAE pixel loss (mae, mrmae, hpm); default false")
+                        f"methods {', '.join(methods_where(takes_norm_pix_loss))}; default false where the run "
+                        "writes figures, else the method's own")
     p.add_argument("--target", default=None,
                    help="what hidden patches are scored against, for the methods "
-                        f"{', '.join(TARGET_METHODS)}: a name from keras_mim.targets.TARGETS "
+                        f"{', '.join(methods_where(takes_target))}: a name from keras_mim.targets.TARGETS "
                         "(pixels, hog, fourier); default: the method's own (pixels). "
                         "Reconstruction figures need pixels")
     p.add_argument("--learning-rate", type=positive_float, default=DEFAULT_LEARNING_RATE,
@@ -179,7 +165,6 @@ def resolve_pretrain(parser, args):
     """Fill in dataset-dependent defaults and check every argument; exits with status 2
     (`parser.error`) on a problem, before anything is imported, loaded or written."""
     from keras_mim.models.presets import PRESETS
-    from keras_mim.utils import check_mask_ratio, to_2tuple
 
     given = getattr(args, "_given", [])
     args._command_line = run_folder.command_line(given)
@@ -191,11 +176,10 @@ def resolve_pretrain(parser, args):
             return args
     elif args.config is not None:
         run_folder.apply_config(parser, args, given)
-    method = METHODS[args.method]
-    video = bool(method.get("video"))
-    clips = video or method.get("views") == "siammae"  # SiamMAE: frame pairs from clips
+    spec = get_method_spec(args.method)
+    clips = pretrains_on_clips(spec)  # video methods, and SiamMAE's frame pairs
     if args.data is not None:
-        check_data_flags(parser, args, method)
+        check_data_flags(parser, args, spec)
     elif args.augmentation is not None or args.data_dir is not None or args.split != "train":
         parser.error("--augmentation, --data-dir and --split apply to --data only")
     if args.data is None and args.dataset is None:
@@ -207,9 +191,9 @@ def resolve_pretrain(parser, args):
                "use digits or photos")
         )
     if args.preset is None:
-        args.preset = METHOD_PRESETS.get(args.method, DEFAULT_PRESETS[args.dataset or "data"])
+        args.preset = default_preset(spec, args.dataset)
     if args.preset not in PRESETS:
-        listing = "\n".join(f"  {name}: {spec['description']}" for name, spec in PRESETS.items())
+        listing = "\n".join(f"  {name}: {preset['description']}" for name, preset in PRESETS.items())
         parser.error(f"unknown preset {args.preset!r}; available presets:\n{listing}")
     encoder = PRESETS[args.preset]["encoder"]
     if args.image_size is None:
@@ -221,6 +205,7 @@ def resolve_pretrain(parser, args):
             f"preset {args.preset!r}"
         )
     grid = (args.image_size // patch[0], args.image_size // patch[1])
+    video = needs_video_preset(spec)
     if encoder.get("num_frames") is not None:
         if not video:
             parser.error(f"preset {args.preset!r} is a video model; --method {args.method} needs an image preset")
@@ -230,40 +215,7 @@ def resolve_pretrain(parser, args):
                      f"got the image preset {args.preset!r}")
     if args.dataset == "photos" and args.image_size > 512:
         parser.error(f"--image-size must be at most 512 for the photos dataset, got {args.image_size}")
-    num_tokens = math.prod(grid)
-    if args.method == "mfm" and (args.masking is not None or args.mask_ratio is not None):
-        parser.error("--method mfm corrupts frequencies, not tokens: drop --masking/--mask-ratio")
-    if args.method == "mae" and args.mask_ratio is None:
-        args.mask_ratio = DEFAULT_MASK_RATIO
-    if args.mask_ratio is not None:
-        try:
-            check_mask_ratio(args.mask_ratio, num_tokens, name="--mask-ratio")
-        except ValueError as error:
-            parser.error(str(error).replace("`", ""))
-    if args.masking is not None:
-        check_masking(parser, args.masking, DEFAULT_MASK_RATIO if args.mask_ratio is None else args.mask_ratio,
-                      patch[0], grid)
-    if args.norm_pix_loss is not None and args.method not in PIXEL_LOSS_METHODS:
-        parser.error(f"--norm-pix-loss applies to the methods {', '.join(PIXEL_LOSS_METHODS)}, "
-                     f"not --method {args.method}")
-    if args.target is not None:
-        from keras_mim.targets import TARGETS
-
-        if args.method not in TARGET_METHODS:
-            parser.error(f"--target applies to the methods {', '.join(TARGET_METHODS)}, not --method {args.method}")
-        if args.target not in TARGETS:
-            parser.error(f"unknown --target {args.target!r}; expected one of {', '.join(sorted(TARGETS))}")
-        if args.norm_pix_loss is not None:
-            parser.error("--norm-pix-loss configures the default pixel target; drop it with --target")
-    if method.get("teacher") and args.teacher is None:
-        parser.error(f"--method {args.method} learns from a frozen teacher: pass --teacher MODEL.keras "
-                     "(e.g. the model.keras of an earlier `keras-mim pretrain` run)")
-    if args.teacher is not None:
-        if not method.get("teacher"):
-            parser.error(f"--teacher is only used by the methods "
-                         f"{', '.join(k for k, v in METHODS.items() if v.get('teacher'))}")
-        if not args.teacher.endswith(".keras") or not os.path.isfile(args.teacher):
-            parser.error(f"--teacher {args.teacher!r} must be an existing .keras file")
+    check_method_options(parser, args, spec, grid, patch)
     if args.epochs is None:
         args.epochs = DEFAULT_EPOCHS[args.dataset or "data"]
     if args.data is not None:
@@ -294,10 +246,10 @@ def resolve_pretrain(parser, args):
         parser.error(f"--weight-decay must be a non-negative number, got {args.weight_decay}")
     if args.figure_every is None:
         args.figure_every = max(1, args.epochs // 5)
-    steps = steps_per_epoch(args.num_images, args.batch_size, "views" in method or args.data is not None)
+    steps = steps_per_epoch(args.num_images, args.batch_size, spec.two_views or args.data is not None)
     if steps < 1:
         parser.error(f"--num-images {args.num_images} is fewer than one batch of --batch-size "
-                     f"{args.batch_size} " + ("view pairs" if "views" in method else "(--data drops a partial last batch)"))
+                     f"{args.batch_size} " + ("view pairs" if spec.two_views else "(--data drops a partial last batch)"))
     if steps * args.epochs < args.gradient_accumulation:
         parser.error(f"--gradient-accumulation {args.gradient_accumulation} exceeds the "
                      f"{steps * args.epochs} training steps ({args.epochs} epoch(s) x {steps}); "
@@ -306,20 +258,57 @@ def resolve_pretrain(parser, args):
         check_output(parser, args, "pretrain")
     check_backend_installed(parser, args)
     check_distribute(parser, args)
-    args.num_tokens = num_tokens
+    args.num_tokens = math.prod(grid)
     args.num_frames = encoder.get("num_frames")
     args._resolved_command_line = run_folder.resolved_command_line(parser, args)
     return args
 
 
-def check_data_flags(parser, args, method):
-    """--data: only with single-view image methods and without --dataset."""
+def check_method_options(parser, args, spec, grid, patch):
+    """--mask-ratio, --masking, --norm-pix-loss, --target and --teacher against what the
+    method's model takes (the registry record), and what it can do on the token `grid`."""
+    if not takes_masking(spec) and (args.masking is not None or args.mask_ratio is not None):
+        parser.error(f"--method {args.method} does not hide tokens ({spec.model.__name__} takes no mask ratio): "
+                     "drop --masking/--mask-ratio")
+    if args.mask_ratio is not None:
+        try:
+            check_mask_ratio(args.mask_ratio, math.prod(grid), name="--mask-ratio")
+        except ValueError as error:
+            parser.error(str(error).replace("`", ""))
+    if args.masking is not None:
+        check_masking(parser, args.masking, DEFAULT_MASK_RATIO if args.mask_ratio is None else args.mask_ratio,
+                      patch[0], grid)
+    if args.norm_pix_loss is not None and not takes_norm_pix_loss(spec):
+        parser.error(f"--norm-pix-loss applies to the methods {', '.join(methods_where(takes_norm_pix_loss))}, "
+                     f"not --method {args.method}")
+    if args.target is not None:
+        from keras_mim.targets import TARGETS
+
+        if not takes_target(spec):
+            parser.error(f"--target applies to the methods {', '.join(methods_where(takes_target))}, "
+                         f"not --method {args.method}")
+        if args.target not in TARGETS:
+            parser.error(f"unknown --target {args.target!r}; expected one of {', '.join(sorted(TARGETS))}")
+        if args.norm_pix_loss is not None:
+            parser.error("--norm-pix-loss configures the default pixel target; drop it with --target")
+    if spec.teacher and args.teacher is None:
+        parser.error(f"--method {args.method} learns from a frozen teacher: pass --teacher MODEL.keras "
+                     "(e.g. the model.keras of an earlier `keras-mim pretrain` run)")
+    if args.teacher is not None:
+        if not spec.teacher:
+            parser.error(f"--teacher is only used by the methods {', '.join(methods_where(lambda m: m.teacher))}")
+        if not args.teacher.endswith(".keras") or not os.path.isfile(args.teacher):
+            parser.error(f"--teacher {args.teacher!r} must be an existing .keras file")
+
+
+def check_data_flags(parser, args, spec):
+    """--data: only with single-image methods and without --dataset."""
     if args.dataset is not None:
         parser.error(f"--data and --dataset both choose the training images; give one (got --data "
                      f"{args.data!r} and --dataset {args.dataset})")
-    if method.get("video") or "views" in method:
+    if spec.data != "images" or spec.two_views:
         parser.error(f"--data holds single images; --method {args.method} needs "
-                     f"{'clips' if method.get('video') else 'view pairs'} (use --dataset)")
+                     f"{'view pairs' if spec.two_views else 'clips'} (use --dataset)")
     if args.augmentation is None:
         args.augmentation = "mae"
     if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):

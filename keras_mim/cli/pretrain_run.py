@@ -10,16 +10,17 @@ import time
 from keras_mim.cli import run_folder
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import jit_compile_setting, write_json
-from keras_mim.cli.pretrain import (
+from keras_mim.cli.pretrain_options import (
     NO_WEIGHT_DECAY,
     NUM_HELDOUT,
-    PIXEL_LOSS_METHODS,
     SIAMMAE_CLIP_FRAMES,
     VIDEO_DATASET,
     WARMUP_FRACTION,
     steps_per_epoch,
+    takes_norm_pix_loss,
+    writes_figures,
 )
-from keras_mim.models.methods import METHODS
+from keras_mim.models.methods import get_method_spec
 
 
 def load_data(args):
@@ -116,7 +117,7 @@ def view_pairs(args, train, heldout):
 
     from keras_mim.data import view_dataset
 
-    views = METHODS[args.method]["views"]
+    views = get_method_spec(args.method).views
     options = {"min_gap": 4, "max_gap": SIAMMAE_CLIP_FRAMES - 1} if views == "siammae" else {}
     train = view_dataset(train, method=views, image_size=args.image_size, batch_size=args.batch_size,
                          seed=args.seed, shuffle=True, **options)
@@ -137,26 +138,24 @@ def load_teacher(path):
 def build_model(args, num_channels):
     """The method's model on the preset's architecture; bad combinations exit with status 2
     (before anything is written)."""
-    from keras_mim.models.methods import get_method
-    from keras_mim.models.presets import build_preset, preset_method
+    from keras_mim.models.presets import build_method
 
-    model_cls, kwargs = get_method(args.method)
-    same_method = preset_method(args.preset) == args.method
-    if same_method:
-        kwargs = {}  # the preset already holds the method's settings (tuned to its size)
-    kwargs.update(image_size=args.image_size, num_channels=num_channels, seed=args.seed)
+    spec = get_method_spec(args.method)
+    kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed)
     if args.mask_ratio is not None:
         kwargs["mask_ratio"] = args.mask_ratio
     if args.masking is not None:
         kwargs["mask_generator"] = args.masking
     if args.target is not None:
         kwargs["target"] = args.target
-    elif args.method in PIXEL_LOSS_METHODS:
-        kwargs["norm_pix_loss"] = args.norm_pix_loss == "true"  # default false: honest figures
+    elif args.norm_pix_loss is not None:
+        kwargs["norm_pix_loss"] = args.norm_pix_loss == "true"
+    elif takes_norm_pix_loss(spec) and writes_figures(spec):
+        kwargs["norm_pix_loss"] = False  # default for runs with figures: honest reconstructions
     try:
         if args.teacher is not None:
             kwargs["teacher"] = load_teacher(args.teacher)
-        return build_preset(model_cls, args.preset, apply_preset_kwargs=same_method, **kwargs)
+        return build_method(args.method, args.preset, **kwargs)
     except (ValueError, TypeError) as error:
         print(f"keras-mim pretrain: error: --method {args.method} with preset {args.preset!r}: {error}",
               file=sys.stderr)
@@ -308,7 +307,8 @@ def _run_pretrain(args):
     keras.utils.set_random_seed(args.seed)
     train, heldout, skipped = load_data(args)
     replicas = num_replicas(args.distribute)
-    two_views = "views" in METHODS[args.method]
+    spec = get_method_spec(args.method)
+    two_views = spec.two_views
     if _is_dataset(train):
         steps = int(train.cardinality())
         if steps < 1:
@@ -322,7 +322,7 @@ def _run_pretrain(args):
     if two_views:  # fresh view pairs every epoch; fixed held-out pairs
         train, heldout = view_pairs(args, train, heldout)
     # figures and pixel metrics (single-input pixel methods)
-    pixels = METHODS[args.method].get("pixels", False) and args.target in (None, "pixels") and not two_views
+    pixels = writes_figures(spec) and args.target in (None, "pixels")
     total_steps = steps * args.epochs  # resolve_pretrain checked: at least one optimizer update
     update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
     optimizer, warmup_steps = _optimizer(args, update_steps)
