@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-import keras_mim
-from keras_mim.models.presets import PRESETS
+from keras_mim.models.presets import preset_model_class
 from tests.training import assert_loss_falls, digits
 
 IMAGE_PRESETS = ["mae_vit_test", "simmim_vit_test", "maskfeat_vit_test", "mfm_vit_test", "data2vec_vit_test",
@@ -22,8 +21,7 @@ def bfloat16_policy():
 
 
 def build(preset):
-    cls = getattr(keras_mim, PRESETS[preset].get("model", "MaskedAutoencoder"))
-    return cls.from_preset(preset, seed=0)
+    return preset_model_class(preset).from_preset(preset, seed=0)
 
 
 @pytest.mark.parametrize("preset", IMAGE_PRESETS)

@@ -59,3 +59,50 @@ def assert_roundtrip(model, x, tmp_path, call_kwargs=None, keys=None, atol=1e-6)
     la, lb = model.compute_loss(x=x, y_pred=a, training=False), loaded.compute_loss(x=x, y_pred=b, training=False)
     np.testing.assert_allclose(float(la), float(lb), rtol=1e-5, atol=1e-7)
     return loaded
+
+
+def moving_digits(n=128, frames=4, channels=1):
+    """Real digits sliding one pixel right and down per frame: `(n, frames, 16, 16, channels)`."""
+    x = digits(n, channels=channels)
+    return np.stack([np.roll(x, (f, f), axis=(1, 2)) for f in range(frames)], axis=1)
+
+
+def method_inputs(spec, encoder, n=256):
+    """Real-digit training data for a registered method, as its model takes them: images
+    `(n, H, W, C)`, clips of moving digits `(n, T, H, W, C)`, or view pairs (CropMAE-style:
+    a digit and the same digit shifted; SiamMAE-style: two frames of a moving digit)."""
+    channels, size = encoder.num_channels, tuple(encoder.image_size)
+    if size != (16, 16):
+        raise ValueError(f"test presets are 16 px; got {size}")
+    if spec.two_views:
+        if spec.data == "clips":
+            frames = moving_digits(n, frames=3, channels=channels)
+            return {"reference": frames[:, 0], "target": frames[:, 2]}
+        x = digits(n, channels=channels)
+        return {"reference": x, "target": np.roll(x, 2, axis=2)}
+    if spec.data == "clips":
+        return moving_digits(n, frames=encoder.num_frames, channels=channels)
+    return digits(n, channels=channels)
+
+
+def map_inputs(fn, x):
+    """`fn` applied to an input array, or to each view of a view pair."""
+    return {k: fn(v) for k, v in x.items()} if isinstance(x, dict) else fn(x)
+
+
+def small_teacher(channels=1):
+    """A small frozen teacher for the teacher methods' test presets (16 px, patch 4)."""
+    from keras_mim import ViTEncoder
+
+    return ViTEncoder(image_size=16, patch_size=4, num_channels=channels, embed_dim=24, depth=2, num_heads=2,
+                      name="teacher")
+
+
+def build_test_method(name, channels=1, **overrides):
+    """Method `name` on its test preset, for `channels`-channel images, seeded; teacher
+    methods get `small_teacher`."""
+    from keras_mim.models import build_method, get_method_spec
+
+    if get_method_spec(name).teacher and "teacher" not in overrides:
+        overrides["teacher"] = small_teacher(channels)
+    return build_method(name, num_channels=channels, seed=0, **overrides)

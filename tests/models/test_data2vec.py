@@ -175,12 +175,3 @@ def test_teacher_must_match_the_student():
         Data2Vec(student, teacher=small_encoder())
     model = Data2Vec(student, teacher=EMATeacher(small_encoder(), top_k=1))  # a matching teacher is fine
     assert model.top_k == 1
-
-
-def test_bad_images_fail_before_training():
-    model = Data2Vec.from_preset("data2vec_vit_test")
-    model.compile(optimizer="adam")
-    with pytest.raises(ValueError, match="`num_channels`=3"):
-        model.fit(np.zeros((4, 16, 16, 1), "float32"), verbose=0)
-    with pytest.raises(TypeError, match="float tensor"):
-        model.evaluate(np.zeros((4, 16, 16, 3), "uint8"), verbose=0)

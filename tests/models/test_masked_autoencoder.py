@@ -5,7 +5,7 @@ import pytest
 from keras_mim import MaskedAutoencoder, list_presets
 from keras_mim.masking import RandomMaskGenerator
 from tests.conftest import to_numpy
-from tests.training import assert_loss_falls, digits, jit_for_backend
+from tests.training import digits, jit_for_backend
 
 
 def official_patchify(x, p):
@@ -64,12 +64,6 @@ def test_zero_ratio_scores_every_patch(rng):
     assert float(model.compute_loss(x=x, y_pred=out)) == pytest.approx(ref, rel=1e-4)
 
 
-def test_loss_falls_on_real_digits():
-    keras.utils.set_random_seed(0)
-    model = MaskedAutoencoder.from_preset("mae_vit_test", num_channels=1, seed=0)
-    assert_loss_falls(model, digits(256), epochs=5)
-
-
 def test_fit_on_tf_data_with_labels_ignored():
     tf = pytest.importorskip("tensorflow")
     ds = tf.data.Dataset.from_tensor_slices((digits(64), np.zeros(64))).batch(16)
@@ -117,12 +111,12 @@ def test_preset_carries_its_masking_strategy():
 def test_every_mae_preset_is_listed():
     from keras_mim.models.presets import PRESETS
 
-    mae = [n for n, spec in PRESETS.items() if spec.get("model", "MaskedAutoencoder") == "MaskedAutoencoder"]
+    mae = [n for n, spec in PRESETS.items() if spec["method"] == "mae"]
     assert sorted(mae) == sorted(SMALL + LARGE)
     assert set(list_presets()) == set(PRESETS)
 
 
-@pytest.mark.parametrize("preset", SMALL)
+@pytest.mark.parametrize("preset", SMALL[1:])  # mae_vit_test: tests/models/test_method_suite.py
 def test_small_presets_train_one_step(preset):
     model = MaskedAutoencoder.from_preset(preset, seed=0)
     h, w = model.encoder.image_size
@@ -133,6 +127,7 @@ def test_small_presets_train_one_step(preset):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent  # big presets are built once per CI run (shapes, not numerics)
 @pytest.mark.parametrize("preset", LARGE)
 def test_large_presets_build_and_run_one_step(preset):
     model = MaskedAutoencoder.from_preset(preset, seed=0)
@@ -142,6 +137,7 @@ def test_large_presets_build_and_run_one_step(preset):
     assert float(to_numpy(out["mask"]).sum()) == n - int(n * 0.25)
 
 
+@pytest.mark.backend_independent  # builds ViT-B once per CI run
 def test_official_sizes():
     for preset, (d, depth, heads, params) in {
         "mae_vit_base_patch16": (768, 12, 12, 85.8e6),
@@ -172,21 +168,6 @@ def test_bad_arguments(kw, error, match):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="Unknown preset 'mae_vit_gigantic'.*mae_vit_base_patch16"):
         MaskedAutoencoder.from_preset("mae_vit_gigantic")
-
-
-def test_bad_images_fail_before_training():
-    model = MaskedAutoencoder.from_preset("mae_vit_test")
-    model.compile(optimizer="adam")
-    with pytest.raises(ValueError, match="`num_channels`=3"):
-        model.fit(np.zeros((4, 16, 16, 1), "float32"), verbose=0)
-    with pytest.raises(TypeError, match="float tensor"):
-        model.fit(np.zeros((4, 16, 16, 3), "uint8"), verbose=0)
-    with pytest.raises(ValueError, match="rank 3"):
-        model.predict(np.zeros((16, 16, 3), "float32"), verbose=0)
-    before = [to_numpy(w) for w in model.weights]
-    # the model is intact and still trains after the refused calls
-    assert [np.array_equal(a, to_numpy(b)) for a, b in zip(before, model.weights)] == [True] * len(before)
-    assert np.isfinite(model.fit(np.zeros((4, 16, 16, 3), "float32"), verbose=0).history["loss"][0])
 
 
 def test_bad_tf_data_fails_before_training():

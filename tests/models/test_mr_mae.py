@@ -7,7 +7,7 @@ from keras_mim.masking import GuidedMaskGenerator
 from keras_mim.models.mr_mae import MRMAE
 from keras_mim.models.presets import preset_model_class
 from tests.conftest import to_numpy
-from tests.training import assert_roundtrip, digits, fit_history
+from tests.training import assert_roundtrip
 
 
 def small_vit(channels=3, **kw):
@@ -110,18 +110,6 @@ def test_guided_masks_follow_teacher_attention(rng):
     np.testing.assert_array_equal(to_numpy(model(x)["ids_keep"]), to_numpy(expected["ids_keep"]))
 
 
-def test_loss_falls_and_teacher_stays_frozen():
-    keras.utils.set_random_seed(0)
-    teacher = small_vit(channels=1)
-    before = [to_numpy(w).copy() for w in teacher.weights]
-    model = MRMAE.from_preset("mrmae_vit_test", teacher=teacher, num_channels=1)
-    history = fit_history(model, digits(256), epochs=5)
-    assert np.all(np.isfinite(history)) and history[-1] < 0.75 * history[0], history
-    for a, b in zip(before, teacher.weights):
-        np.testing.assert_array_equal(a, to_numpy(b))
-    assert all(not v.trainable for v in teacher.weights)
-
-
 @pytest.mark.parametrize("make_teacher", [small_vit, patch_teacher])
 def test_keras_roundtrip_with_teacher_inside(make_teacher, tmp_path, rng):
     model = MRMAE.from_preset("mrmae_vit_test", teacher=make_teacher(), mimic_weight=0.3)
@@ -147,10 +135,3 @@ def test_keras_roundtrip_with_teacher_inside(make_teacher, tmp_path, rng):
 def test_bad_arguments_fail_at_construction(kw, error, match):
     with pytest.raises(error, match=match):
         MRMAE.from_preset("mrmae_vit_test", **kw)
-
-
-def test_bad_images_fail_before_training():
-    model = MRMAE.from_preset("mrmae_vit_test", teacher=small_vit())
-    model.compile(optimizer="adam")
-    with pytest.raises(ValueError, match="`num_channels`=3"):
-        model.fit(np.zeros((4, 16, 16, 1), "float32"), verbose=0)
