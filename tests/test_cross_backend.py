@@ -5,7 +5,8 @@ and the three backends are the savers, so the three passes cover all 9 (saver, l
 pairs, with no skips. A saver is a child process (tests/cross_backend_worker.py, one
 per backend, all its models in one process) that writes each model's `.keras` file and
 its reference outputs on fixed inputs and fixed masking noise (`.npz`). The files are
-made once per test session and shared by the pytest-xdist workers (a lock per saver).
+made once per CI run (`tools/test.sh` shares them between its passes) or once per test
+session, and shared by the pytest-xdist workers (a lock per saver).
 
 Tolerance: outputs agree to rtol 1e-5 with an absolute floor of 1e-5 x the largest
 reference value (float32 kernels differ between backends: oneDNN, XLA:CPU, ATen sum in
@@ -53,9 +54,16 @@ def make_files(saver, folder):
 
 @pytest.fixture(scope="session")
 def saved(tmp_path_factory):
-    """`saved(backend)` -> folder with the `.keras` / `.npz` files that backend wrote."""
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cross_backend"
+    """`saved(backend)` -> folder with the `.keras` / `.npz` files that backend wrote.
+
+    `tools/test.sh` sets `KERAS_MIM_TEST_SHARED` to one folder for all its passes, so each
+    saver runs once per CI run (3 processes, not 3 per pass); otherwise once per session."""
+    shared = os.environ.get("KERAS_MIM_TEST_SHARED")
+    if shared:
+        root = pathlib.Path(shared) / "cross_backend"
+    else:
+        base = tmp_path_factory.getbasetemp()
+        root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cross_backend"
     return lambda saver: make_files(saver, root / saver)
 
 
