@@ -5,8 +5,8 @@ embedding `Conv2d.weight` is `(D, C, ph, pw)`, keras_mim's `PatchEmbedding` kern
 `(ph, pw, C, D)`. The fused qkv weight has the same `[q; k; v]` row order (heads
 contiguous inside each) in timm, official MAE and keras_mim, so it only transposes.
 """
-
 import collections
+import inspect
 
 import numpy as np
 
@@ -88,6 +88,12 @@ def decoder_entries(decoder):
     return out + _norm("decoder_norm", decoder.norm) + _dense("decoder_pred", decoder.pred)
 
 
+def _builds_from_config(model):
+    """Whether `model.build()` takes no argument (keras_mim's models know their input shapes)."""
+    params = inspect.signature(model.build).parameters.values()
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
 def model_parts(model):
     """`(encoder, decoder or None)` of a `ViTEncoder`, or of any model with a
     `ViTEncoder` as `.encoder` (and an `MAEDecoder` as `.decoder`, if it has one)."""
@@ -99,8 +105,10 @@ def model_parts(model):
             f"`model` must be a ViTEncoder or a model with a ViTEncoder as `.encoder` (MaskedAutoencoder, "
             f"a classifier, ...), got {type(model).__name__}."
         )
-    if not model.built:  # a model made by its class: every shape is known from its config
+    if not model.built and _builds_from_config(model):  # every shape is known from its config
         model.build()
+    if not encoder.built:  # any other model (a classifier): the encoder knows its own shapes
+        encoder.build()
     decoder = getattr(model, "decoder", None)
     return encoder, decoder if isinstance(decoder, MAEDecoder) else None
 

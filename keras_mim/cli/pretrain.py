@@ -318,7 +318,7 @@ def check_data_flags(parser, args, spec):
 def scan_data(parser, args):
     """Check --data (the folder is scanned, a tfds set must be prepared) before anything
     heavy; keeps the source in `args._data` and returns the number of training images."""
-    from keras_mim.cli.pretrain_run import data_source
+    from keras_mim.cli.pretrain_data import data_source
 
     try:
         args._data, available = data_source(args, seed=args.seed)

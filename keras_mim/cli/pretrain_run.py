@@ -10,10 +10,10 @@ import time
 from keras_mim.cli import run_folder
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import jit_compile_setting, write_json
+from keras_mim.cli.pretrain_data import load_data, view_pairs
 from keras_mim.cli.pretrain_options import (
     NO_WEIGHT_DECAY,
     NUM_HELDOUT,
-    SIAMMAE_CLIP_FRAMES,
     VIDEO_DATASET,
     WARMUP_FRACTION,
     steps_per_epoch,
@@ -21,110 +21,6 @@ from keras_mim.cli.pretrain_options import (
     writes_figures,
 )
 from keras_mim.models.methods import get_method_spec
-
-
-def load_data(args):
-    """The training data and the held-out images for the figures, as `(train, heldout,
-    skipped_files)`: `train` a numpy array (or a batched tf.data.Dataset of known
-    cardinality), `heldout` a numpy batch, `skipped_files` the (path, reason) pairs of
-    input files the data source could not read (written to skipped_files.txt). The one
-    place the command gets its data."""
-    from keras_mim.data import load_sample_images
-
-    size = args.image_size
-    if args.data is not None:
-        return user_data(args)
-    if args.dataset == VIDEO_DATASET:
-        from keras_mim.data import moving_shapes
-
-        # SiamMAE picks two frames of 16-frame clips (a gap of 4 to 15 frames).
-        frames = args.num_frames or SIAMMAE_CLIP_FRAMES
-        clips = moving_shapes(NUM_HELDOUT + args.num_images, num_frames=frames, image_size=size, seed=args.seed)
-        return clips[NUM_HELDOUT:], clips[:NUM_HELDOUT], []
-    if args.dataset == "digits":
-        # The train split of the fixed labelled split (so probes, k-NN and fine-tuning on the
-        # test split score images the encoder never saw); figures use test images.
-        from keras_mim.data import load_labelled_digits
-
-        train = load_labelled_digits("train", image_size=size, seed=args.seed)[0][: args.num_images]
-        return train, load_labelled_digits("test", image_size=size, seed=args.seed)[0][:NUM_HELDOUT], []
-    train = load_sample_images("photos", image_size=size, num_images=args.num_images, seed=args.seed)
-    # Other random crops (another seed) of the same photos.
-    heldout = load_sample_images("photos", image_size=size, num_images=NUM_HELDOUT, seed=args.seed + 1_000_003)
-    return train, heldout, []
-
-
-def data_source(args, seed):
-    """`--data` resolved without reading pixels: `((train, heldout), num_train)` with
-    `train` / `heldout` an `ImageFolder` view each (held-out images spread evenly over the
-    folder, the rest shuffled with `seed`), or tfds split strings (the first images held
-    out). Raises ValueError / FileNotFoundError / ImportError naming the problem."""
-    import numpy as np
-
-    if args.data.startswith("tfds:"):
-        from keras_mim.data.images import tfds_builder
-
-        builder = tfds_builder(args.data, args.data_dir)
-        splits = builder.info.splits
-        if args.split not in splits:
-            raise ValueError(f"--split {args.split!r} is not a split of {args.data!r}; it has {sorted(splits)}")
-        available = int(splits[args.split].num_examples) - NUM_HELDOUT
-        if available < 1:
-            raise ValueError(f"split {args.split!r} holds {available + NUM_HELDOUT} images; more than "
-                             f"{NUM_HELDOUT} are needed ({NUM_HELDOUT} are held out for the figures)")
-        return (f"{args.split}[{NUM_HELDOUT}:]", f"{args.split}[:{NUM_HELDOUT}]"), available
-    from keras_mim.data import ImageFolder
-
-    folder = ImageFolder(args.data)
-    if len(folder) <= NUM_HELDOUT:
-        raise ValueError(f"the folder holds {len(folder)} readable images; more than {NUM_HELDOUT} are needed "
-                         f"({NUM_HELDOUT} are held out for the figures)")
-    held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
-    rest = np.setdiff1d(np.arange(len(folder)), held)
-    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
-    return (folder.subset(rest), folder.subset(held)), len(rest)
-
-
-def user_data(args):
-    """`--data`: a tf.data pipeline of full batches (repeated, `steps` per epoch, so files
-    skipped while decoding never end an epoch early) and the held-out images as numpy."""
-    import numpy as np
-
-    from keras_mim.data import image_dataset
-
-    train_source, heldout_source = args._data
-    common = dict(image_size=args.image_size, data_dir=args.data_dir)
-    if isinstance(train_source, str):  # tfds split strings
-        heldout = image_dataset(args.data, batch_size=NUM_HELDOUT, shuffle=False, split=heldout_source, **common)
-        train_source, extra = args.data, {"split": train_source}
-    else:
-        heldout = image_dataset(heldout_source, batch_size=NUM_HELDOUT, shuffle=False, **common)
-        train_source, extra = train_source.subset(range(args.num_images)), {}
-    heldout = np.concatenate([np.asarray(batch) for batch in heldout])[:NUM_HELDOUT]
-    common["num_channels"] = heldout.shape[-1]
-    augmentation = None if args.augmentation == "none" else args.augmentation
-    train = image_dataset(train_source, batch_size=args.batch_size, augmentation=augmentation,
-                          shuffle=True, seed=args.seed, drop_remainder=True, **common, **extra)
-    steps = args.num_images // args.batch_size
-    skipped = list(getattr(train_source, "skipped", []))
-    return train.repeat().take(steps), heldout, skipped
-
-
-def view_pairs(args, train, heldout):
-    """Two-view methods: a tf.data pipeline of fresh view pairs for training, and fixed
-    held-out pairs as a dict of arrays."""
-    import numpy as np
-
-    from keras_mim.data import view_dataset
-
-    views = get_method_spec(args.method).views
-    options = {"min_gap": 4, "max_gap": SIAMMAE_CLIP_FRAMES - 1} if views == "siammae" else {}
-    train = view_dataset(train, method=views, image_size=args.image_size, batch_size=args.batch_size,
-                         seed=args.seed, shuffle=True, **options)
-    fixed = view_dataset(heldout, method=views, image_size=args.image_size, batch_size=len(heldout),
-                         seed=args.seed + 1_000_003, **options)
-    heldout = {k: np.asarray(v) for k, v in next(iter(fixed)).items()}
-    return train, heldout
 
 
 def load_teacher(path):

@@ -5,7 +5,6 @@ import math
 import re
 
 import keras
-import numpy as np
 import pytest
 
 from keras_mim.optimizers import (
