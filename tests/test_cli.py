@@ -10,6 +10,9 @@ import pytest
 
 from keras_mim import cli
 
+pytestmark = pytest.mark.one_backend  # end to end: one pass of a CI run runs each test (tests/conftest.py);
+# the per-backend parts (each method's fit, saving, the data pipelines) are tested on every backend
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "1", "--num-images", "32", "--batch-size", "16", "--preset", "mae_vit_test"]
 RUN_FILES = {"model.keras", "config.json", "history.json", "history.csv", "reconstructions.png", "figures",
@@ -53,6 +56,7 @@ def _check_run_folder(run, backend):
     return history, config
 
 
+@pytest.mark.every_backend  # the CLI's own path (data, model, callbacks, run folder) on each backend
 def test_pretrain_tiny_run(tmp_path, capsys):
     run = tmp_path / "run"
     backend = keras.backend.backend()
@@ -128,6 +132,7 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
     assert seen[0].preset == cli.DEFAULT_PRESETS["photos"] and seen[0].image_size == 32
 
 
+@pytest.mark.every_backend
 def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
     from keras_mim.cli.common import jit_compile_setting
 

@@ -11,6 +11,9 @@ from skimage import data as samples
 
 from keras_mim import cli
 
+pytestmark = pytest.mark.one_backend  # end to end: one pass of a CI run runs each test (tests/conftest.py);
+# the per-backend parts (each method's fit, saving, the data pipelines) are tested on every backend
+
 TINY = ["--preset", "mae_vit_test", "--epochs", "1", "--batch-size", "4"]
 
 

@@ -9,6 +9,9 @@ import pytest
 from keras_mim import MaskedAutoencoder, ViTEncoder, cli
 from keras_mim.data import load_labelled_digits
 
+pytestmark = pytest.mark.one_backend  # end to end: one pass of a CI run runs each test (tests/conftest.py);
+# the per-backend parts (each method's fit, saving, the data pipelines) are tested on every backend
+
 
 @pytest.fixture(scope="module")
 def saved_mae(tmp_path_factory):

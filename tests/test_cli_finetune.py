@@ -9,6 +9,9 @@ import pytest
 from keras_mim import ImageClassifier, cli
 from tests.test_cli_evaluate import saved_mae  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.one_backend  # end to end: one pass of a CI run runs each test (tests/conftest.py);
+# the per-backend parts (each method's fit, saving, the data pipelines) are tested on every backend
+
 
 def test_finetune_run_folder(saved_mae, tmp_path):  # noqa: F811
     run = tmp_path / "ft"

@@ -15,6 +15,9 @@ import pytest
 from keras_mim import cli
 from tests.test_cli import REPO_ROOT, TINY, _snapshot
 
+pytestmark = pytest.mark.one_backend  # end to end: one pass of a CI run runs each test (tests/conftest.py);
+# the per-backend parts (each method's fit, saving, the data pipelines) are tested on every backend
+
 EPOCHS = 4
 STEPS = 256  # 1024 images / batch 4: long enough epochs to be killed in the middle of one
 KILLED_RUN = ["--epochs", str(EPOCHS), "--num-images", "1024", "--batch-size", "4", "--preset", "mae_vit_test",
@@ -34,6 +37,7 @@ def _csv_epochs(run):
 
 
 @pytest.mark.slow
+@pytest.mark.one_backend(backend="jax")  # one CI pass, the fastest for this run
 def test_sigkill_mid_epoch_then_resume(tmp_path, capsys):
     run = tmp_path / "run"
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), TF_CPP_MIN_LOG_LEVEL="3")

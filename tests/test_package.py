@@ -22,6 +22,7 @@ def library_files():
             and str(p.relative_to(ROOT)) not in ALLOWED_BACKEND_IMPORTS]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("path", library_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_library_code_imports_no_backend(path):
     tree = ast.parse(path.read_text())
@@ -35,6 +36,7 @@ def test_library_code_imports_no_backend(path):
             assert name.split(".")[0] not in BACKENDS, f"{path}: imports {name}"
 
 
+@pytest.mark.backend_independent
 def test_no_model_overrides_train_step():
     for path in ROOT.rglob("*.py"):
         assert "def train_step" not in path.read_text(), path
@@ -46,6 +48,7 @@ def modules():
     )
 
 
+@pytest.mark.one_backend  # each module's examples in one pass of a CI run; the unit tests cover every backend
 @pytest.mark.parametrize("name", modules())
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
@@ -57,6 +60,7 @@ def test_docstring_examples_run(name):
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
 
 
+@pytest.mark.backend_independent
 def test_public_api():
     for name in ("MaskedAutoencoder", "ViTEncoder", "MAEDecoder", "RandomMaskGenerator", "list_presets"):
         assert hasattr(keras_mim, name)

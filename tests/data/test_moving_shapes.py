@@ -84,6 +84,7 @@ def test_shape_sizes_match_the_size_range():
     assert area.max() <= (2 * r_max + 1) ** 2
 
 
+@pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(1, 3), t=st.integers(1, 6), h=st.integers(4, 20), w=st.integers(4, 20),

@@ -30,6 +30,7 @@ def draw(gen, batch, grid):
 
 
 # ---------------------------------------------------------------------------- block (BEiT)
+@pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
 @settings(max_examples=10, deadline=None)
 @given(
     gh=st.integers(2, 8),
@@ -93,6 +94,7 @@ def test_block_rejects_bad_arguments():
 
 
 # ---------------------------------------------------------------------------- SimMIM
+@pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
 @settings(max_examples=10, deadline=None)
 @given(
     ch=st.integers(1, 4),
@@ -139,6 +141,7 @@ def test_simmim_rejects_bad_arguments():
 
 
 # ---------------------------------------------------------------------------- grid / UM-MAE
+@pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
 @settings(max_examples=10, deadline=None)
 @given(
     ch=st.integers(1, 3),
@@ -184,6 +187,7 @@ def test_grid_config_round_trip_and_bad_arguments():
 
 
 # ---------------------------------------------------------------------------- tube (VideoMAE)
+@pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
 @settings(max_examples=10, deadline=None)
 @given(
     t=st.integers(1, 3),
@@ -261,6 +265,7 @@ def test_running_cell_rejects_bad_arguments():
 
 
 # ---------------------------------------------------------------------------- disjoint (DMJD)
+@pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
 @settings(max_examples=10, deadline=None)
 @given(
     gh=st.integers(1, 5),
