@@ -1,12 +1,13 @@
-"""Markdown tables from benchmarks/train_speed.py results, optionally written into README.md.
+"""Markdown tables from benchmarks/train_speed.py results, optionally written into docs/speed.md.
 
     python benchmarks/readme_tables.py                                   # results/train_speed_*.json
     python benchmarks/readme_tables.py benchmarks/results/train_speed_cpu.json
-    python benchmarks/readme_tables.py --update README.md                # between the markers
+    python benchmarks/readme_tables.py --update docs/speed.md            # between the markers
 
 `--update FILE` replaces the text between the lines `<!-- speed-table:start -->` and
 `<!-- speed-table:end -->` (both must be present, once each, start first) and leaves the
-rest of the file as it is.
+rest of the file as it is. The measured tables live in docs/speed.md (the README links to
+it), so that is the file to pass.
 """
 
 import argparse
@@ -56,7 +57,8 @@ def update(readme, text):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="*", help="train_speed JSON files (default benchmarks/results/train_speed_*.json)")
-    p.add_argument("--update", metavar="README", default=None, help="rewrite the marked block of this file")
+    p.add_argument("--update", metavar="FILE", default=None,
+                   help="rewrite the marked block of this file (the tables live in docs/speed.md)")
     args = p.parse_args(argv)
     paths = args.paths or sorted(glob.glob(os.path.join(HERE, "results", "train_speed_*.json")))
     if not paths:

@@ -31,7 +31,7 @@ torch.compile's warm-up on the tiny config):
 
     python benchmarks/train_speed.py                       # -> benchmarks/results/train_speed_cpu.json
     python benchmarks/train_speed.py --configs tiny --backends hf,torch --compile-configs none
-    python benchmarks/readme_tables.py --update README.md  # tables between the speed-table markers
+    python benchmarks/readme_tables.py --update docs/speed.md  # tables between the speed-table markers
 
 GPU (ViT-B/16, batch 256, bf16 autocast / mixed_bfloat16, every backend, one runner at a
 time so that the allocators do not fight over the card):

@@ -1,5 +1,5 @@
 """The downstream study in small: MAE pretraining on the digits train split must beat the same
-encoder at its random initialisation on k-NN of the test split (the README table, with linear
+encoder at its random initialisation on k-NN of the test split (the table in docs/study.md, with linear
 probes and fine-tuning, is the full-size version: benchmarks/downstream_study.py)."""
 
 import keras

@@ -57,8 +57,8 @@ def jit_compile_setting(choice, distributed=False):
     """The `jit_compile` that `model.compile` gets for `--jit-compile choice`.
 
     "auto" is XLA on JAX and on TensorFlow, also on a CPU-only TensorFlow where Keras' own
-    "auto" stays in graph mode (XLA measured 1.19-1.38x faster there, see README "Speed and
-    scale"); torch stays eager and a TensorFlow `tf.distribute` run keeps Keras' choice.
+    "auto" stays in graph mode (XLA measured 1.19-1.38x faster there, see docs/speed.md,
+    "Fast paths"); torch stays eager and a TensorFlow `tf.distribute` run keeps Keras' choice.
     """
     import keras
 
