@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 CI_PASSES = os.environ.get("KERAS_MIM_TEST_PASSES", "").split()
 #: Markers of the tests a CI run needs on one backend only (see `one_pass_backend`).
 ONE_PASS_MARKERS = ("backend_independent", "one_backend")
-#: Where a one-pass test runs unless its marker says `backend=`: PyTorch, whose eager ops
+#: Where a `one_backend` test runs unless its marker says `backend=`: PyTorch, whose eager ops
 #: cost no compilation (a JAX or XLA pass compiles every new small shape and every train
 #: step; measured: the CLI, property and docstring tests ran 2-8x faster on torch).
 DEFAULT_ONE_PASS = "torch"
@@ -27,13 +27,16 @@ def one_pass_backend(item, passes=CI_PASSES):
     argument parsing, notebooks and scripts that pick their own backend); `one_backend`
     tests are end to end (a CLI run, a learning study) whose per-backend parts the unit
     tests and the method suite check on every backend. Either runs in the pass named by
-    its marker's `backend=` argument, or `DEFAULT_ONE_PASS`, if this run has that pass,
-    else in one chosen by a stable hash of the test id. `every_backend` on a test
+    its marker's `backend=` argument if this run has that pass; else a `one_backend` test
+    (it runs in the pytest process) in `DEFAULT_ONE_PASS`'s, and a `backend_independent`
+    one (pure Python, or its own child processes) in one chosen by a stable hash of the
+    test id, which spreads the notebooks and scripts over the passes. `every_backend` on a test
     overrides its module's `one_backend`."""
     marks = [m for name in ONE_PASS_MARKERS for m in item.iter_markers(name)]
     if not marks or not passes or item.get_closest_marker("every_backend"):
         return None
-    pinned = next((m.kwargs["backend"] for m in marks if "backend" in m.kwargs), DEFAULT_ONE_PASS)
+    default = DEFAULT_ONE_PASS if item.get_closest_marker("one_backend") else None
+    pinned = next((m.kwargs["backend"] for m in marks if "backend" in m.kwargs), default)
     if pinned in passes:
         return pinned
     return passes[zlib.crc32(item.nodeid.encode()) % len(passes)]

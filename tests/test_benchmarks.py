@@ -77,7 +77,7 @@ RUNNERS = "keras-torch,hf"
 
 
 @pytest.mark.slow
-@pytest.mark.backend_independent  # the child process picks its backends itself
+@pytest.mark.backend_independent  # its child processes pick their backends
 def test_quick_run_writes_the_expected_json(tmp_path):
     out = tmp_path / "speed.json"
     cmd = [sys.executable, os.path.join(BENCH, "train_speed.py"), "--quick", "--backends", RUNNERS,

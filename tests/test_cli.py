@@ -56,8 +56,7 @@ def _check_run_folder(run, backend):
     return history, config
 
 
-@pytest.mark.every_backend  # the CLI's own path (data, model, callbacks, run folder) on each backend
-def test_pretrain_tiny_run(tmp_path, capsys):
+def test_pretrain_tiny_run(tmp_path, capsys):  # JAX, TensorFlow: the CLI runs in tests/test_distribute.py too
     run = tmp_path / "run"
     backend = keras.backend.backend()
     assert _pretrain(run, "--backend", backend, "--seed", "3") == 0  # same backend: no restart

@@ -116,6 +116,7 @@ def test_every_mae_preset_is_listed():
     assert set(list_presets()) == set(PRESETS)
 
 
+@pytest.mark.one_backend  # the presets' shapes train; per-backend training: the method suite on mae_vit_test
 @pytest.mark.parametrize("preset", SMALL[1:])  # mae_vit_test: tests/models/test_method_suite.py
 def test_small_presets_train_one_step(preset):
     model = MaskedAutoencoder.from_preset(preset, seed=0)
