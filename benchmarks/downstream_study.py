@@ -1,4 +1,4 @@
-"""Does MAE pretraining help? Pretrain on the digits train split, then k-NN, linear probe and
+"""Does pretraining help (MAE by default, any method with `--method`)? Pretrain on the digits train split, then k-NN, linear probe and
 fine-tune the encoder against the same architecture from random init (same seed, same
 budget), with all 1438 labels and with 10 labels per class. Raw-pixel k-NN and logistic
 regression (scikit-learn) show what the pixels alone give.
@@ -81,6 +81,10 @@ def main():
     parser.add_argument("--pretrain-epochs", type=int, default=40)
     parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--preset", default="mae_vit_nano_patch2_16")
+    parser.add_argument("--method", default="mae",
+                        help="the pretraining method (keras-mim pretrain --method); norm-pix targets where it takes them")
+    parser.add_argument("--evals", nargs="+", default=[name for name, _, _ in EVALS],
+                        choices=[name for name, _, _ in EVALS], help="which evaluations to run (default: all)")
     args = parser.parse_args()
     os.makedirs(args.output, exist_ok=True)
     import keras
@@ -88,12 +92,18 @@ def main():
     log = open(os.path.join(args.output, "log.txt"), "a")
     out = lambda name: os.path.join(args.output, name)  # noqa: E731
     commands, times, results = {}, {}, {"pretrained": {}, "random_init": {}}
+    from keras_mim.cli.pretrain_options import takes_norm_pix_loss
+    from keras_mim.models.methods import get_method_spec
+
+    norm_pix = ["--norm-pix-loss", "true"] if takes_norm_pix_loss(get_method_spec(args.method)) else []
     commands["pretrain"], times["pretrain"] = run_once(
-        ["pretrain", "--preset", args.preset, "--norm-pix-loss", "true", "--epochs", str(args.pretrain_epochs),
-         "--output", out("pretrain")], out("pretrain"), "history.json", log)
+        ["pretrain", "--method", args.method, "--preset", args.preset, *norm_pix, "--epochs",
+         str(args.pretrain_epochs), "--output", out("pretrain")], out("pretrain"), "history.json", log)
     model = out("pretrain/model.keras")
     for weights, flag in (("pretrained", []), ("random_init", ["--random-init"])):
         for name, command, extra in EVALS:
+            if name not in args.evals:
+                continue
             run = out(f"{name}-{weights}")
             epochs = ["--epochs", str(args.finetune_epochs)] if command == "finetune" else []
             cmd, t = run_once([command, model, *flag, *extra, *epochs, "--output", run], run, "results.json", log)
@@ -103,9 +113,9 @@ def main():
             print(f"  {name} {weights}: top-1 {results[weights][name]:.4f} ({t:.0f} s)", flush=True)
     results["pixels"] = {"all": pixel_baselines(), "10_per_class": pixel_baselines(10)}
     record = {
-        "what": "digits (scikit-learn), fixed split 1438 train / 359 test; MAE pretraining on the train "
+        "what": "digits (scikit-learn), fixed split 1438 train / 359 test; pretraining on the train "
                 "images only; test top-1 accuracy",
-        "preset": args.preset, "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
+        "method": args.method, "preset": args.preset, "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
         "results": results, "commands": commands, "wall_time_s": times,
         "backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
