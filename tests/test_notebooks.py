@@ -175,6 +175,7 @@ def test_checker_reports_outputs_and_a_wrong_badge(tmp_path, nbclient_modules):
 
 
 @pytest.mark.slow
+@pytest.mark.backend_independent(backend="torch")  # each kernel picks its backend (RUN_ON); the torch pass is shortest
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name, kernel_dir, tmp_path, nbclient_modules):
     backend = RUN_ON[name]
