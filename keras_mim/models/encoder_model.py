@@ -69,7 +69,7 @@ class EncoderModel(keras.Model):
     def check_input_size(self, shape, name="x", what="inputs"):
         """Raise unless `shape[1:-1]` is the encoder's input size (`(H, W)`, `(T, H, W)` for clips)."""
         size = tuple(shape[1:-1])
-        expected = tuple(getattr(self.encoder, "input_size", self.encoder.image_size))
+        expected = tuple(self.encoder.input_size)
         if size != expected:
             clips = ", with `num_frames` first for clips" if what == "inputs" else ""
             raise ValueError(

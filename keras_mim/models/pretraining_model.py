@@ -8,8 +8,8 @@ from keras_mim.models.encoder_model import EncoderModel
 from keras_mim.models.presets import build_preset
 
 #: What a pretraining model reads from its encoder (see `ViTEncoder`'s encoder protocol).
-ENCODER_PROTOCOL = ("image_size", "patch_size", "patch_shape", "num_channels", "grid_shape", "num_patches",
-                    "num_prefix_tokens", "output_grid_shape", "output_dim", "check_images")
+ENCODER_PROTOCOL = ("image_size", "input_size", "patch_size", "patch_shape", "num_channels", "grid_shape",
+                    "num_patches", "num_prefix_tokens", "output_grid_shape", "output_dim", "check_images")
 
 
 def check_encoder(encoder, method, mask_token=False, features=False):

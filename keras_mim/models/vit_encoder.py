@@ -33,12 +33,13 @@ class ViTEncoder(keras.Model):
     targets, probes) reads the grid from `grid_shape` and works unchanged.
 
     Encoder protocol (what pretraining models rely on, so that other encoders, e.g. a
-    hierarchical one, can take this one's place): attributes `image_size`, `patch_size`,
-    `num_channels`, `grid_shape` (the patch grid masks live on), `num_patches`,
+    hierarchical one, can take this one's place): attributes `image_size`, `input_size` (the
+    input's spatial shape, `(T, H, W)` for clips), `patch_size`, `num_channels`, `grid_shape` (the patch grid masks live on), `num_patches`,
     `num_prefix_tokens`, `output_grid_shape` and `output_dim` (the grid and width of the
     output tokens), `patch_shape` (the input block behind one token: `(ph, pw)`, or
     `(t, ph, pw)` for clips), `num_frames` (None for images) and
-    `call(images, ids_keep=None, token_mask=None, training=None)`.
+    `call(images, ids_keep=None, token_mask=None, training=None)` and `check_images(shape)`
+    (`ENCODER_PROTOCOL` in models/pretraining_model.py lists them).
 
     Args:
         image_size: int or `(H, W)`; H and W divisible by `patch_size`.

@@ -13,8 +13,7 @@ from tests.conftest import to_numpy
 @keras.saving.register_keras_serializable(package="keras_mim_tests")
 class LinearPatchEncoder(keras.Model):
     """Each patch through one Dense layer, no attention, no position: the least an encoder
-    needs to be (`ENCODER_PROTOCOL`, plus `input_size` for unpatchify and a mask token
-    for SimMIM)."""
+    needs to be (`ENCODER_PROTOCOL`, and a mask token for SimMIM)."""
 
     def __init__(self, image_size=16, patch_size=4, num_channels=1, width=8, **kwargs):
         super().__init__(**kwargs)

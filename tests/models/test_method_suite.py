@@ -21,8 +21,9 @@ NAMES = sorted(METHODS)
 EPOCHS, FACTOR = 5, 0.75  # the loss of the last epoch must be below FACTOR x the first
 
 
-def weights(layer):
-    return [to_numpy(w).copy() for w in layer.weights]
+def weights(layer, trainable=False):
+    """Copies of `layer`'s weights (its trainable ones only if `trainable`)."""
+    return [to_numpy(w).copy() for w in (layer.trainable_weights if trainable else layer.weights)]
 
 
 def frozen_teacher(model):
@@ -34,7 +35,7 @@ def trained(name):
     """Method `name` on its test preset, trained on real digits for EPOCHS epochs. Returns `(model, history, trainable_weights_before, teacher_before)`."""
     keras.utils.set_random_seed(0)
     model = build_test_method(name)
-    before = [to_numpy(w).copy() for w in model.trainable_weights]
+    before = weights(model, trainable=True)
     teacher = weights(frozen_teacher(model)) if get_method_spec(name).teacher else None
     history = fit_history(model, method_inputs(get_method_spec(name), model.encoder), epochs=EPOCHS)
     return model, history, before, teacher
