@@ -1,4 +1,4 @@
-"""The private Keras and argparse APIs keras_mim relies on, all in this one module.
+"""The private Keras APIs keras_mim relies on, all in this one module.
 
 Each entry reaches past the public API because no public API does the job; its comment
 says what the private name is, why nothing public replaces it, and the versions it was
@@ -8,8 +8,6 @@ so a release that changes one fails there instead of silently changing results, 
 of keras_mim imports `keras.src` or uses a private method of a Keras or argparse class
 (`tests/test_compat.py` checks that too).
 """
-
-import argparse
 
 import keras
 from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (
@@ -134,19 +132,3 @@ class OptimizerUpdateHooks:
     def keras_uses_weight_decay(self, variable):
         """Whether Keras' rule (`exclude_from_weight_decay`) keeps weight decay on `variable`."""
         return super()._use_weight_decay(variable)
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """argparse's `ArgumentDefaultsHelpFormatter` that shows `(default: ...)` except for
-    options whose default is None or False (their help text says what happens).
-
-    Private: `_get_help_string(action)`, where argparse's formatter appends the default.
-    argparse documents only the formatter classes' names as public API; the public way,
-    `%(default)s` in each option's help text, would be written into every option of every
-    subcommand. Checked on Python 3.11.
-    """
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)

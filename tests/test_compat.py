@@ -1,8 +1,7 @@
-"""keras_mim.compat: one test per private Keras / argparse API it relies on, each checking
+"""keras_mim.compat: one test per private Keras API it relies on, each checking
 the behaviour keras_mim assumes (against numpy, not against keras_mim's own results), so
 a release that changes one fails here; and no other module of keras_mim uses one."""
 
-import argparse
 import ast
 import importlib
 import inspect
@@ -169,18 +168,6 @@ def test_optimizer_hooks_scale_the_update_and_decay_as_keras(base):
     expected_bias = bias - 0.5 * lr * step(grads[1].astype("float64"))
     np.testing.assert_allclose(to_numpy(dense.kernel), expected_kernel, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(to_numpy(dense.bias), expected_bias, rtol=1e-5, atol=1e-6)
-
-
-def test_help_formatter_shows_only_informative_defaults():
-    parser = argparse.ArgumentParser(prog="p", formatter_class=compat.HelpFormatter)
-    parser.add_argument("--none", default=None, help="none help")
-    parser.add_argument("--flag", action="store_true", help="flag help")
-    parser.add_argument("--size", type=int, default=3, help="size help")
-    parser.add_argument("--name", default="x", help="name help")
-    text = " ".join(parser.format_help().split())
-    assert "size help (default: 3)" in text and "name help (default: x)" in text
-    assert ("--none NONE none help --flag flag help --size SIZE size help (default: 3) "
-            "--name NAME name help (default: x)") in text  # no default shown for None and False
 
 
 # ----------------------------------------------------- nothing private outside compat.py

@@ -16,10 +16,10 @@ How an import becomes an edge (importer -> imported module):
   `keras_mim.a.x`, and on from there. A name the `__init__.py` defines itself gives an edge to
   the package's `__init__` module.
 - The parent packages that Python initialises first (`keras_mim/__init__.py`,
-  `keras_mim/a/__init__.py`) are not edges. `keras_mim/__init__.py` imports every
-  subpackage to build the public API, and a subpackage's `__init__.py` imports its modules
-  to re-export their names: counting them would put every module in a cycle through an
-  `__init__` that only re-exports.
+  `keras_mim/a/__init__.py`) are not edges. `keras_mim/__init__.py` gives every
+  subpackage as part of the public API (imported on first use), and a subpackage's
+  `__init__.py` imports its modules to re-export their names: counting them would put
+  every module in a cycle through an `__init__` that only re-exports.
 
 A package's `__init__` is otherwise a node like any other, with the edges it writes. A cycle
 that would only show at import time through a subpackage's `__init__` (a module of `a`
@@ -45,8 +45,8 @@ TOP = "keras_mim"
 #: layers < masking/targets < models < cli, and data knows no model.
 LEVELS = {
     # shared helpers: argument checks and copy_model, the private-Keras compatibility
-    # module, masked reductions, weight EMAs
-    "utils": 0, "compat": 0, "losses": 0, "ema": 0,
+    # module, masked reductions, weight EMAs, the registries' names as plain data (no imports)
+    "utils": 0, "compat": 0, "losses": 0, "ema": 0, "registry_snapshot": 0,
     "layers": 1,
     # what a pretraining model is made of, and the input pipelines (data uses the crop of layers)
     "masking": 2, "targets": 2, "data": 2,

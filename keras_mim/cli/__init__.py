@@ -13,18 +13,19 @@ Subcommands:
 
 Run `keras-mim pretrain --help` for the options, or `python -m keras_mim.cli ...`.
 
-The Keras backend is fixed when Keras is first imported, and importing this package
-already imports Keras. So `--backend` different from the current one restarts the
-command in a fresh Python process with `KERAS_BACKEND` set: `os.execve` when run from
-the command line, a child process (whose exit status `main` returns) when `main(argv)`
-is called from Python, so a notebook or test process is not replaced.
+Building the parsers imports no Keras and no backend (the method and mask names come
+from `keras_mim/registry_snapshot.py`), so `--help` and argument errors answer at once;
+the backends' C++ log lines are hidden unless `--verbose` (set before a backend is
+imported). The Keras backend is fixed when Keras is first imported: `--backend` sets
+KERAS_BACKEND before that, and only a `main(argv)` call in a process where Keras already
+runs another backend restarts the command (see `keras_mim/cli/backend.py`).
 """
 
-import argparse
 import subprocess  # noqa: F401  (the backend switch's child process; tests patch it here)
 import sys
 
-from keras_mim.cli.backend import switch_backend
+from keras_mim.cli.backend import select_backend, switch_backend
+from keras_mim.cli.common import ArgumentParser, add_verbose_argument, quiet_backend_logs
 from keras_mim.cli.evaluate import add_knn_parser, add_probe_parser, resolve_eval, run_knn, run_probe
 from keras_mim.cli.finetune import add_finetune_parser, resolve_finetune, run_finetune
 from keras_mim.cli.masks import add_masks_parser, resolve_masks, run_masks
@@ -44,7 +45,7 @@ from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of th
 
 def build_parser():
     """The `keras-mim` argument parser (subcommand parsers reachable as `parser.subparsers`)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="keras-mim",
         description="Masked image modeling in Keras 3 (TensorFlow, JAX or PyTorch backend).",
     )
@@ -56,6 +57,8 @@ def build_parser():
         "finetune": add_finetune_parser(commands),
         "masks": add_masks_parser(commands),
     }
+    for subparser in parser.subparsers.values():
+        add_verbose_argument(subparser)
     return parser
 
 
@@ -65,7 +68,12 @@ def main(argv=None):
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    subparser = parser.subparsers[args.command]
+    if unknown:
+        subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    quiet_backend_logs(args.verbose)
+    select_backend(subparser, args)
     # command -> (check its arguments, run it); looked up here so tests can patch either
     commands = {
         "pretrain": (resolve_pretrain, run_pretrain),
@@ -75,7 +83,7 @@ def main(argv=None):
         "masks": (resolve_masks, run_masks),
     }
     resolve, run = commands[args.command]
-    resolve(parser.subparsers[args.command], args)
+    resolve(subparser, args)
     status = switch_backend(args, argv, from_command_line)
     if status is not None:
         return status

@@ -1,4 +1,9 @@
-"""What every `keras-mim` subcommand shares: backends, argument types, help format."""
+"""What every `keras-mim` subcommand shares: the argument parser, backends, argument types,
+help format, quiet backend logs.
+
+Nothing here imports Keras or a backend: `keras-mim --help`, every subcommand's `--help`
+and argument errors never import one (tests/test_cli_startup.py).
+"""
 
 import argparse
 import datetime
@@ -6,12 +11,94 @@ import importlib.util
 import json
 import math
 import os
+import shutil
+import sys
 import tempfile
-
-# Shows `(default: ...)` except for options whose default is None or False.
-from keras_mim.compat import HelpFormatter  # noqa: F401  (the subcommands' formatter_class)
+import textwrap
 
 BACKENDS = ("tensorflow", "jax", "torch")
+BACKEND_MODULES = BACKENDS + ("keras",)
+
+#: Set before a backend is imported, unless the user set them or passed --verbose: TensorFlow's and
+#: XLA's C++ info and warning lines (absl's "All log messages before absl::InitializeLog()",
+#: cpu_feature_guard, "XLA service ... initialized", "Compiled cluster using XLA") are hidden
+#: (measured: all of a `pretrain` run's on TensorFlow 2.21); errors still show.
+QUIET_LOGS = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# Descriptions and epilogs are laid out by `ArgumentParser` (paragraphs wrapped, listings kept).
+HelpFormatter = argparse.RawDescriptionHelpFormatter
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with keras-mim's conventions (its subcommand parsers are of this class too):
+
+    - an argument error prints two lines, `PROG: error: MESSAGE` and where the options are
+      (not the whole usage), and exits with status 2;
+    - an option's help ends with `(default: ...)` unless its default is None or False (its
+      help then says what happens);
+    - `option_names` lists every option string added (`--help` included);
+    - description and epilog paragraphs (separated by blank lines) that hold no line break are
+      wrapped to the terminal; the others (listings such as `help_listing`'s) are kept as written.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.option_names = []  # every option string added, in order (argparse keeps no public list)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.description, self.epilog = fill_paragraphs(self.description), fill_paragraphs(self.epilog)
+
+    def add_argument(self, *args, **kwargs):
+        text, default = kwargs.get("help"), kwargs.get("default")
+        shows_default = not (default is None or default is False or default is argparse.SUPPRESS)
+        if args and args[0].startswith("-") and text and text is not argparse.SUPPRESS and shows_default \
+                and "%(default)" not in text:
+            kwargs["help"] = text + " (default: %(default)s)"
+        action = super().add_argument(*args, **kwargs)
+        self.option_names += action.option_strings
+        return action
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\nrun '{self.prog} --help' for the options\n")
+
+
+def help_width():
+    """The width argparse formats help to (the terminal's, less 2 columns)."""
+    return max(shutil.get_terminal_size().columns - 2, 40)
+
+
+def fill_paragraphs(text):
+    """`text` with each blank-line separated paragraph that holds no line break wrapped to
+    `help_width()`; None stays None."""
+    if not text:
+        return text
+    paragraphs = text.split("\n\n")
+    return "\n\n".join(p if "\n" in p else textwrap.fill(p, help_width()) for p in paragraphs)
+
+
+def help_listing(title, entries):
+    """A help section: `title:`, then one `name: description` entry a line (wrapped under itself).
+
+    Example:
+    >>> print(help_listing("methods", {"mae": "MAE: pixels.", "simmim": "SimMIM: L1."}))
+    methods:
+      mae:    MAE: pixels.
+      simmim: SimMIM: L1.
+    """
+    pad = max(len(name) for name in entries) + 4
+    lines = [f"{title}:"]
+    for name, description in entries.items():
+        lines.append(textwrap.fill(description, help_width(), initial_indent=f"  {name + ':':<{pad - 2}}",
+                                   subsequent_indent=" " * pad, break_on_hyphens=False))
+    return "\n".join(lines)
+
+
+def quiet_backend_logs(verbose):
+    """Unless `verbose`: hide the backends' C++ info lines (`QUIET_LOGS`), leaving any of these
+    variables the user set alone. Only has an effect before a backend is imported."""
+    if verbose or any(name in sys.modules for name in BACKEND_MODULES):
+        return
+    for name, value in QUIET_LOGS.items():
+        os.environ.setdefault(name, value)
 
 
 def parsed(cast, accept, expected):
@@ -39,8 +126,17 @@ ratio = parsed(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 def add_backend_argument(parser, help_text=None):
     parser.add_argument(
         "--backend", choices=BACKENDS, default=None,
-        help=help_text or "Keras backend; default: KERAS_BACKEND, else Keras' configured one. "
-        "A different one restarts the command with KERAS_BACKEND set.",
+        help=help_text or "Keras backend; default: KERAS_BACKEND, else Keras' configured one "
+        "(it is set before Keras is imported: no restart)",
+    )
+
+
+def add_verbose_argument(parser):
+    """--verbose, which every subcommand takes (`keras_mim.cli.build_parser` adds it)."""
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show the backends' own log lines (TensorFlow's and XLA's C++ info and warnings), hidden "
+        "by default unless TF_CPP_MIN_LOG_LEVEL is set",
     )
 
 

@@ -4,13 +4,16 @@ heavy); the run itself is in `pretrain_run.py`, the run folder in `run_folder.py
 import math
 import os
 
+from keras_mim import registry_snapshot
 from keras_mim.cli import run_folder
+from keras_mim.cli.backend import select_backend
 from keras_mim.cli.common import (
     HelpFormatter,
     add_backend_argument,
     add_jit_argument,
     check_backend_installed,
     check_output,
+    help_listing,
     non_negative_int,
     positive_float,
     positive_int,
@@ -30,7 +33,7 @@ from keras_mim.cli.pretrain_options import (
     VIDEO_DATASET,
     WARMUP_FRACTION,
     default_preset,
-    methods_where,
+    methods_taking,
     needs_video_preset,
     pretrains_on_clips,
     steps_per_epoch,
@@ -38,8 +41,8 @@ from keras_mim.cli.pretrain_options import (
     takes_norm_pix_loss,
     takes_target,
 )
-from keras_mim.models.methods import get_method_spec, list_methods
 from keras_mim.utils import check_mask_ratio, to_2tuple
+
 
 def add_pretrain_parser(commands):
     p = commands.add_parser(
@@ -58,24 +61,25 @@ def add_pretrain_parser(commands):
             "With no options it trains mae_vit_nano_patch2_16 on the 16 px digits for "
             f"{DEFAULT_EPOCHS['digits']} epochs, a few minutes on a 2-core CPU."
         ),
-        epilog=(
+        epilog="\n\n".join([
+            help_listing("methods (--method NAME)", registry_snapshot.METHODS),
+            help_listing("masking strategies (--masking NAME)", registry_snapshot.MASK_STRATEGIES),
             "Learning rate: MAE's rule 1.5e-4 * batch / 256 targets 800-epoch ImageNet runs; "
             f"for these tiny models and a few thousand steps {DEFAULT_LEARNING_RATE:g} (peak, "
             f"after a linear warmup over {WARMUP_FRACTION:.0%} of the steps, then cosine decay to "
             "1% of it) trains much faster and stays stable. AdamW(beta_2=0.95, weight decay "
-            f"{DEFAULT_WEIGHT_DECAY:g}, none on biases, norms and tokens) as MAE."
-        ),
+            f"{DEFAULT_WEIGHT_DECAY:g}, none on biases, norms and tokens) as MAE.",
+        ]),
         formatter_class=HelpFormatter,
     )
     run_folder.record_options(p)  # args._given: the options given, for config.json, --config, --resume
     add_backend_argument(p)
-    p.add_argument("--method", choices=list(list_methods()), default="mae",
-                   help="pretraining method: "  # descriptions may hold '%' (argparse formats help with %)
-                        + "; ".join(f"{k}: {v}" for k, v in list_methods().items()).replace("%", "%%"))
+    p.add_argument("--method", choices=list(registry_snapshot.METHODS), default="mae",
+                   help="pretraining method: one of the methods listed below")
     p.add_argument("--teacher", default=None,
-                   help="for maskalign and mrmae: a .keras file holding a keras_mim encoder or "
-                        "pretraining model (its encoder is used) or any Keras model of the same "
-                        "token grid; it stays frozen")
+                   help=f"for {' and '.join(methods_taking('teacher'))}: a .keras file holding a keras_mim "
+                        "encoder or pretraining model (its encoder is used) or any Keras model of the "
+                        "same token grid; it stays frozen")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="built-in sample data: 'digits' (scikit-learn digits, grayscale, "
                         "the 1438 of the train split; figures use test-split digits), 'photos' (random RGB crops of the scikit-image / "
@@ -107,9 +111,8 @@ def add_pretrain_parser(commands):
     p.add_argument("--mask-ratio", type=ratio, default=None,
                    help="fraction of patches hidden, in [0, 1), at least one patch left visible; "
                         f"default: the method's own (MAE {DEFAULT_MASK_RATIO})")
-    p.add_argument("--masking", default=None,
-                   help="masking strategy: a name from keras_mim.masking.MASK_GENERATORS "
-                        "(random, block, simmim, grid, red, blue, green, purple, disjoint, guided); "
+    p.add_argument("--masking", choices=list(registry_snapshot.MASK_STRATEGIES), default=None,
+                   help="masking strategy: one of those listed below (keras_mim.masking.MASK_GENERATORS); "
                         "default: the method's own (MAE: random)")
     p.add_argument("--norm-pix-loss", choices=("true", "false"), default=None,
                    help="score predictions against per-patch normalised pixels (MAE's choice "
@@ -117,11 +120,11 @@ def add_pretrain_parser(commands):
                         "normalisation with each hidden patch's own mean and std, which leaks "
                         "the hidden content (an untrained model already looks right with small "
                         "patches), so only raw-pixel targets give honest reconstruction figures. For the "
-                        f"methods {', '.join(methods_where(takes_norm_pix_loss))}; default false where the run "
+                        f"methods {', '.join(methods_taking('norm_pix_loss'))}; default false where the run "
                         "writes figures, else the method's own")
     p.add_argument("--target", default=None,
                    help="what hidden patches are scored against, for the methods "
-                        f"{', '.join(methods_where(takes_target))}: a name from keras_mim.targets.TARGETS "
+                        f"{', '.join(methods_taking('target'))}: a name from keras_mim.targets.TARGETS "
                         "(pixels, hog, fourier); default: the method's own (pixels). "
                         "Reconstruction figures need pixels")
     p.add_argument("--learning-rate", type=positive_float, default=DEFAULT_LEARNING_RATE,
@@ -163,9 +166,7 @@ def add_pretrain_parser(commands):
 
 def resolve_pretrain(parser, args):
     """Fill in dataset-dependent defaults and check every argument; exits with status 2
-    (`parser.error`) on a problem, before anything is imported, loaded or written."""
-    from keras_mim.models.presets import PRESETS
-
+    (`parser.error`) on a problem, before anything is loaded or written."""
     given = getattr(args, "_given", [])
     args._command_line = run_folder.command_line(given)
     args._complete = False
@@ -176,6 +177,11 @@ def resolve_pretrain(parser, args):
             return args
     elif args.config is not None:
         run_folder.apply_config(parser, args, given)
+    select_backend(parser, args)  # --resume / --config may have set it; before Keras is imported
+    from keras_mim.models.methods import get_method_spec
+    from keras_mim.models.presets import PRESETS
+
+    num_images_given = args.num_images is not None
     spec = get_method_spec(args.method)
     clips = pretrains_on_clips(spec)  # video methods, and SiamMAE's frame pairs
     if args.data is not None:
@@ -248,8 +254,7 @@ def resolve_pretrain(parser, args):
         args.figure_every = max(1, args.epochs // 5)
     steps = steps_per_epoch(args.num_images, args.batch_size, spec.two_views or args.data is not None)
     if steps < 1:
-        parser.error(f"--num-images {args.num_images} is fewer than one batch of --batch-size "
-                     f"{args.batch_size} " + ("view pairs" if spec.two_views else "(--data drops a partial last batch)"))
+        parser.error(too_few_images(args, spec.two_views, num_images_given))
     if steps * args.epochs < args.gradient_accumulation:
         parser.error(f"--gradient-accumulation {args.gradient_accumulation} exceeds the "
                      f"{steps * args.epochs} training steps ({args.epochs} epoch(s) x {steps}); "
@@ -262,6 +267,23 @@ def resolve_pretrain(parser, args):
     args.num_frames = encoder.get("num_frames")
     args._resolved_command_line = run_folder.resolved_command_line(parser, args)
     return args
+
+
+def too_few_images(args, two_views, num_images_given):
+    """The error when the training images do not fill one batch (view pairs and --data drop a
+    partial last batch), naming what the user gave: --num-images, or the --data / --dataset
+    whose size it is."""
+    count, batch = args.num_images, args.batch_size
+    if num_images_given:
+        what = f"--num-images {count} is"
+    elif args.data is not None:
+        what = (f"the {count} training images of --data {args.data!r} ({NUM_HELDOUT} more are held out "
+                "for the figures) are")
+    else:
+        kind = "clips" if args.dataset == VIDEO_DATASET else "images"
+        what = f"the {count} training {kind} of --dataset {args.dataset} are"
+    unit = "view pairs" if two_views else "(a partial last batch is dropped)"
+    return f"{what} fewer than one batch of --batch-size {batch} {unit}; use --batch-size {count} or less"
 
 
 def check_method_options(parser, args, spec, grid, patch):
@@ -279,13 +301,13 @@ def check_method_options(parser, args, spec, grid, patch):
         check_masking(parser, args.masking, DEFAULT_MASK_RATIO if args.mask_ratio is None else args.mask_ratio,
                       patch[0], grid)
     if args.norm_pix_loss is not None and not takes_norm_pix_loss(spec):
-        parser.error(f"--norm-pix-loss applies to the methods {', '.join(methods_where(takes_norm_pix_loss))}, "
+        parser.error(f"--norm-pix-loss applies to the methods {', '.join(methods_taking('norm_pix_loss'))}, "
                      f"not --method {args.method}")
     if args.target is not None:
         from keras_mim.targets import TARGETS
 
         if not takes_target(spec):
-            parser.error(f"--target applies to the methods {', '.join(methods_where(takes_target))}, "
+            parser.error(f"--target applies to the methods {', '.join(methods_taking('target'))}, "
                          f"not --method {args.method}")
         if args.target not in TARGETS:
             parser.error(f"unknown --target {args.target!r}; expected one of {', '.join(sorted(TARGETS))}")
@@ -296,7 +318,7 @@ def check_method_options(parser, args, spec, grid, patch):
                      "(e.g. the model.keras of an earlier `keras-mim pretrain` run)")
     if args.teacher is not None:
         if not spec.teacher:
-            parser.error(f"--teacher is only used by the methods {', '.join(methods_where(lambda m: m.teacher))}")
+            parser.error(f"--teacher is only used by the methods {', '.join(methods_taking('teacher'))}")
         if not args.teacher.endswith(".keras") or not os.path.isfile(args.teacher):
             parser.error(f"--teacher {args.teacher!r} must be an existing .keras file")
 
@@ -347,11 +369,9 @@ def check_distribute(parser, args):
 
 
 def check_masking(parser, name, mask_ratio, patch_size, grid):
-    """Exit with status 2 unless strategy `name` exists and can mask `grid`."""
-    from keras_mim.masking import MASK_GENERATORS, get_mask_generator
+    """Exit with status 2 unless strategy `name` (a --masking choice) can mask `grid`."""
+    from keras_mim.masking import get_mask_generator
 
-    if name not in MASK_GENERATORS:
-        parser.error(f"unknown --masking {name!r}; expected one of {', '.join(sorted(MASK_GENERATORS))}")
     try:
         generator = get_mask_generator(name, mask_ratio=mask_ratio, patch_size=patch_size)
         if generator.grid_rank is not None and generator.grid_rank != len(grid):

@@ -4,12 +4,14 @@ The per-method rules are read from the method registry (`keras_mim.models.method
 a new method needs no line here: `--target` applies where the model takes a target the
 method leaves free, `--norm-pix-loss` where it takes `norm_pix_loss`, `--masking` /
 `--mask-ratio` where it takes a mask ratio, `--teacher` where the method needs one; the
-data (images, clips, view pairs) and the default preset come from the record.
+data (images, clips, view pairs) and the default preset come from the record. The
+argument parser reads what these rules say from the registry snapshot
+(`keras_mim/registry_snapshot.py`, `methods_taking`), as it must not import Keras.
 """
 
 import math
 
-from keras_mim.models.methods import get_method_spec, list_methods
+from keras_mim import registry_snapshot
 
 DATASETS = ("digits", "photos", "shapes")
 
@@ -74,9 +76,33 @@ def needs_video_preset(spec):
 
 def methods_where(rule):
     """Names of the registered methods `rule(spec)` holds for, in `list_methods()` order."""
+    from keras_mim.models.methods import get_method_spec, list_methods
+
     return [name for name in list_methods() if rule(get_method_spec(name))]
 
 
 def default_preset(spec, dataset):
     """The preset a run of method `spec` on `dataset` (None: `--data`) trains."""
     return spec.cli_preset or DEFAULT_PRESETS[dataset or "data"]
+
+
+#: The per-method options of `pretrain` and the rule saying whether one applies to a method.
+#: `keras_mim/registry_snapshot.py` records each method's options by these rules, so that the
+#: argument parser lists them without importing the registry (which imports Keras).
+OPTION_RULES = {
+    "masking": takes_masking,
+    "norm_pix_loss": takes_norm_pix_loss,
+    "target": takes_target,
+    "teacher": lambda spec: spec.teacher,
+}
+
+
+def methods_taking(option):
+    """Names of the built-in methods an option of `OPTION_RULES` applies to, in
+    `list_methods()` order, read from the registry snapshot (no Keras import).
+
+    Example:
+    >>> methods_taking("teacher")
+    ['maskalign', 'mrmae']
+    """
+    return [name for name, options in registry_snapshot.METHOD_OPTIONS.items() if option in options]
