@@ -19,24 +19,34 @@ TINY = ["--preset", "mae_vit_test", "--epochs", "1", "--batch-size", "4"]
 
 def write_folder(root, n=14):
     """`n` crops of different sizes from scikit-image photos (PNG and JPEG, two levels deep)
-    plus one corrupt file."""
+    plus one corrupt file and one JPEG cut short."""
     photos = [samples.astronaut(), samples.coffee(), samples.chelsea()]
     (root / "sub").mkdir(parents=True)
     for i in range(n):
         crop = photos[i % 3][10 * i: 10 * i + 40 + i, 5 * i: 5 * i + 50]
         Image.fromarray(crop).save(root / ("sub" if i % 2 else ".") / f"img{i}.{'jpg' if i % 3 else 'png'}")
     (root / "broken.png").write_bytes(b"not a png")
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype="uint8")
+    Image.fromarray(noise).save(root / "sub" / "cut.jpg")
+    body = (root / "sub" / "cut.jpg").read_bytes()
+    (root / "sub" / "cut.jpg").write_bytes(body[: len(body) // 2])  # its header reads, its body is cut
     return root
 
 
-def test_folder_run_writes_skipped_files_and_holds_out_images(tmp_path):
-    folder, run = write_folder(tmp_path / "images"), tmp_path / "run"
+def test_folder_run_writes_skipped_files_and_holds_out_images(tmp_path, capsys):
+    folder, run = write_folder(tmp_path / "my images été"), tmp_path / "run"  # spaces, non-ASCII
     assert cli.main(["pretrain", "--data", str(folder), "--output", str(run), *TINY]) == 0
-    skipped = (run / "skipped_files.txt").read_text().splitlines()
-    assert len(skipped) == 1 and skipped[0].startswith(str(folder / "broken.png") + "\t")
+    skipped = sorted((run / "skipped_files.txt").read_text(encoding="utf-8").splitlines())
+    assert [line.split("\t")[0] for line in skipped] == [str(folder / "broken.png"), str(folder / "sub" / "cut.jpg")]
+    assert "truncated JPEG" in skipped[1]
+    out = capsys.readouterr().out
+    summary = [line for line in out.splitlines() if "skipped 2" in line]  # one line for all, naming the list
+    assert len(summary) == 1 and str(run / "skipped_files.txt") in summary[0]
+    # 6 training images, batch 4, 1 epoch: 1 update in all, said with a better setting
+    assert "only 1 optimizer updates in all" in out and "Try --batch-size 4 --epochs 500" in out
     config = json.loads((run / "config.json").read_text())
     assert config["args"]["data"] == str(folder) and config["args"]["augmentation"] == "mae"
-    # 14 readable images: 8 held out for the figures, 6 trained on in full batches of 4
+    # 14 readable images (the cut one not counted): 8 held out for the figures, 6 trained on in full batches of 4
     assert config["resolved"]["num_train_images"] == 6 and config["resolved"]["steps_per_epoch"] == 1
     history = json.loads((run / "history.json").read_text())
     assert np.isfinite(history["final_loss"]) and (run / "reconstructions.png").exists()
@@ -76,7 +86,7 @@ def test_prepared_tfds_set_runs_offline(tmp_path):
     (["--augmentation", "mae"], "--augmentation, --data-dir and --split apply to --data only"),
     (["--data", "{folder}", "--split", "test"], "--data-dir and --split apply to --data tfds:NAME only"),
     (["--data", "{folder}", "--num-images", "7"], "--num-images 7 is more than the 6 training images"),
-    (["--data", "{folder}", "--batch-size", "8"], "--num-images 6 is fewer than one batch of --batch-size 8"),
+    (["--data", "{folder}", "--batch-size", "8"], "the 6 training images of --data"),
 ])
 def test_bad_data_arguments_exit_2(argv, message, tmp_path, capsys):
     folder = write_folder(tmp_path / "images")

@@ -2,8 +2,15 @@
 TensorFlow Datasets name, resolved by `data_source` before any pixel is read), and the view
 pairs of the two-view methods."""
 
+import math
+import os
+import warnings
+
 from keras_mim.cli.pretrain_options import NUM_HELDOUT, SIAMMAE_CLIP_FRAMES, VIDEO_DATASET
+from keras_mim.cli.run_folder import SKIPPED_FILES
 from keras_mim.models.methods import get_method_spec
+
+MIN_UPDATES = 100  # optimizer updates in a whole `--data` run below which it is warned to learn little
 
 
 def load_data(args):
@@ -58,7 +65,9 @@ def data_source(args, seed):
         return (f"{args.split}[{NUM_HELDOUT}:]", f"{args.split}[:{NUM_HELDOUT}]"), available
     from keras_mim.data import ImageFolder
 
-    folder = ImageFolder(args.data)
+    with warnings.catch_warnings():  # what the scan skipped: one line in `user_data`, with the list's path
+        warnings.simplefilter("ignore")
+        folder = ImageFolder(args.data)
     if len(folder) <= NUM_HELDOUT:
         raise ValueError(f"the folder holds {len(folder)} readable images; more than {NUM_HELDOUT} are needed "
                          f"({NUM_HELDOUT} are held out for the figures)")
@@ -90,7 +99,44 @@ def user_data(args):
                           shuffle=True, seed=args.seed, drop_remainder=True, **common, **extra)
     steps = args.num_images // args.batch_size
     skipped = list(getattr(train_source, "skipped", []))
+    if not isinstance(train_source, str):  # a folder
+        log = os.path.join(os.path.abspath(args.output), SKIPPED_FILES)
+        if train_source.report():  # one line for all the files the scan skipped
+            print(f"keras-mim: warning: {train_source.report(listed_in=log)}", flush=True)
+        train_source.skipped_log = log  # files failing to decode during training are added to it
+    hint = few_updates_hint(args.num_images, args.batch_size, args.epochs, args.gradient_accumulation)
+    if hint:
+        print(hint, flush=True)
     return train.repeat().take(steps), heldout, skipped
+
+
+def few_updates_hint(num_images, batch_size, epochs, accumulation=1):
+    """A one-line warning when a run makes fewer than `MIN_UPDATES` optimizer updates in all
+    (e.g. 40 images, 8 held out, at the default batch of 32: one step per epoch, and figures
+    of noise), with a `--batch-size` (at least 8 steps per epoch, batches of 4 or more) and
+    `--epochs` that make about 5x that many; None when there are enough.
+
+    Example:
+    >>> few_updates_hint(1000, 32, 20) is None
+    True
+    >>> print(few_updates_hint(31, 8, 20))  # doctest: +ELLIPSIS
+    keras-mim: warning: only 60 optimizer updates in all ... Try --batch-size 4 --epochs 80 ...
+    """
+    steps = num_images // batch_size
+    updates = steps * epochs // accumulation
+    if updates >= MIN_UPDATES:
+        return None
+    batch = batch_size
+    while batch > 4 and num_images // batch < 8:
+        batch = max(4, batch // 2)
+    new_steps = max(1, num_images // batch)
+    new_epochs = max(epochs, 10 * math.ceil(5 * MIN_UPDATES * accumulation / new_steps / 10))
+    return (f"keras-mim: warning: only {updates} optimizer updates in all ({steps} steps per epoch of "
+            f"{num_images} images at --batch-size {batch_size}, x {epochs} epochs"
+            + (f", / {accumulation} accumulated" if accumulation > 1 else "") + "): too few to learn much, "
+            "and the reconstruction figures may show little but noise. Try --batch-size "
+            f"{batch} --epochs {new_epochs} ({new_steps} steps per epoch, {new_steps * new_epochs // accumulation} "
+            "updates).")
 
 
 def view_pairs(args, train, heldout):

@@ -7,6 +7,9 @@ import numpy as np
 
 # Pillow modes read as one channel (alpha dropped); every other mode is read as RGB.
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+# EXIF orientation (tag 0x0112) -> the Pillow transpose that makes the image upright.
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
 def natural_key(name):
@@ -37,6 +40,46 @@ def pil_to_array(image):
     scale = 255.0 if array.dtype == np.uint8 else 1.0 if image.mode == "F" else 65535.0
     array = np.clip(array.astype("float32") / np.float32(scale), 0.0, 1.0)
     return array[..., None] if array.ndim == 2 else array
+
+
+def exif_orientation(image):
+    """The EXIF orientation (1-8, 1 = upright) of an opened, not yet decoded pillow image,
+    read from its header (a PNG's eXIf chunk after the pixels is not looked for: Pillow
+    would decode the image to find it).
+
+    Example:
+    >>> from PIL import Image
+    >>> exif_orientation(Image.new("L", (4, 2)))
+    1
+    """
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable EXIF block: taken as upright
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def upright_size(image, orientation):
+    """`(H, W)` of `image` once turned upright by its EXIF `orientation` (5-8 swap the sides)."""
+    return (image.width, image.height) if orientation >= 5 else (image.height, image.width)
+
+
+def make_upright(image, orientation):
+    """The decoded pillow `image` turned as its EXIF `orientation` says (as
+    `PIL.ImageOps.exif_transpose`, from the orientation read before decoding).
+
+    Example:
+    >>> from PIL import Image
+    >>> make_upright(Image.new("L", (4, 2)), 6).size
+    (2, 4)
+    """
+    if orientation == 1:
+        return image
+    from PIL import Image
+
+    return image.transpose(getattr(Image.Transpose, _UPRIGHT[orientation]))
 
 
 def error_reason(error):

@@ -13,13 +13,14 @@ import sys
 import numpy as np
 
 from keras_mim.data.augmentation import mae_augmentation, medical_augmentation
+from keras_mim.data.checks import check_channels_last, check_float_pixels, looks_channels_first, stack_images
 from keras_mim.data.conversions import RESIZE_MODES, convert_channels, resize_images, to_float
 from keras_mim.data.image_folder import ImageFolder
 from keras_mim.utils import check_positive_int, to_2tuple
 
 AUGMENTATIONS = {"mae": mae_augmentation, "medical": medical_augmentation}
-SOURCE_KINDS = ("a numpy array (N, H, W) or (N, H, W, C)", "a tf.data.Dataset", "'tfds:NAME[/CONFIG]'",
-                "a folder path", "an ImageFolder", "a torch.utils.data.DataLoader")
+SOURCE_KINDS = ("a numpy array (N, H, W) or (N, H, W, C) (or a list of equal-shape arrays)", "a tf.data.Dataset",
+                "'tfds:NAME[/CONFIG]'", "a folder path", "an ImageFolder", "a torch.utils.data.DataLoader")
 
 
 # ----------------------------------------------------------------------------- sources
@@ -27,6 +28,9 @@ SOURCE_KINDS = ("a numpy array (N, H, W) or (N, H, W, C)", "a tf.data.Dataset", 
 def _array_source(array, labels, shuffle, seed):
     import tensorflow as tf
 
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4:
+        raise ValueError(f"`source` array of shape {array.shape} looks like one (H, W, C) image, not a batch of "
+                         f"{array.shape[0]} grayscale images (N, H, W); pass a batch of one: x[None].")
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or not len(array):
@@ -36,6 +40,8 @@ def _array_source(array, labels, shuffle, seed):
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(np.flatnonzero(~np.isfinite(array).reshape(len(array), -1).all(axis=1))[0])
         raise ValueError(f"`source` array holds NaN or inf pixels (first in image {bad}).")
+    check_channels_last(array.shape[1:], "`source` array", array.shape, "np.moveaxis(x, 1, -1)")
+    check_float_pixels(array, "`source` array")
     if isinstance(labels, str) or labels is None:
         if labels is not None:
             raise ValueError(f"`labels` for an array must be None or an array (N,), got {labels!r}.")
@@ -119,6 +125,10 @@ def _dataset_source(dataset, labels, shuffle, seed, shuffle_buffer, what="datase
                          f"got shape {spec.shape}.")
     if not (spec.dtype in (tf.uint8, tf.uint16) or spec.dtype.is_floating):
         raise TypeError(f"`source` {what} images must be uint8, uint16 or float, got {spec.dtype.name}.")
+    if spec.shape.rank in (3, 4):
+        perm = (0, 2, 3, 1) if spec.shape.rank == 4 else (1, 2, 0)
+        check_channels_last(spec.shape[-3:].as_list(), f"`source` {what}", spec.shape.as_list(),
+                            f"dataset.map(lambda x: tf.transpose(x, {perm}))")
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     channels = dataset.element_spec[0].shape[-1]
@@ -200,9 +210,15 @@ def _torch_source(loader, labels):
         raise ValueError("`source` DataLoader is empty (it yields no batch).")
     if labels == "inferred" and pick(first)[1] is None:
         raise ValueError("`labels='inferred'` but the `source` DataLoader yields no label.")
+    raw = tuple(np.shape(pick(first)[0]))
+    if len(raw) == 4 and looks_channels_first(raw[:0:-1]):  # (B, H, W, C) read as (B, C, H, W)
+        raise ValueError(f"`source` DataLoader yields batches of shape {raw}, which look channels-last (B, H, W, C); "
+                         "a DataLoader is read as (B, C, H, W), torchvision's ToTensor layout: permute them with "
+                         "images.permute(0, 3, 1, 2) (or yield ToTensor output).")
     images, _ = as_numpy(first)
     if images.ndim != 4:
         raise ValueError(f"`source` DataLoader must yield image batches (B, C, H, W), got shape {images.shape}.")
+    check_float_pixels(images, "`source` DataLoader (its first batch)")
     spec = (tf.TensorSpec((None,) + images.shape[1:], tf.as_dtype(images.dtype)),  # sizes of the first batch
             tf.TensorSpec((None,), tf.int32))
     dataset = tf.data.Dataset.from_generator(lambda: (as_numpy(b) for b in loader), output_signature=spec)
@@ -230,9 +246,32 @@ def image_dataset(source, image_size=None, batch_size=32, augmentation=None, res
                   shuffle_buffer=1024):
     """Turn the user's images into batches for `model.fit`: a `tf.data.Dataset`.
 
+    What is taken, converted or refused (the same for every source; wrong input is never
+    trained on in silence):
+
+    - Layout: channels-last. An array or dataset whose images look channels-first (a first
+      axis of 1, 3 or 4 and more than 4 "channels" last, e.g. `(N, 3, 32, 32)`) raises a
+      ValueError naming the shape and the fix (`np.moveaxis(x, 1, -1)`); so does one image
+      `(H, W, 3)` given where a batch is expected, and a DataLoader yielding
+      `(B, H, W, C)` (it is read as `(B, C, H, W)`).
+    - Pixels: uint8 are divided by 255 and uint16 by 65535; float pixels are taken as
+      already in `[0, 1]`: values beyond `[-0.5, 1.5]` (0-255 floats, `[-1, 1]` or
+      mean/std-normalised images) raise a ValueError with the range found and the fix for
+      an array or a DataLoader (its first batch is checked), and make a folder skip and
+      list the file (float TIFFs). float64 (and float16) are cast to float32 silently.
+      NaN/inf raise (arrays) or skip the file. A `tf.data.Dataset`'s float pixels are not
+      checked (that would read it).
+    - Files (see `ImageFolder`): EXIF orientation honoured, CMYK converted to RGB, 16-bit
+      PNG/TIFF divided by 65535 (colour PNGs read at 8 bits), animated GIF/WebP/PNG read
+      as their first frame (a warning says so); files that are not complete, readable
+      images (a text file named `x.png`, a truncated body, found without decoding) are
+      skipped and listed in `dataset.skipped`, with one warning in all.
+    - A list of arrays of one shape is stacked; of different shapes it raises, naming the
+      first image whose shape differs.
+
     Args:
-        source: one of: a numpy array `(N, H, W)` or `(N, H, W, C)` (uint8 divided by 255,
-            uint16 by 65535, floats taken as `[0, 1]`; NaN/inf raise); a `tf.data.Dataset`
+        source: one of: a numpy array `(N, H, W)` or `(N, H, W, C)` (or a list of arrays
+            `(H, W[, C])` of one shape; scaled and checked as above); a `tf.data.Dataset`
             of images, `(image, label)` pairs or dicts with an `"image"` key (batched or
             not); `"tfds:NAME"` or `"tfds:NAME/CONFIG"`, a TensorFlow Datasets set already
             prepared under `data_dir`; a folder path or an `ImageFolder` (unreadable files
@@ -296,6 +335,8 @@ def image_dataset(source, image_size=None, batch_size=32, augmentation=None, res
         raise TypeError(f"`augmentation` must be None, a preset name or a callable, got {augmentation!r}.")
     if isinstance(labels, str) and labels != "inferred":
         raise ValueError(f"`labels` must be None, 'inferred' or an array of class ids, got {labels!r}.")
+    if isinstance(source, (list, tuple)) and source and all(isinstance(s, np.ndarray) for s in source):
+        source = stack_images(source)  # one array, or a ValueError naming the first image of another shape
     if labels is not None and not isinstance(labels, str) and not isinstance(source, np.ndarray):
         raise ValueError("`labels` as an array is only for an array `source`; use labels='inferred' otherwise.")
 

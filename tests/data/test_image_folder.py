@@ -35,7 +35,11 @@ def write_folder(root):
     Image.fromarray(rgb).save(root / "scans" / "photo.webp", lossless=True)
     # junk: skipped with a reason, or ignored
     buffer = (root / "people" / "img2.JPG").read_bytes()
-    (root / "junk" / "truncated.jpg").write_bytes(buffer[: len(buffer) // 2])  # header reads, pixels do not
+    (root / "junk" / "truncated.jpg").write_bytes(buffer[: len(buffer) // 2])  # header reads, body cut: skipped
+    png = bytearray((root / "people" / "img10.png").read_bytes())
+    start = png.index(b"IDAT") + 20
+    png[start:start + 64] = b"\xff" * 64  # complete, but its pixels do not decode: skipped while decoding
+    (root / "junk" / "corrupt.png").write_bytes(bytes(png))
     (root / "junk" / "random.png").write_bytes(rng.bytes(300))
     (root / "junk" / "empty.png").write_bytes(b"")
     (root / "junk" / "notes.jpg").write_text("not an image")
@@ -56,10 +60,11 @@ def folder_path(tmp_path):
 def test_scan_order_skipped_and_labels(folder_path):
     folder = ImageFolder(folder_path)
     names = [os.path.relpath(f, folder_path) for f in folder.files]
-    assert names == [os.path.join("junk", "truncated.jpg")] + [os.path.join("people", n) for n in (
+    assert names == [os.path.join("junk", "corrupt.png")] + [os.path.join("people", n) for n in (
         "anim.gif", "img2.JPG", "img10.png", "rgba.png")] + [os.path.join("scans", n) for n in (
             "camera.bmp", "float.tiff", "photo.webp", "xray16.png", "xray16.tif")]
-    assert sorted(os.path.basename(p) for p, _ in folder.skipped) == ["empty.png", "notes.jpg", "random.png"]
+    assert sorted(os.path.basename(p) for p, _ in folder.skipped) == [
+        "empty.png", "notes.jpg", "random.png", "truncated.jpg"]
     assert all(reason for _, reason in folder.skipped)
     assert folder.class_names == ["junk", "people", "scans"]
     assert folder.labels.tolist() == [0, 1, 1, 1, 1, 2, 2, 2, 2, 2]
@@ -82,9 +87,11 @@ def test_pixels_match_numpy_formulas(folder_path):
     assert np.abs(jpeg - expected["img10.png"]).mean() < 0.03  # lossy, but the same picture
 
 
-def test_truncated_file_raises_on_load_naming_it(folder_path):
+def test_truncated_file_skipped_when_scanned_and_corrupt_one_raises_on_load(folder_path):
     folder = ImageFolder(folder_path)
-    with pytest.raises(ValueError, match="truncated.jpg"):
+    reasons = {os.path.basename(p): r for p, r in folder.skipped}
+    assert "truncated JPEG: no end-of-image marker" in reasons["truncated.jpg"]
+    with pytest.raises(ValueError, match="corrupt.png"):
         folder.load(0)
 
 
@@ -145,9 +152,9 @@ def test_subset_is_a_view_sharing_skipped(folder_path):
     assert heldout.files == folder.files[1:3] and heldout.labels.tolist() == [1, 1]
     assert len(train) == len(folder) - 2 and train.sizes == folder.sizes[2:]
     assert train.num_channels == folder.num_channels and train.class_names == folder.class_names
-    with pytest.raises(ValueError, match=r"Cannot read .*truncated.jpg"):
+    with pytest.raises(ValueError, match=r"Cannot read .*corrupt.png"):
         folder.subset([0]).load(0)
-    folder.subset([0]).mark_skipped(0, OSError("truncated"))
-    assert len(folder.skipped) == 4  # recorded in the shared list
+    folder.subset([0]).mark_skipped(0, OSError("broken"))
+    assert len(folder.skipped) == 5  # recorded in the shared list
     with pytest.raises(ValueError, match=r"`indices` must be a non-empty list of ints in \[0, 10\)"):
         folder.subset([10])

@@ -96,13 +96,13 @@ def test_folder_source_skips_lists_and_fits(tmp_path):
     write_folder(tmp_path)
     ds = image_dataset(tmp_path, image_size=16, batch_size=4, labels="inferred", seed=1)
     assert ds.num_channels == 3 and ds.class_names == ["junk", "people", "scans"]
-    with pytest.warns(UserWarning, match="truncated.jpg"):
+    with pytest.warns(UserWarning, match="corrupt.png"):
         out = batches(ds)
-    assert sum(len(b[1]) for b in out) == 9  # 10 readable headers, one fails to decode
+    assert sum(len(b[1]) for b in out) == 9  # 10 files pass the scan, one fails to decode
     assert all(b[0].shape[1:] == (16, 16, 3) and 0 <= b[0].min() and b[0].max() <= 1 for b in out)
     names = sorted(os.path.basename(p) for p, _ in ds.skipped)
-    assert names == ["empty.png", "notes.jpg", "random.png", "truncated.jpg"]
-    assert len(batches(ds)) == 3 and len(ds.skipped) == 4  # listed once, not per pass
+    assert names == ["corrupt.png", "empty.png", "notes.jpg", "random.png", "truncated.jpg"]
+    assert len(batches(ds)) == 3 and len(ds.skipped) == 5  # listed once, not per pass
     fit_one_step(image_dataset(ImageFolder(tmp_path / "scans"), image_size=16, num_channels=1, batch_size=2), 1)
 
 
@@ -194,6 +194,20 @@ def test_torch_dataloader():
     np.testing.assert_allclose(np.concatenate([b[0] for b in out]), np.moveaxis(x, 1, -1), atol=1e-6)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in out]), np.arange(5))
     fit_one_step(image_dataset(loader, batch_size=4), 3)
+
+
+def test_dataloader_channels_last_or_unscaled_batches_raise():
+    import torch
+
+    def loader(images):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=2)
+
+    with pytest.raises(ValueError, match=r"`source` DataLoader yields batches of shape \(2, 16, 16, 3\), which "
+                                         r"look channels-last .*images\.permute\(0, 3, 1, 2\)"):
+        image_dataset(loader(torch.zeros((4, 16, 16, 3))))
+    with pytest.raises(ValueError, match=r"`source` DataLoader \(its first batch\) holds float pixels in "
+                                         r"\[200, 200\], expected \[0, 1\]: they look like 0-255 pixels"):
+        image_dataset(loader(torch.full((4, 3, 8, 8), 200.0)))
 
 
 def test_empty_dataloader_and_dataset_raise():
