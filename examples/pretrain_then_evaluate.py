@@ -13,7 +13,7 @@ import keras
 
 import keras_mim
 from keras_mim.data import finetune_dataset, load_labelled_digits
-from keras_mim.evaluation import knn_evaluate
+from keras_mim.evaluation import fit_linear_probe, knn_evaluate
 from keras_mim.optimizers import finetune_optimizer
 
 epochs = int(os.environ.get("KERAS_MIM_EXAMPLE_EPOCHS", 20))
@@ -32,10 +32,10 @@ for name, encoder in (("MAE", mae.encoder), ("random init", random_encoder)):
     # 2. k-NN on frozen features (cosine, k = 20, T = 0.07).
     knn = knn_evaluate(encoder, x_train, y_train, x_test, y_test, verbose=0)["top1"]
 
-    # 3. Linear probe: frozen encoder, BatchNorm without affine + Dense.
+    # 3. Linear probe: frozen encoder, BatchNorm without affine + Dense, MAE's recipe
+    #    (SGD, warmup + cosine) on features computed once, BatchNorm statistics set from them.
     probe = keras_mim.LinearProbe(encoder, num_classes=10)
-    probe.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=sparse_ce, metrics=["accuracy"])
-    probe.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0)
+    fit_linear_probe(probe, x_train, y_train, epochs=epochs, verbose=0)
     probe_acc = probe.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
 
     # 4. Fine-tuning: layer-wise lr decay, RandAugment, mixup/cutmix, label smoothing.

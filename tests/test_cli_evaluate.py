@@ -44,6 +44,11 @@ def test_probe_trains_only_the_head_on_the_saved_encoder(saved_mae, tmp_path):
     for a, b in zip(probe.encoder.get_weights(), mae.encoder.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert (run / "history.csv").read_text().startswith("epoch")
+    # the head norm's moving statistics are the training features' (6 steps from 0 and 1 were
+    # not enough: a short probe was scored with statistics far from its features')
+    x_train = load_labelled_digits("train")[0]
+    feats = keras.ops.convert_to_numpy(mae.encoder(x_train))[:, 0].astype("float64")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.head_norm.moving_variance), feats.var(0), rtol=0.3)
 
 
 def test_random_init_is_a_fresh_encoder_of_the_same_architecture(saved_mae, tmp_path):
@@ -70,9 +75,9 @@ def test_npz_data(saved_mae, tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     ({"x_train": np.zeros((4, 16, 16))}, "lacks y_train, x_test, y_test"),
     ({"x_train": np.zeros((4, 8, 8)), "y_train": np.zeros(4, int), "x_test": np.zeros((4, 8, 8)),
-      "y_test": np.zeros(4, int)}, "x_train in --data has shape (4, 8, 8, 1); this encoder takes (N, 16, 16, 1)"),
+      "y_test": np.zeros(4, int)}, "bad.npz' has shape (4, 8, 8, 1); this encoder takes (N, 16, 16, 1)"),
     ({"x_train": np.zeros((4, 16, 16)), "y_train": np.zeros(4), "x_test": np.zeros((4, 16, 16)),
-      "y_test": np.zeros(4, int)}, "y_train in --data must be 4 non-negative integer labels"),
+      "y_test": np.zeros(4, int)}, "y_train must be 4 non-negative integer labels"),
     ({"x_train": np.full((4, 16, 16), np.nan), "y_train": np.zeros(4, int), "x_test": np.zeros((4, 16, 16)),
       "y_test": np.zeros(4, int)}, "NaN or infinite"),
 ])
@@ -87,7 +92,7 @@ def test_bad_npz_exits_2_before_writing(saved_mae, tmp_path, capsys, arrays, mes
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["knn", "missing.keras"], "must be an existing .keras file"),
+    (["knn", "missing.keras"], "model 'missing.keras' does not exist"),
     (["probe", "{model}", "--dataset", "digits", "--data", "x.npz"], "either --dataset or --data"),
     (["knn", "{model}", "--k", "5000"], "--k 5000 is more than the 1438 training digits"),
     (["probe", "{model}", "--epochs", "0"], "must be a positive int"),
@@ -118,3 +123,42 @@ def test_cls_pooling_on_an_encoder_without_cls_token(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["knn", str(path), "--pooling", "cls", "--output", str(tmp_path / "o")])
     assert "needs an encoder with a cls token" in capsys.readouterr().err
+
+
+def _png_folder(root, layout):
+    """Two classes of 16 x 16 grayscale PNGs, bright and dark, and one file that is no PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    splits = {"": 6} if layout == "classes" else {"train": 4, "val": 2}
+    for split, count in splits.items():
+        for name, low in (("bright", 150), ("dark", 0)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(low, low + 100, (16, 16)).astype("uint8")
+                Image.fromarray(pixels, mode="L").save(folder / f"{i}.png")
+    (root / ("" if layout == "classes" else "train") / "dark" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["classes", "train_val"])
+def test_image_folder_data(saved_mae, tmp_path, capsys, layout):
+    data = _png_folder(tmp_path / "images", layout)
+    run = tmp_path / "run"
+    assert cli.main(["knn", str(saved_mae), "--data", str(data), "--k", "3", "--output", str(run)]) == 0
+    assert f"skipped 1 unreadable file(s) of --data, listed in {run / 'skipped_files.txt'}" in capsys.readouterr().out
+    resolved = json.loads((run / "config.json").read_text())["resolved"]
+    # classes: 6 a class, a fixed 20% (1) of each held out; train_val: 4 and 2 a class as given
+    assert resolved["class_names"] == ["bright", "dark"]
+    assert (resolved["num_train"], resolved["num_test"]) == ((10, 2) if layout == "classes" else (8, 4))
+    assert _results(run)["top1"] == 1.0  # bright against dark
+    assert (run / "skipped_files.txt").read_text().startswith(str(data / ("" if layout == "classes" else "train")
+                                                                  / "dark" / "broken.png"))
+
+
+def test_help_names_the_data_folder_layout(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["probe", "--help"])
+    assert "one subfolder per class (labels are the subfolder names in sorted order" in " ".join(
+        capsys.readouterr().out.split())

@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import (
@@ -16,36 +17,50 @@ from keras_mim.cli.common import (
     check_output,
     jit_compile_setting,
     non_negative_int,
+    parsed,
     positive_float,
     positive_int,
     write_json,
 )
 
 EVAL_DATASETS = ("digits",)
+DEFAULT_TEST_FRACTION = 0.2  # keras_mim.evaluation.labelled_data's (not imported here: it imports Keras)
 PROBE_EPOCHS = 90  # MAE's linear probe: 90 epochs, 10 of warmup
 PROBE_WARMUP_EPOCHS = 10
 PROBE_BATCH_SIZE = 128
 PROBE_BASE_LR = 0.1  # lr = base * batch / 256, as MAE's linear probe
 KNN_K = 20
 KNN_TEMPERATURE = 0.07
+open_ratio = parsed(float, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
 
 
 def add_eval_arguments(p, command):
     """The arguments `probe`, `knn` and `finetune` share."""
     add_backend_argument(p)
     p.add_argument("model", help="a .keras file holding a keras_mim encoder, or a model with one in "
-                                 "`.encoder` (e.g. the model.keras of a `keras-mim pretrain` run)")
+                                 "`.encoder` (e.g. the model.keras of a `keras-mim pretrain` run, a "
+                                 "classifier.keras or probe.keras); checked before anything is loaded")
     p.add_argument("--dataset", choices=EVAL_DATASETS, default=None,
                    help="built-in labelled data: 'digits' = scikit-learn's digits in a fixed "
                         "stratified split (1438 train / 359 test, keras_mim.data.load_labelled_digits; "
                         "`keras-mim pretrain` pretrains on the train split only), resized to the "
                         "model's image size; default digits unless --data is given")
     p.add_argument("--data", default=None,
-                   help="a .npz file with x_train, y_train, x_test, y_test (images (N, H, W[, C]) "
-                        "uint8 in 0..255 or float in [0, 1], at the model's image size; integer labels)")
+                   help="your labelled images: a folder with one subfolder per class (labels are the "
+                        "subfolder names in sorted order, class2 before class10; png, jpg, bmp, gif, webp, "
+                        "tif; resized and centre-cropped to the model's image size; unreadable files are "
+                        "skipped and listed in skipped_files.txt), split into train and test by "
+                        "--test-fraction, or holding train/ and test/ (or val/) folders of class "
+                        "subfolders; or a .npz "
+                        "file with x_train, y_train, x_test, y_test (images (N, H, W[, C]) uint8 in "
+                        "0..255 or float in [0, 1], at the model's image size; integer labels)")
+    p.add_argument("--test-fraction", type=open_ratio, default=None,
+                   help="with --data FOLDER of class subfolders: the share of each class held out as "
+                        f"the test split (a fixed choice that never moves); default {DEFAULT_TEST_FRACTION}")
     p.add_argument("--labels-per-class", type=positive_int, default=None,
-                   help="low-shot evaluation: keep only the first N training images of each class "
-                        "(a seeded random subset; the test split is unchanged); default: all")
+                   help="low-shot evaluation: keep only the first N training images of each class, in "
+                        "the data's order (digits: a fixed shuffled order); every class must have N; "
+                        "the test split is unchanged; default: all")
     p.add_argument("--random-init", action="store_true",
                    help="the baseline: the same encoder architecture with freshly initialised "
                         "weights instead of the saved ones")
@@ -76,7 +91,9 @@ def add_probe_parser(commands):
         "probe", help="linear probe of a saved model's frozen encoder; writes results.json.",
         description="Train MAE's linear probe (frozen encoder, BatchNorm without affine + Dense) on "
                     "labelled images and report test accuracy in a run folder: results.json, "
-                    "history.csv, config.json, probe.keras.",
+                    "history.csv, config.json, probe.keras. The BatchNorm's moving statistics start "
+                    "at the training features' mean and variance (one pass), so a short probe is "
+                    "scored with the statistics it trained with.",
         epilog="Optimiser: MAE uses LARS (lr 0.1 x batch/256, no weight decay); Keras has no LARS, "
                "so this uses SGD with momentum 0.9 and the same schedule (warmup, then cosine to 0), "
                "which the BatchNorm before the head makes insensitive to the feature scale.",
@@ -103,23 +120,65 @@ def add_knn_parser(commands):
 
 
 def resolve_eval(parser, args):
-    """Check the shared arguments before anything heavy is imported or written."""
-    if not args.model.endswith(".keras") or not os.path.isfile(args.model):
-        parser.error(f"model {args.model!r} must be an existing .keras file")
+    """Check the shared arguments (the model file, the data and its labels) before anything
+    heavy is loaded or written; keeps the resolved data in `args._data`."""
+    from keras_mim.evaluation import inspect_keras_file
+
+    try:
+        inspect_keras_file(args.model, name="model")
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     if args.data is not None and args.dataset is not None:
         parser.error("give either --dataset or --data, not both")
-    if args.data is not None and (not args.data.endswith(".npz") or not os.path.isfile(args.data)):
-        parser.error(f"--data {args.data!r} must be an existing .npz file")
     if args.data is None and args.dataset is None:
         args.dataset = "digits"
-    if getattr(args, "k", None) is not None and args.dataset == "digits":
-        from keras_mim.data.sample_datasets import NUM_TRAIN_DIGITS
-
-        if args.k > NUM_TRAIN_DIGITS:
-            parser.error(f"--k {args.k} is more than the {NUM_TRAIN_DIGITS} training digits")
+    args._data = resolve_data(parser, args)
+    num_train = len(args._data["train_labels"])
+    if getattr(args, "k", None) is not None and args.k > num_train:
+        what = "training digits" if args.dataset == "digits" and args.labels_per_class is None else "training images"
+        parser.error(f"--k {args.k} is more than the {num_train} {what}")
     check_output(parser, args, args.command)
     check_backend_installed(parser, args)
     return args
+
+
+def resolve_data(parser, args):
+    """`--dataset` / `--data` as a dict: `kind` ("digits", "folder", "npz"), the training
+    labels (after --labels-per-class), `keep` (the training indices kept, or None),
+    `class_names`, and the source (`folders`: train and test ImageFolder views; `arrays`)."""
+    from keras_mim.evaluation import labelled_data
+
+    is_folder = args.data is not None and os.path.isdir(args.data)
+    if args.test_fraction is not None and not is_folder:
+        parser.error("--test-fraction applies to --data FOLDER only")
+    data = {"kind": "digits", "class_names": None}
+    try:
+        if args.data is None:
+            from keras_mim.data import load_labelled_digits
+
+            labels = load_labelled_digits("train", seed=0)[1]
+        elif is_folder:
+            fraction = DEFAULT_TEST_FRACTION if args.test_fraction is None else args.test_fraction
+            with warnings.catch_warnings():  # what the scan skipped: one line once the run folder exists
+                warnings.simplefilter("ignore")
+                folders = labelled_data.scan_labelled_folder(args.data, fraction, name="--data")
+            labels = folders[0].labels
+            data.update(kind="folder", folders=folders, class_names=folders[0].class_names)
+        else:
+            if not os.path.exists(args.data):
+                raise FileNotFoundError(f"--data {args.data!r} does not exist")
+            if not args.data.endswith(".npz"):
+                raise ValueError(f"--data {args.data!r} must be a folder of class subfolders or a .npz file")
+            data.update(kind="npz", arrays=labelled_data.load_labelled_npz(args.data, name="--data"))
+            labels = data["arrays"][1]
+        keep = None
+        if args.labels_per_class is not None:
+            keep = labelled_data.first_per_class(labels, args.labels_per_class, data["class_names"],
+                                                 what=f"--labels-per-class {args.labels_per_class}")
+            labels = labels[keep]
+    except (ValueError, OSError) as error:
+        parser.error(str(error).rstrip("."))
+    return {**data, "train_labels": labels, "keep": keep}
 
 
 def fail(command, message):
@@ -131,13 +190,12 @@ def load_encoder(args):
     """The encoder of the saved model (or, with --random-init, a fresh one of its architecture)."""
     import keras
 
-    from keras_mim.models.image_classifier import get_encoder
+    from keras_mim.evaluation import load_encoder as load
 
     try:
-        model = keras.saving.load_model(args.model)
-        encoder = get_encoder(model)
-    except (ValueError, TypeError, OSError) as error:
-        fail(args.command, f"cannot use {args.model!r}: {error}")
+        encoder = load(args.model, name="model")
+    except (ValueError, OSError) as error:
+        fail(args.command, str(error))
     if args.random_init:
         keras.utils.set_random_seed(args.seed)
         encoder = encoder.__class__.from_config(encoder.get_config())
@@ -145,25 +203,18 @@ def load_encoder(args):
 
 
 def load_labelled(args, encoder):
-    """`(x_train, y_train, x_test, y_test)` for the encoder's input size and channels (with
-    --labels-per-class, the first N training images of each class)."""
-    import numpy as np
-
-    x_train, y_train, x_test, y_test = read_labelled(args, encoder)
-    if args.labels_per_class is not None:
-        keep = np.concatenate([np.flatnonzero(y_train == c)[: args.labels_per_class] for c in np.unique(y_train)])
-        keep.sort()
-        x_train, y_train = x_train[keep], y_train[keep]
-    return x_train, y_train, x_test, y_test
-
-
-def read_labelled(args, encoder):
+    """`((x_train, y_train, x_test, y_test), skipped)` for the encoder's input size and
+    channels (with --labels-per-class, the first N training images of each class);
+    `skipped`: the (path, reason) pairs of files of a --data folder that did not read."""
     import numpy as np
 
     size, channels = tuple(encoder.image_size), encoder.num_channels
     if getattr(encoder, "num_frames", None):
         fail(args.command, "video encoders are not supported by this command yet (images only)")
-    if args.data is None:
+    data, keep = args._data, args._data["keep"]
+    if data["kind"] == "folder":
+        return read_folders(args, data["folders"], size, channels, keep)
+    if data["kind"] == "digits":
         from keras_mim.data import load_labelled_digits
 
         # fixed order (seed 0): --labels-per-class picks the same images whatever --seed is
@@ -171,27 +222,40 @@ def read_labelled(args, encoder):
         x_test, y_test = load_labelled_digits("test", image_size=size, seed=0)
         if channels != 1:  # grayscale digits for an RGB (or multispectral) encoder
             x_train, x_test = (np.repeat(x, channels, axis=-1) for x in (x_train, x_test))
-        return x_train, y_train, x_test, y_test
-    with np.load(args.data) as f:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
-        if missing:
-            fail(args.command, f"--data {args.data!r} lacks {', '.join(missing)} (has {', '.join(f.files)})")
-        arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    out = []
-    for name, x, y in (("train", arrays[0], arrays[1]), ("test", arrays[2], arrays[3])):
-        if x.ndim == 3:
-            x = x[..., None]
-        if x.ndim != 4 or tuple(x.shape[1:3]) != size or x.shape[-1] != channels:
-            fail(args.command, f"x_{name} in --data has shape {x.shape}; this encoder takes "
-                               f"(N, {size[0]}, {size[1]}, {channels}) images")
-        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-            fail(args.command, f"y_{name} in --data must be {len(x)} non-negative integer labels, "
-                               f"got shape {y.shape} dtype {y.dtype}")
-        x = x.astype("float32") / 255.0 if x.dtype == np.uint8 else x.astype("float32")
-        if not np.isfinite(x).all():
-            fail(args.command, f"x_{name} in --data holds NaN or infinite pixels")
-        out += [x, y.astype("int32")]
-    return tuple(out)
+    else:
+        x_train, y_train, x_test, y_test = data["arrays"]
+        for name, x in (("x_train", x_train), ("x_test", x_test)):
+            if tuple(x.shape[1:3]) != size or x.shape[-1] != channels:
+                fail(args.command, f"{name} in --data {args.data!r} has shape {x.shape}; this encoder takes "
+                                   f"(N, {size[0]}, {size[1]}, {channels}) images")
+    if keep is not None:
+        x_train, y_train = x_train[keep], y_train[keep]
+    return (x_train, y_train, x_test, y_test), []
+
+
+def read_folders(args, folders, size, channels, keep):
+    """Decode the train and test views of a --data folder (files that fail are skipped)."""
+    from keras_mim.evaluation import read_labelled_folder
+
+    train, test = folders
+    if keep is not None:
+        train = train.subset(keep)
+    print(f"keras-mim {args.command}: reading {len(train)} train / {len(test)} test images of {args.data} "
+          f"({len(train.class_names)} classes)", flush=True)
+    try:
+        out = []
+        for folder in (train, test):
+            with warnings.catch_warnings():  # files failing to decode: listed with the scan's
+                warnings.simplefilter("ignore")
+                x, y = read_labelled_folder(folder, size, num_channels=channels if channels in (1, 3) else None)
+            if x.shape[-1] != channels:
+                raise ValueError(f"the images of --data {args.data!r} have {x.shape[-1]} channels; this "
+                                 f"encoder takes {channels}")
+            out += [x, y]
+    except ValueError as error:
+        fail(args.command, str(error))
+    skipped = {id(f.skipped): f.skipped for f in (train, test)}  # the views of one folder share one list
+    return tuple(out), [entry for lst in skipped.values() for entry in lst]
 
 
 def run_record(args, encoder, extra):
@@ -204,10 +268,10 @@ def run_record(args, encoder, extra):
     backend = keras.backend.backend()
     return {
         "command": args.command,
-        "args": {k: v for k, v in vars(args).items() if k != "command"},
+        "args": {k: v for k, v in vars(args).items() if k != "command" and not k.startswith("_")},
         "resolved": {"backend": backend, "output_dir": os.path.abspath(args.output),
                      "encoder": type(encoder).__name__, "encoder_parameters": int(encoder.count_params()),
-                     **extra},
+                     "class_names": args._data["class_names"], **extra},
         "versions": {"keras_mim": keras_mim.__version__, "keras": keras.__version__,
                      backend: backend_version(backend), "numpy": np.__version__,
                      "python": platform.python_version()},
@@ -215,78 +279,68 @@ def run_record(args, encoder, extra):
     }
 
 
-def prepare_output(args, names):
+def prepare_output(args, names, skipped):
+    """Create the run folder (with --overwrite, remove this command's files `names` from
+    it) and list the `skipped` input files in skipped_files.txt."""
+    from keras_mim.cli.run_folder import SKIPPED_FILES, write_skipped_files
+
     output = os.path.abspath(args.output)
     os.makedirs(output, exist_ok=True)
     if args.overwrite:
-        for name in names:
+        for name in (*names, SKIPPED_FILES):
             path = os.path.join(output, name)
             if os.path.isfile(path):
                 os.remove(path)
+    write_skipped_files(output, skipped)
+    if skipped:
+        print(f"keras-mim {args.command}: skipped {len(skipped)} unreadable file(s) of --data, listed in "
+              f"{os.path.join(output, SKIPPED_FILES)}", flush=True)
     return output
 
 
-def fit_and_score(args, model, optimizer, loss, train, test, callbacks, fit_kwargs=None):
-    """Compile, fit with progress, evaluate on the test split; returns (history, top1, top5)."""
-    import keras
-
-    jit = jit_compile_setting(args.jit_compile)
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-               keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
-    history = model.fit(*train, epochs=args.epochs, callbacks=callbacks,
-                        verbose=1 if sys.stdout.isatty() else 2, **(fit_kwargs or {}))
-    scores = model.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
-    return history.history, float(scores["accuracy"]), float(scores["top5"])
-
-
 def build_classifier(args, build):
-    """Encoder, labelled data, class count and the model `build(encoder, num_classes)`
+    """Encoder, labelled data, skipped files, class count and the model `build(encoder, num_classes)`
     (seeded; a bad combination, e.g. cls pooling without a cls token, exits with status 2)."""
     import keras
 
     encoder = load_encoder(args)
-    data = load_labelled(args, encoder)
-    num_classes = int(max(data[1].max(), data[3].max())) + 1
+    data, skipped = load_labelled(args, encoder)
+    num_classes = max(int(max(data[1].max(), data[3].max())) + 1, len(args._data["class_names"] or ()))
     keras.utils.set_random_seed(args.seed)
     try:
         model = build(encoder, num_classes)
     except ValueError as error:
         fail(args.command, str(error))
-    return encoder, data, num_classes, model
+    return encoder, data, skipped, num_classes, model
 
 
 def run_probe(args):
     import keras
 
+    from keras_mim.evaluation import fit_linear_probe
     from keras_mim.models.linear_probe import LinearProbe
-    from keras_mim.optimizers import warmup_cosine_schedule
 
     start = time.perf_counter()
-    encoder, (x_train, y_train, x_test, y_test), num_classes, probe = build_classifier(
+    encoder, (x_train, y_train, x_test, y_test), skipped, num_classes, probe = build_classifier(
         args, lambda encoder, n: LinearProbe(encoder, n, pooling=args.pooling, seed=args.seed))
     steps = -(-len(x_train) // args.batch_size)
     peak = args.base_learning_rate * args.batch_size / 256
-    total = steps * args.epochs
-    schedule = warmup_cosine_schedule(peak, total, min(steps * args.warmup_epochs, total - 1))
-    optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
-    output = prepare_output(args, ("config.json", "results.json", "history.csv", "probe.keras"))
+    output = prepare_output(args, ("config.json", "results.json", "history.csv", "probe.keras"), skipped)
     config = run_record(args, encoder, {
         "num_train": len(x_train), "num_test": len(x_test), "num_classes": num_classes,
         "pooling": probe.pooling, "peak_learning_rate": peak, "steps_per_epoch": steps,
         "optimizer": "SGD(momentum=0.9), warmup + cosine (MAE: LARS)",
         "features": "computed once (frozen encoder, inference mode, no augmentation)",
+        "head_norm_statistics": "start at the training features' mean and variance, then updated (momentum 0.9)",
     })
     write_json(os.path.join(output, "config.json"), config)
     print(f"keras-mim probe: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "
           f"{len(x_train)} train / {len(x_test)} test images, {args.epochs} epochs, lr {peak:g}", flush=True)
-    # Frozen encoder in inference mode, no augmentation: features once, then the head.
-    features = [probe.predict_features(x, batch_size=256) for x in (x_train, x_test)]
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    history, _, _ = fit_and_score(
-        args, probe.head_model(), optimizer, loss, (features[0], y_train), (features[1], y_test),
-        [keras.callbacks.CSVLogger(os.path.join(output, "history.csv"))],
-        {"batch_size": args.batch_size, "shuffle": True},
+    history = fit_linear_probe(
+        probe, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+        base_learning_rate=args.base_learning_rate, warmup_epochs=args.warmup_epochs,
+        callbacks=[keras.callbacks.CSVLogger(os.path.join(output, "history.csv"))],
+        jit_compile=jit_compile_setting(args.jit_compile), verbose=1 if sys.stdout.isatty() else 2,
     )
     top1, top5 = score_images(probe, x_test, y_test, args.batch_size)  # end to end, from the images
     probe.save(os.path.join(output, "probe.keras"))
@@ -308,10 +362,10 @@ def run_knn(args):
 
     start = time.perf_counter()
     encoder = load_encoder(args)
-    x_train, y_train, x_test, y_test = load_labelled(args, encoder)
-    if args.k > len(x_train):
+    (x_train, y_train, x_test, y_test), skipped = load_labelled(args, encoder)
+    if args.k > len(x_train):  # files of a --data folder that did not decode
         fail("knn", f"--k {args.k} is more than the {len(x_train)} training images")
-    output = prepare_output(args, ("config.json", "results.json"))
+    output = prepare_output(args, ("config.json", "results.json"), skipped)
     write_json(os.path.join(output, "config.json"),
                run_record(args, encoder, {"num_train": len(x_train), "num_test": len(x_test)}))
     print(f"keras-mim knn: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "

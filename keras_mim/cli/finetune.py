@@ -82,7 +82,7 @@ def run_finetune(args):
     from keras_mim.optimizers import finetune_optimizer
 
     start = time.perf_counter()
-    encoder, (x_train, y_train, x_test, y_test), num_classes, model = build_classifier(
+    encoder, (x_train, y_train, x_test, y_test), skipped, num_classes, model = build_classifier(
         args, lambda encoder, n: ImageClassifier(encoder, n, pooling=args.pooling, drop_path_rate=args.drop_path,
                                                  seed=args.seed))
     steps = len(x_train) // args.batch_size  # the training pipeline drops the last partial batch
@@ -99,7 +99,7 @@ def run_finetune(args):
         horizontal_flip=args.horizontal_flip == "true",
         mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.label_smoothing, seed=args.seed,
     )
-    output = prepare_output(args, ("config.json", "results.json", "history.csv", "classifier.keras"))
+    output = prepare_output(args, ("config.json", "results.json", "history.csv", "classifier.keras"), skipped)
     peak = args.base_learning_rate * args.batch_size / 256
     write_json(os.path.join(output, "config.json"), run_record(args, encoder, {
         "num_train": len(x_train), "num_test": len(x_test), "num_classes": num_classes,

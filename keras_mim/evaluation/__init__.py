@@ -1,4 +1,32 @@
-"""Evaluating pretrained encoders: k-NN on frozen features (linear probes and fine-tuning
-are models: `keras_mim.models.LinearProbe`, `keras_mim.models.ImageClassifier`)."""
+"""Evaluating pretrained encoders: k-NN on frozen features, MAE's linear-probe recipe, the
+encoder of a saved `.keras` file and labelled evaluation data (the linear probe and the
+fine-tuned classifier are models: `keras_mim.models.LinearProbe`, `keras_mim.models.ImageClassifier`).
 
-from keras_mim.evaluation.knn import FeatureExtractor, extract_features, knn_evaluate, knn_scores
+Names are imported on first use (PEP 562), so the `keras-mim` commands can check a model file
+(`inspect_keras_file`) before Keras is imported.
+"""
+
+import importlib
+
+#: Public name -> the module of this package it comes from.
+_NAMES = {
+    **dict.fromkeys(("FeatureExtractor", "extract_features", "knn_evaluate", "knn_scores"), "knn"),
+    **dict.fromkeys(("first_per_class", "load_labelled_npz", "read_labelled_folder", "scan_labelled_folder"),
+                    "labelled_data"),
+    **dict.fromkeys(("inspect_keras_file", "load_encoder"), "model_file"),
+    "fit_linear_probe": "probe",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_NAMES})

@@ -78,3 +78,26 @@ def test_fitting_the_head_on_cached_features_trains_the_probe(rng):
     head.fit(feats, y, epochs=2, batch_size=32, verbose=0)
     np.testing.assert_allclose(to_numpy(probe(x)), to_numpy(head(feats)), rtol=1e-4, atol=1e-5)
     assert np.abs(probe.head.get_weights()[0]).max() > 0.05  # moved from the 0.01-std init
+
+
+def test_feature_statistics_set_the_head_norm_for_inference(rng):
+    probe = LinearProbe(tiny_encoder(), num_classes=4)
+    randomize(probe.head, rng)
+    x = rng.random((6, 16, 16, 3)).astype("float32")
+    feats = to_numpy(probe.encoder(x))[:, 0].astype("float64")  # cls token after the final norm
+    probe.adapt(x, batch_size=4)
+    np.testing.assert_allclose(to_numpy(probe.head_norm.moving_mean), feats.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(probe.head_norm.moving_variance), feats.var(0), rtol=1e-3, atol=1e-9)
+    kernel, bias = probe.head.get_weights()
+    ref = (feats - feats.mean(0)) / np.sqrt(feats.var(0) + 1e-6) @ kernel + bias  # inference = the batch's own
+    np.testing.assert_allclose(to_numpy(probe(x)), ref, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("features, match", [
+    (np.zeros((5, 7)), r"`features` must be \(N, 32\) pooled encoder features with N >= 2, got shape \(5, 7\)"),
+    (np.zeros((1, 32)), r"got shape \(1, 32\)"),
+    (np.full((3, 32), np.nan), "NaN or infinite"),
+])
+def test_bad_feature_statistics(features, match):
+    with pytest.raises(ValueError, match=match):
+        LinearProbe(tiny_encoder(), num_classes=3).set_feature_statistics(features)
