@@ -1,9 +1,19 @@
-"""The README's methods table is the registry's (tools/readme_methods.py)."""
+"""The README's numbers come from their sources: the methods table from the method registry
+(tools/readme_methods.py), and every number in its prose from a checked source
+(`test_prose_numbers_have_a_source`): `NUMBERS` maps each phrase holding one to a check
+against the code, a README block's CHECKS entry (tests/test_readme.py), a committed JSON in
+benchmarks/results, or the command in the same paragraph; a new or changed number fails
+until it gets one."""
 
 import importlib.util
+import inspect
+import json
 import pathlib
+import re
 
 import pytest
+
+from tests.test_readme import CHECKS, README, ROOT, cli_parsers, code_spans, paragraphs
 
 pytestmark = pytest.mark.backend_independent
 
@@ -29,3 +39,125 @@ def test_table_lists_every_method_once():
     table = load_tool().methods_table()
     for name, spec in METHODS.items():
         assert table.count(f"| `{name}` |") == 1 and spec.model.__name__ in table
+
+
+# --------------------------------------------------------------------- the prose numbers
+NUMBER = re.compile(r"(?<![A-Za-z_\d.])\d+(?:\.\d+)*(?:e-?\d+)?%?")  # not the 2 of data2vec or V2
+
+
+def prose(text):
+    """The README's paragraphs as a reader sees their words: whitespace joined, inline code
+    and link targets removed (the commands in code spans are checked by tests/test_readme.py)."""
+    out = []
+    for paragraph in paragraphs(text):
+        paragraph = re.sub(r"`[^`]+`", "``", paragraph)
+        paragraph = re.sub(r"\]\([^)]*\)", "]", paragraph)
+        out.append(re.sub(r"\s+", " ", paragraph).strip())
+    return out
+
+
+def _source(path):
+    return (ROOT / path).read_text()
+
+
+def _defaults(function):
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()}
+
+
+def _masks_defaults():
+    args = cli_parsers()[1]["masks"].parse_args([])
+    return (args.image_size, args.patch_size, args.image) == (224, 16, "astronaut")
+
+
+def _medical_defaults():
+    from keras_mim.data.augmentation import medical_augmentation
+
+    return _defaults(medical_augmentation)["scale"] == (0.5, 1.0) and not _defaults(medical_augmentation)[
+        "horizontal_flip"]
+
+
+def _mask_generators():
+    from keras_mim.masking import MASK_GENERATORS
+
+    return MASK_GENERATORS
+
+
+def _preset(name):
+    from keras_mim.models.presets import PRESETS
+
+    return PRESETS[name]
+
+
+KERAS_PIN = '"keras>=3.15,<3.16"'
+CROSS_BACKEND = ('SAVERS = ("tensorflow", "jax", "torch")', "RTOL = 1e-5")  # 3 savers x 3 loading passes
+
+# Each phrase of the README's prose that holds a number -> whether its source agrees: the code,
+# a README block's CHECKS entry, a committed JSON, or (the argument) its paragraph naming the
+# command that measured it.
+NUMBERS = {
+    "written once in Keras 3,": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
+    "support in Keras 3.15": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
+    "ViT-H/14": lambda paragraph: _preset("mae_vit_huge_patch14")["encoder"]["patch_size"] == 14,
+    "all 13 strategies": lambda paragraph: len(_mask_generators()) == 13,
+    "(B, N; 1 = hidden)": lambda paragraph: 'load_sample_images("digits"' in CHECKS,
+    "float32 batches in [0, 1]": lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
+    "float pixels must already be in [0, 1] (0-255 or [-1, 1] floats raise":
+        lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
+    "16-bit PNG/TIFF is divided by 65535": lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
+    "(no flips, scale 0.5-1)": lambda paragraph: _medical_defaults(),
+    "224 px, 16 px patches": lambda paragraph: _masks_defaults(),
+    "all 9 saver/loader pairs": lambda paragraph: CROSS_BACKEND[0] in _source("tests/test_cross_backend.py"),
+    "rtol 1e-5": lambda paragraph: CROSS_BACKEND[1] in _source("tests/test_cross_backend.py"),
+    "Apache-2.0": lambda paragraph: 'license = "Apache-2.0"' in _source("pyproject.toml")
+    and "Version 2.0" in _source("LICENSE"),
+}
+
+
+def test_prose_numbers_have_a_source():
+    problems, seen = [], set()
+    for paragraph in prose(README.read_text()):
+        covered = []
+        for phrase, check in NUMBERS.items():
+            for match in re.finditer(re.escape(phrase), paragraph):
+                covered.append(match.span())
+                if phrase not in seen:
+                    seen.add(phrase)
+                    assert check(paragraph), f"the README's {phrase!r} disagrees with its source (NUMBERS)"
+        for match in NUMBER.finditer(paragraph):
+            if not any(start <= match.start() and match.end() <= end for start, end in covered):
+                context = paragraph[max(0, match.start() - 50):match.end() + 30]
+                problems.append(f"{match.group()!r} in ...{context}...")
+    assert not problems, "numbers without an entry in NUMBERS (give each a source):\n" + "\n".join(problems)
+    assert seen == set(NUMBERS), f"NUMBERS phrases no longer in the README: {sorted(set(NUMBERS) - seen)}"
+
+
+def test_masking_strategies_the_readme_counts_and_lists():
+    text = README.read_text()
+    assert "Thirteen masking strategies" in text and len(_mask_generators()) == 13
+    table = next(p for p in paragraphs(text) if p.startswith("| name | class | hides |"))
+    names = [n for row in table.splitlines()[2:] for n in code_spans(row.split("|")[1])]
+    assert sorted(names) == sorted(_mask_generators())
+
+
+def test_study_claim_matches_its_json():
+    """'MAE pretraining beats the same encoder at its random initialisation on k-NN, low-shot
+    probes and fine-tuning, but not on the full-label linear probe' (docs/study.md)."""
+    text = " ".join(README.read_text().split())
+    assert ("beats the same encoder at its random initialisation on k-NN, low-shot probes and fine-tuning, "
+            "but not on the full-label linear probe") in text
+    results = json.loads(_source("benchmarks/results/downstream_digits_jax.json"))["results"]
+    mae, random_init = results["pretrained"], results["random_init"]
+    for evaluation in ("knn", "knn_10_per_class", "probe_10_per_class", "finetune", "finetune_mae_recipe"):
+        assert mae[evaluation] > random_init[evaluation] + 0.05, evaluation
+    assert abs(mae["probe"] - random_init["probe"]) < 0.01
+
+
+def test_teacher_features_are_no_target():
+    """The README says a teacher reaches MaskAlign / MR-MAE through `teacher=`, not as a target."""
+    from keras_mim.models import ViTEncoder
+    from keras_mim.targets import Target, TeacherFeatures, get_target
+
+    teacher = TeacherFeatures(ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=1))
+    assert not isinstance(teacher, Target)
+    with pytest.raises(ValueError, match="Unknown `target`"):
+        get_target(teacher)

@@ -84,6 +84,12 @@ def export_hf_config(model, model_type="vit_mae"):
         shuffles tokens by random noise, even at `mask_ratio` 0; pass `noise` (e.g.
         `arange`) to keep the grid order.
 
+    Raises:
+        ValueError: for what HF cannot hold: no cls token, LayerScale, rectangular patches,
+            a decoder predicting other values than pixels, or an MAE with a decoder on
+            non-square images (`ViTMAEForPreTraining` builds its decoder's sin-cos table for
+            a square grid; its encoder alone exports on any grid).
+
     Example:
     >>> from keras_mim.models import ViTEncoder
     >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
@@ -108,6 +114,11 @@ def export_hf_config(model, model_type="vit_mae"):
         return dict(config, architectures=["ViTModel"])
     if decoder is None:
         return dict(config, architectures=["ViTMAEModel"], mask_ratio=0.0)
+    if h != w:  # ViTMAEForPreTraining.__init__ builds its decoder table for a square grid
+        raise ValueError(
+            f"Hugging Face ViTMAEForPreTraining needs square images, got image_size={encoder.image_size}; "
+            "export the encoder alone (`model.encoder`, a ViTMAEModel) instead."
+        )
     patch_values = encoder.patch_size[0] * encoder.patch_size[1] * encoder.num_channels
     if decoder.output_dim != patch_values:
         raise ValueError(

@@ -1,4 +1,5 @@
-"""Targets: what predictions are scored against (pixels, HOG, spectrum, teacher features)."""
+"""Targets: what predictions are scored against (pixels, HOG, spectrum; `get_target`), and the
+frozen-teacher features that MaskAlign and MR-MAE take as `teacher=` (not a `Target`)."""
 
 import keras
 

@@ -184,3 +184,39 @@ def test_export_rejects_what_hf_cannot_hold():
         export_hf_config(ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, cls_token=False))
     with pytest.raises(ValueError, match="`layout` must be one of"):
         export_state_dict(ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), layout="jax")
+
+
+def _non_square_mae():
+    return MaskedAutoencoder(ViTEncoder(image_size=(32, 48), patch_size=8, embed_dim=32, depth=1, num_heads=2),
+                             decoder={"decoder_dim": 16, "depth": 1, "num_heads": 2})
+
+
+# Bad inputs of the export, as in tests/test_bad_inputs.py's catalogue: (id, call(directory),
+# error, regex the message must match); HF_CASES names them for the catalogue's count.
+HF_CASES = ["non-square Hugging Face export"]
+HF_BAD_INPUTS = [
+    # ViTMAEForPreTraining builds its decoder's sin-cos table for a square grid: from_pretrained
+    # cannot load a 32 x 48 MAE
+    ("non-square Hugging Face export", lambda directory: save_hf_pretrained(_non_square_mae(), directory),
+     ValueError, r"ViTMAEForPreTraining needs square images, got image_size=\(32, 48\); export the encoder"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", [c[1:] for c in HF_BAD_INPUTS], ids=[c[0] for c in HF_BAD_INPUTS])
+def test_hf_export_bad_input(call, error, message, tmp_path):
+    with pytest.raises(error, match=message):
+        call(str(tmp_path / "hf"))
+    assert list(tmp_path.iterdir()) == []  # refused before any folder or file was written
+
+
+def test_hf_cases_name_the_catalogue():
+    assert HF_CASES == [c[0] for c in HF_BAD_INPUTS]
+
+
+def test_non_square_encoder_exports(tmp_path, rng):
+    """What the refusal suggests: the encoder alone, which `ViTMAEModel` loads on any grid."""
+    encoder = randomized_keras(_non_square_mae().encoder, seed=2)
+    loaded = ViTMAEModel.from_pretrained(save_hf_pretrained(encoder, str(tmp_path / "enc"))).eval()
+    x, order = rng.random((2, 32, 48, 3)).astype("float32"), np.tile(np.arange(24, dtype="float32"), (2, 1))
+    ref = hf_forward(loaded, x, order).last_hidden_state  # noise in grid order: no shuffle
+    np.testing.assert_allclose(to_numpy(encoder(x)), ref.numpy(), atol=1e-5)
