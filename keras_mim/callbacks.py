@@ -165,14 +165,19 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
                 "to replace it, or use another `output_dir`."
             )
         # Written under a temporary name, then renamed: a run killed while saving never
-        # leaves a truncated figure under the real name.
+        # leaves a truncated figure under the real name (and a stopped one no partial file).
         partial = os.path.join(self.output_dir, f".{os.path.basename(path)}.partial.png")
-        figure = plot_reconstructions(
-            self.model, self.images, noise=self._fixed_noise(), path=partial,
-            max_images=self.max_images, title=f"epoch {epoch}",
-        )
-        figure.clear()  # a bare Figure (no pyplot): nothing else holds it
-        os.replace(partial, path)
+        try:
+            figure = plot_reconstructions(
+                self.model, self.images, noise=self._fixed_noise(), path=partial,
+                max_images=self.max_images, title=f"epoch {epoch}",
+            )
+            figure.clear()  # a bare Figure (no pyplot): nothing else holds it
+            os.replace(partial, path)
+        except BaseException:  # Ctrl-C, a full disk
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
         self._written.add(path)
 
     def get_config(self):

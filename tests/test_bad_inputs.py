@@ -161,7 +161,8 @@ def _corrupt_folder(root):
     return "bad"
 
 
-# (id, pretrain arguments (`{ws}` is the working folder), message on stderr); each exits 2
+# (id, pretrain arguments, or "masks" and its arguments (`{ws}` is the working folder), message on
+# stderr); each exits 2
 CLI_CASES = [
     ("epochs 0", ["--epochs", "0"], "argument --epochs: must be a positive int, got '0'"),
     ("CLI unknown preset", ["--preset", "mae_vit_gigantic"], "unknown preset 'mae_vit_gigantic'; available presets"),
@@ -188,6 +189,15 @@ CLI_CASES = [
     ("accumulation beyond the run",
      ["--gradient-accumulation", "1000", "--epochs", "1", "--num-images", "32", "--batch-size", "16"],
      "--gradient-accumulation 1000 exceeds the 2 training steps"),
+    ("unknown backend", ["--backend", "numpy"], "argument --backend: invalid choice: 'numpy'"),
+    ("unknown masking strategy", ["--masking", "chessboard"],  # listing all 13: tests/test_cli_startup.py
+     "argument --masking: invalid choice: 'chessboard'"),
+    ("masks image file missing", ["masks", "--image", "photos/cat.png"],
+     "--image 'photos/cat.png': no such file, and not a scikit-image sample photo"),
+    ("masks output exists", ["masks", "--output", "notes.txt"],
+     "--output 'notes.txt' already exists; choose another file or pass --overwrite"),
+    ("masks output is a folder", ["masks", "--output", "hf", "--overwrite"],
+     "--output 'hf' is a folder; give the PNG file to write"),
 ]
 
 
@@ -205,11 +215,16 @@ def test_cli_bad_input(argv, message, workspace, monkeypatch, capsys):
     _corrupt_folder(workspace)
     before = _snapshot(workspace)
     argv = [a.format(ws=workspace) for a in argv]
-    if "--output" not in argv and "--resume" not in argv:
+    if argv[0] != "masks" and "--output" not in argv and "--resume" not in argv:
         argv += ["--output", "runs/new"]
+    if argv[0] == "masks":
+        monkeypatch.setattr(cli, "run_masks", tripwire)
+    elif "--preset" not in argv and "--resume" not in argv and "--config" not in argv and "--method" not in argv:
+        argv = ["pretrain", "--preset", PRESET, *argv]
+    else:
+        argv = ["pretrain", *argv]
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["pretrain", "--preset", PRESET, *argv] if "--preset" not in argv and "--resume" not in argv
-                 and "--config" not in argv and "--method" not in argv else ["pretrain", *argv])
+        cli.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert _snapshot(workspace) == before
@@ -217,3 +232,15 @@ def test_cli_bad_input(argv, message, workspace, monkeypatch, capsys):
 
 def test_catalogue_has_thirty_distinct_cases():
     assert len({c[0] for c in API_CASES + CLI_CASES}) == len(API_CASES) + len(CLI_CASES) >= 30
+
+
+@pytest.mark.backend_independent
+def test_catalogue_holds_sixty_distinct_cases():
+    """The whole catalogue: this file, the data, evaluation and run-folder files, the Hugging Face export."""
+    from tests.checkpoints.test_hf import HF_CASES
+    from tests.test_bad_inputs_data import DATA_CASES
+    from tests.test_bad_inputs_eval import EVAL_CASES
+    from tests.test_bad_inputs_run import RUN_CASES
+
+    ids = [c[0] for c in API_CASES + CLI_CASES] + DATA_CASES + EVAL_CASES + RUN_CASES + HF_CASES
+    assert len(set(ids)) == len(ids) >= 60, (len(set(ids)), len(ids))

@@ -1,6 +1,8 @@
-"""ReconstructionFigureCallback(keep_existing=True): a resumed run keeps the earlier figures."""
+"""ReconstructionFigureCallback(keep_existing=True): a resumed run keeps the earlier figures;
+a stop while a figure is written leaves no file behind."""
 
 import os
+import types
 
 import keras
 import numpy as np
@@ -32,3 +34,19 @@ def test_keep_existing_and_overwrite_exclude_each_other(tmp_path):
     with pytest.raises(ValueError, match="`overwrite` and `keep_existing`"):
         ReconstructionFigureCallback(np.zeros((1, 16, 16, 3), "float32"), tmp_path, overwrite=True,
                                      keep_existing=True)
+
+
+@pytest.mark.backend_independent  # no Keras op: the figure is replaced
+def test_a_stop_while_a_figure_is_written_leaves_no_file(tmp_path, monkeypatch):
+    def interrupted(model, images, noise, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG half a figure")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("keras_mim.callbacks.plot_reconstructions", interrupted)
+    callback = ReconstructionFigureCallback(np.zeros((1, 16, 16, 3), "float32"), tmp_path, noise=np.zeros((1, 16)))
+    callback.set_model(types.SimpleNamespace(reconstruct=lambda images, noise=None: images))
+    callback.on_train_begin()
+    with pytest.raises(KeyboardInterrupt):
+        callback.on_epoch_end(0)
+    assert os.listdir(tmp_path) == []  # neither the figure nor its partial file

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from keras_mim import cli
+from keras_mim.cli import run_folder
+from keras_mim.cli.pretrain_checkpoints import latest_epoch
 from tests.test_cli import REPO_ROOT, TINY, _snapshot
 
 pytestmark = pytest.mark.one_backend  # end to end: one pass of a CI run runs each test (tests/conftest.py);
@@ -25,10 +27,8 @@ KILLED_RUN = ["--epochs", str(EPOCHS), "--num-images", "1024", "--batch-size", "
 
 
 def _backup_epoch(run):
-    try:
-        return json.loads((run / "checkpoints" / "backup" / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError):
-        return 0
+    """The epoch of the newest complete checkpoint (checkpoints/epochNNNN.keras; 0: none)."""
+    return latest_epoch(str(run))
 
 
 def _csv_epochs(run):
@@ -62,35 +62,38 @@ def test_sigkill_mid_epoch_then_resume(tmp_path, capsys):
         log.close()
     done = _backup_epoch(run)
     assert 1 <= done < EPOCHS and not (run / "history.json").exists() and not (run / "model.keras").exists()
-    # A row and a figure per backed-up epoch; one more if the kill fell between an epoch's row
-    # and its backup (that epoch is repeated, its first row and figure kept).
+    # A row and a figure per checkpointed epoch (counted from 1); one more if the kill fell
+    # between an epoch's row and its checkpoint (that epoch is trained again, its row and
+    # figure replaced).
     rows = _csv_epochs(run)
-    assert rows in (list(range(done)), list(range(done + 1)))
-    before = {k: v for k, v in _snapshot(run).items() if not k.startswith("checkpoints")}
+    assert rows in (list(range(1, done + 1)), list(range(1, done + 2)))
+    # (and the lock and a half-written file the kill left behind: --resume takes them over)
+    before = {k: v for k, v in _snapshot(run).items()
+              if not k.startswith("checkpoints") and not os.path.basename(k).startswith(".")}
     assert sorted(k for k in before if k.startswith("figures")) == [
         os.path.join("figures", f"reconstruction_epoch{e:04d}.png") for e in range(1, len(rows) + 1)]
+    csv_lines = before.pop("history.csv").decode().splitlines(keepends=True)
 
     assert cli.main(["pretrain", "--resume", str(run)]) == 0
     assert f"resuming after epoch {done} of {EPOCHS}" in capsys.readouterr().out
 
     after = _snapshot(run)
-    for name, data in before.items():  # nothing earlier deleted or altered; the CSV appended
-        if name == "history.csv":
-            assert after[name].startswith(data)
-        else:
+    for name, data in before.items():  # nothing of the checkpointed epochs deleted or altered
+        if not name.startswith("figures") or int(name[-8:-4]) <= done:
             assert after[name] == data, name
-    assert _csv_epochs(run) == list(range(EPOCHS))  # each epoch once
+    assert after["history.csv"].decode().startswith("".join(csv_lines[:done + 1]))  # header and rows 1..done
+    assert _csv_epochs(run) == list(range(1, EPOCHS + 1))  # each epoch once
     assert sorted(k for k in after if k.startswith("figures")) == [
         os.path.join("figures", f"reconstruction_epoch{e:04d}.png") for e in range(1, EPOCHS + 1)]
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == EPOCHS and np.all(np.isfinite(history["loss"]))
+    assert history["loss"] == run_folder.read_history(str(run))["loss"]  # the resumed epochs' too
     assert history["resumed_after_epochs"] == [done]
     # The optimizer's step count (hence the learning-rate schedule) went on from the backup:
     # restarted from 0 it would have counted (EPOCHS - done) * STEPS updates.
     model = keras.saving.load_model(run / "model.keras")
     assert int(model.optimizer.iterations) == EPOCHS * STEPS
-    assert not (run / "checkpoints" / "backup").exists()  # dropped once the run is complete
-    assert (run / "checkpoints" / "last.keras").exists()
+    assert sorted(os.listdir(run / "checkpoints")) == ["last.keras", "resumes.jsonl"]  # epoch files dropped
 
 
 def _fake_run(folder, complete=False, **args):
@@ -205,27 +208,25 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_epoch(tmp_path, c
     assert error.value.code == 1
     err = capsys.readouterr().err
     assert "keras-mim pretrain: error: the training loss became nan at epoch 2 of 2, batch 1 of 2" in err
-    assert "learning rate" in err and "checkpoints of epoch 1" in err
+    assert "learning rate" in err and "the checkpoint of epoch 1, the last complete one, is kept" in err
     assert not (run / "model.keras").exists() and not (run / "history.json").exists()
-    assert _csv_epochs(run) == [0]
-    assert _backup_epoch(run) == 1  # the backup was neither deleted nor overwritten
+    assert _csv_epochs(run) == [1]
+    assert _backup_epoch(run) == 1  # the checkpoint was neither deleted nor overwritten
     assert os.listdir(run / "figures") == ["reconstruction_epoch0001.png"]
     last = keras.saving.load_model(run / "checkpoints" / "last.keras")
     assert int(last.optimizer.iterations) == 2  # the weights after epoch 1 (2 steps)
     assert all(np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in last.weights)
 
 
-def test_resumed_history_keeps_each_epochs_first_row(tmp_path):
-    # A kill after epoch 1's row but before its backup: the resumed run repeats epoch 1.
-    from keras_mim.cli import run_folder
-
-    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,1.0,NA\n1,0.5,NA\n")
-    logger = run_folder.history_logger(str(tmp_path), resume=True)
+def test_history_rows_count_epochs_from_1_and_a_redone_epoch_replaces_its_row(tmp_path):
+    # A stop after epoch 2's row, before its checkpoint: the resumed run trains epoch 2 again.
+    (tmp_path / "history.csv").write_text("epoch,loss,epoch_time_s\n1,1.0,2.0\n2,0.5,2.0\n")
+    logger = run_folder.history_logger(str(tmp_path))
     logger.set_model(keras.Sequential([keras.layers.Dense(1)]))
-    logger.on_train_begin()
-    for epoch, loss in ((1, 0.6), (2, 0.4)):
-        logger.on_epoch_end(epoch, {"loss": loss})
-    logger.on_train_end()
-    assert (tmp_path / "history.csv").read_text() == "epoch,loss,val_loss\n0,1.0,NA\n1,0.5,NA\n2,0.4,NA\n"
-    assert run_folder.read_history(str(tmp_path)) == {"epoch": [0, 1, 2], "loss": [1.0, 0.5, 0.4],
-                                                       "val_loss": [None, None, None]}
+    for epoch, loss in ((1, 0.6), (2, 0.4)):  # Keras' 0-based epoch indices
+        logger.on_epoch_end(epoch, {"loss": loss, "epoch_time_s": 1.5})
+    assert (tmp_path / "history.csv").read_text() == (
+        "epoch,loss,epoch_time_s\n1,1.0,2.0\n2,0.6,1.5\n3,0.4,1.5\n")  # no val_* column, no partial file
+    assert run_folder.read_history(str(tmp_path)) == {"epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.4],
+                                                       "epoch_time_s": [2.0, 1.5, 1.5]}
+    assert os.listdir(tmp_path) == ["history.csv"]

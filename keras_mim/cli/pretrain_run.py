@@ -1,5 +1,6 @@
 """The training run of `keras-mim pretrain`: data, model, optimizer, callbacks, and the
-run folder's files (see `run_folder.py` for the layout, checkpoints and `--resume`)."""
+run folder's files (see `run_folder.py` for the layout and `--resume`, and
+`pretrain_checkpoints.py` for the checkpoints and the run lock)."""
 
 import datetime
 import os
@@ -7,7 +8,7 @@ import platform
 import sys
 import time
 
-from keras_mim.cli import run_folder
+from keras_mim.cli import pretrain_checkpoints, run_folder
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import jit_compile_setting, write_json
 from keras_mim.cli.pretrain_data import load_data, view_pairs
@@ -62,22 +63,54 @@ def build_model(args, num_channels):
 
 def run_pretrain(args):
     """Train as `args` say (already checked by `resolve_pretrain`); returns the history dict,
-    or None when `--resume` finds the run already complete."""
+    or None when `--resume` finds the run already complete. Holds the run folder's lock
+    (another run there: exit status 2). A stop leaves the folder resumable and says how to
+    go on, in one message: Ctrl-C (exit status 130), a non-finite loss or a full disk
+    (exit status 1)."""
     import keras
 
+    from keras_mim.callbacks import NonFiniteLossError
     from keras_mim.distribute import distribution_scope
 
     if getattr(args, "_complete", False):
         print(f"keras-mim: run folder {os.path.abspath(args.output)} is already complete (its "
               "history.json is written); nothing to resume", flush=True)
         return None
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(args.precision)  # before any layer is built
-    try:
-        with distribution_scope(args.distribute):  # the model is built, compiled and fitted in it
-            return _run_pretrain(args)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    output = os.path.abspath(args.output)
+    resume = pretrain_checkpoints.resume_command(output)
+    command = getattr(args, "_command_line", "keras-mim pretrain")
+    with pretrain_checkpoints.run_lock(output, command), pretrain_checkpoints.ctrl_c:
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(args.precision)  # before any layer is built
+        try:
+            with distribution_scope(args.distribute):  # the model is built, compiled and fitted in it
+                return _run_pretrain(args)
+        except NonFiniteLossError as error:
+            _stop(f"{error}\nIn {output}, {pretrain_checkpoints.kept(output)}; model.keras and history.json "
+                  "were not written. --resume would repeat the recorded settings; change them in a new run "
+                  "(e.g. --config RUN/config.json --learning-rate ...).")
+        except pretrain_checkpoints.CheckpointError as error:
+            _stop(str(error))
+        except OSError as error:
+            if error.errno not in pretrain_checkpoints.DISK_FULL:
+                raise
+            _stop(f"cannot write {error.filename or 'a file of the run'} ({error.strerror}); "
+                  f"{pretrain_checkpoints.kept(output)}. Free some space, then continue with: {resume}")
+        except KeyboardInterrupt:
+            if not os.path.isfile(os.path.join(output, "config.json")):
+                _stop("interrupted before training started; nothing to resume", status=130)
+            done = pretrain_checkpoints.latest_epoch(output)
+            state = (f"epoch {done} of {args.epochs} is the last complete one "
+                     f"({pretrain_checkpoints.checkpoint_path(output, done)})" if done else "no epoch was complete")
+            _stop(f"interrupted; {state}. Continue the run with: {resume}", status=130)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+
+
+def _stop(message, status=1):
+    """One message on stderr, then exit with `status`."""
+    print(f"keras-mim pretrain: {'error: ' if status == 1 else ''}{message}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
 
 
 def _is_dataset(data):
@@ -140,9 +173,10 @@ def _config(args, model, backend, output, resolved):
 
 
 def _callbacks(args, model, output, heldout, noise, steps, resume, pixels):
-    """In the order their epoch ends run: timing, history row, figure, then the checkpoints,
-    so the backup of epoch k means its row and figure are written. A kill after the row but
-    before the backup makes --resume repeat that epoch; its first row and figure are kept."""
+    """In the order their epoch ends run: timing, history row, figure, then the checkpoint,
+    so the checkpoint of epoch k means its row and figure are written. A stop after the row
+    but before the checkpoint makes --resume train that epoch again, replacing its row and
+    figure."""
     import keras
 
     from keras_mim.callbacks import ReconstructionFigureCallback, StopOnNonFiniteLoss
@@ -155,42 +189,38 @@ def _callbacks(args, model, output, heldout, noise, steps, resume, pixels):
             if logs is not None:
                 logs["epoch_time_s"] = round(time.perf_counter() - self._t, 3)
 
-    callbacks = [EpochTimer(), StopOnNonFiniteLoss()]
+    callbacks = [EpochTimer(), StopOnNonFiniteLoss(), pretrain_checkpoints.ctrl_c.callback()]
     # Methods with a training schedule of their own (e.g. HPM's easy-to-hard ratio) say so.
     if hasattr(model, "training_callbacks"):
         callbacks += model.training_callbacks(epochs=args.epochs, steps_per_epoch=steps)
-    callbacks.append(run_folder.history_logger(output, resume))
+    callbacks.append(run_folder.history_logger(output))
     if args.figure_every and pixels:
+        # A resumed run writes the epochs after its checkpoint only: a figure there is from
+        # training the stop discarded, and is replaced.
         callbacks.append(ReconstructionFigureCallback(
             heldout, os.path.join(output, "figures"), every_n_epochs=args.figure_every, noise=noise,
-            seed=args.seed, max_images=2 if heldout.ndim == 5 else 4, overwrite=args.overwrite,
-            keep_existing=resume,
+            seed=args.seed, max_images=2 if heldout.ndim == 5 else 4, overwrite=args.overwrite or resume,
         ))
     tensorboard = run_folder.tensorboard_callback(output)
-    return callbacks + ([tensorboard] if tensorboard else []) + run_folder.checkpoint_callbacks(output)
+    return callbacks + ([tensorboard] if tensorboard else []) + [pretrain_checkpoints.checkpoint_callback(output)]
 
 
-def _stop_on_non_finite(error, callbacks, output):
-    """Close the history and TensorBoard files, say what is kept, exit with status 1."""
-    import keras
-
-    for callback in callbacks:
-        if isinstance(callback, (keras.callbacks.CSVLogger, keras.callbacks.TensorBoard)):
-            callback.on_train_end()
-    done = run_folder.backup_epoch(output)
-    kept = (f"the checkpoints of epoch {done}, the last complete one, are kept ({run_folder.LAST_CHECKPOINT}, "
-            f"{run_folder.BACKUP})" if done else "no epoch was complete, so there is no checkpoint")
-    print(f"keras-mim pretrain: error: {error}\nIn {output}, {kept}; model.keras and history.json were "
-          "not written. --resume would repeat the recorded settings; change them in a new run "
-          "(e.g. --config RUN/config.json --learning-rate ...).", file=sys.stderr, flush=True)
-    raise SystemExit(1)
+def _restore(model, output, epochs):
+    """--resume: load the newest complete checkpoint; returns its epoch (0: none)."""
+    done, path = pretrain_checkpoints.restore(model, output)
+    redone = [e for e in run_folder.read_history(output)["epoch"] if e > done]
+    print(f"keras-mim: resuming after epoch {done} of {epochs}" + (
+        f" (weights, optimizer state and step count from {path})" if path else " (no epoch was complete)"), flush=True)
+    if redone:
+        print(f"keras-mim: epoch(s) {', '.join(map(str, redone))} were recorded in history.csv but not "
+              "checkpointed: trained again, their rows and figures are replaced", flush=True)
+    return done
 
 
 def _run_pretrain(args):
     import keras
     import numpy as np
 
-    from keras_mim.callbacks import NonFiniteLossError
     from keras_mim.distribute import num_replicas
     from keras_mim.viz import plot_reconstructions, reconstruction_panels
 
@@ -214,6 +244,7 @@ def _run_pretrain(args):
         train = train[: len(train) - len(train) % args.batch_size % replicas]  # even last batch on every device
         num_examples, num_channels = len(train), int(train.shape[-1])
         steps = steps_per_epoch(num_examples, args.batch_size, two_views)
+    print(f"keras-mim: building {args.method} on {args.preset} ...", flush=True)
     model = build_model(args, num_channels)
     if two_views:  # fresh view pairs every epoch; fixed held-out pairs
         train, heldout = view_pairs(args, train, heldout)
@@ -236,13 +267,11 @@ def _run_pretrain(args):
                 "steps_per_epoch": steps, "total_steps": total_steps, "optimizer_updates": update_steps,
                 "warmup_steps": warmup_steps, "jit_compile": jit_compile, "num_devices": replicas}
     config = _config(args, model, backend, output, resolved)
-    done = run_folder.backup_epoch(output) if resume else 0
+    done = _restore(model, output, args.epochs) if resume else 0
     if resume:
         run_folder.record_resume(output, done, args._command_line)
         # Another shuffle order than the first epochs (the restored run would repeat them).
         keras.utils.set_random_seed(args.seed + done)
-        print(f"keras-mim: resuming after epoch {done} of {args.epochs} (weights, optimizer state "
-              f"and step count from {run_folder.BACKUP})", flush=True)
     else:
         write_json(os.path.join(output, "config.json"), config)
 
@@ -258,16 +287,24 @@ def _run_pretrain(args):
         f"lr {args.learning_rate:g}",
         flush=True,
     )
+    if done < args.epochs and (backend in ("jax", "tensorflow") or jit_compile is True):
+        print("keras-mim: compiling the training step; the first epoch may take a minute ...", flush=True)
     fit_start = time.perf_counter()
     batching = {"shuffle": False} if two_views or _is_dataset(train) else {"batch_size": args.batch_size, "shuffle": True}
     try:
-        model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2,
-                  **batching)
-    except NonFiniteLossError as error:
-        _stop_on_non_finite(error, callbacks, output)
+        model.fit(train, epochs=args.epochs, initial_epoch=done, callbacks=callbacks,
+                  verbose=1 if sys.stdout.isatty() else 2, **batching)
+    except BaseException:  # a stop: close the TensorBoard files (run_pretrain says what is kept)
+        for callback in callbacks:
+            if isinstance(callback, keras.callbacks.TensorBoard):
+                callback.on_train_end()
+        raise
+    pretrain_checkpoints.ctrl_c.check()  # one swallowed in the last batch
     fit_time = time.perf_counter() - fit_start
 
-    model.save(os.path.join(output, "model.keras"))
+    partial = os.path.join(output, ".model.partial.keras")
+    model.save(partial)
+    os.replace(partial, os.path.join(output, "model.keras"))
     heldout_loss = float(model.evaluate(heldout, batch_size=NUM_HELDOUT, verbose=0, return_dict=True)["loss"])
     heldout_mse = None
     if pixels:

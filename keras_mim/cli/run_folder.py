@@ -1,21 +1,29 @@
 """The run folder of `keras-mim pretrain`: its layout, settings files (`--config`,
-`--resume`), checkpoints, logs and history.
+`--resume`), logs and history (checkpoints and the run lock: `pretrain_checkpoints.py`).
 
-Layout (RUN = --output):
+Layout (RUN = --output; epochs are counted from 1 in every file name, row and message):
 
     RUN/config.json             settings: the resolved arguments, the command line, versions
-    RUN/history.csv             one row per finished epoch (appended on --resume)
+    RUN/history.csv             one row per finished epoch: epoch, loss, epoch_time_s (and any
+                                other logged value); rewritten whole at each epoch's end
     RUN/history.json            the whole run's losses; written last: its presence marks a
                                 complete run
     RUN/model.keras             the final model
     RUN/reconstructions.png     held-out reconstructions (pixel methods)
-    RUN/figures/                reconstruction figures during training
+    RUN/figures/                reconstruction_epochNNNN.png during training (pixel methods)
     RUN/logs/                   TensorBoard logs (when TensorFlow is installed)
-    RUN/checkpoints/last.keras  the model after the latest complete epoch
-    RUN/checkpoints/backup/     keras.callbacks.BackupAndRestore's state (weights, optimizer,
-                                epoch) for --resume; removed once the run is complete
+    RUN/checkpoints/epochNNNN.keras  the model, optimizer state and step count after epoch
+                                NNNN, the latest complete one: what --resume restores; removed
+                                once the run is complete
+    RUN/checkpoints/last.keras  the same model under a fixed name (kept at the end)
     RUN/checkpoints/resumes.jsonl  one line per --resume
     RUN/skipped_files.txt       input files the data source skipped (if any)
+    RUN/.lock                   while a run trains in the folder: its process id and command
+
+Every file is written under a temporary name and renamed, so a run stopped at any moment
+(Ctrl-C, a kill, a full disk) leaves complete files and `--resume` goes on after the newest
+complete checkpoint. An epoch whose history row or figure was written but whose checkpoint
+was not is trained again, and its row and figure are replaced.
 """
 
 import argparse
@@ -24,6 +32,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 
@@ -31,14 +40,15 @@ from keras_mim.cli.common import write_json
 
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = os.path.join(CHECKPOINTS, "last.keras")
-BACKUP = os.path.join(CHECKPOINTS, "backup")
+CHECKPOINT_FILE = re.compile(r"epoch(\d{4,})\.keras\Z")  # checkpoints/epochNNNN.keras
+LEGACY_BACKUP = os.path.join(CHECKPOINTS, "backup")  # keras.callbacks.BackupAndRestore's, before
 RESUMES = os.path.join(CHECKPOINTS, "resumes.jsonl")
 SKIPPED_FILES = "skipped_files.txt"
 # The files `--overwrite` replaces (folders: every file this command writes in them).
 RUN_FILES = ("model.keras", "config.json", "history.json", "history.csv", "reconstructions.png",
              SKIPPED_FILES, LAST_CHECKPOINT, RESUMES)
 # Arguments that are not settings of the run: never read from a settings file.
-NOT_SETTINGS = ("output", "overwrite", "resume", "config")
+NOT_SETTINGS = ("output", "overwrite", "resume", "config", "verbose")
 
 
 def record_options(parser):
@@ -78,12 +88,13 @@ def options(parser):
 
 def clean_run_folder(output):
     """With --overwrite: remove the files this command writes (figures, logs and the
-    backup included, so a new run never restores an old one's state)."""
+    checkpoints included, so a new run never restores an old one's state)."""
     for name in RUN_FILES:
         path = os.path.join(output, name)
         if os.path.isfile(path):
             os.remove(path)
-    shutil.rmtree(os.path.join(output, BACKUP), ignore_errors=True)
+    remove_epoch_checkpoints(output, partial=True)
+    shutil.rmtree(os.path.join(output, LEGACY_BACKUP), ignore_errors=True)
     figures = os.path.join(output, "figures")
     if os.path.isdir(figures):
         for name in os.listdir(figures):
@@ -218,16 +229,6 @@ def option_dest(parser, option):
     return None
 
 
-def backup_epoch(output):
-    """The number of epochs the backup in RUN/checkpoints/backup holds (0 if none)."""
-    path = os.path.join(output, BACKUP, "training_metadata.json")
-    try:
-        with open(path) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
 def record_resume(output, epoch, line):
     with open(os.path.join(output, RESUMES), "a") as f:
         f.write(json.dumps({"after_epoch": epoch, "command_line": line,
@@ -250,49 +251,55 @@ def write_skipped_files(output, skipped):
                 f.write(f"{path}\t{reason}\n")
 
 
-def checkpoint_callbacks(output):
-    """Saved at every epoch's end, after the history row and figure: the backup --resume
-    restores (weights, optimizer state, epoch) and checkpoints/last.keras."""
-    import keras
+def history_logger(output):
+    """The callback writing RUN/history.csv: one row per finished epoch, counted from 1.
 
-    class LastModelCheckpoint(keras.callbacks.Callback):
-        """The model after the latest complete epoch, replaced atomically (a kill while
-        saving leaves the previous one intact)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            path = os.path.join(output, LAST_CHECKPOINT)
-            partial = os.path.join(output, CHECKPOINTS, "last.partial.keras")
-            self.model.save(partial)
-            os.replace(partial, path)
-
-    os.makedirs(os.path.join(output, CHECKPOINTS), exist_ok=True)
-    # Kept at the end of fit (Keras would delete it): removed by `finish` once every file is
-    # written; double_checkpoint: a kill while saving falls back to the previous epoch's.
-    backup = keras.callbacks.BackupAndRestore(os.path.join(output, BACKUP), delete_checkpoint=False,
-                                              double_checkpoint=True)
-    return [backup, LastModelCheckpoint()]
-
-
-def history_logger(output, resume):
-    """keras.callbacks.CSVLogger into RUN/history.csv, appending on --resume. An epoch the
-    file already has (a kill after its row, before its backup: the resumed run repeats it)
-    keeps its first row, so every epoch has one row and earlier rows never change."""
+    Not `keras.callbacks.CSVLogger`, which counts epochs from 0, adds `val_*` columns that
+    stay empty without validation data, keeps its file open (a stopped run left it
+    unclosed) and, appending on --resume, kept an epoch trained again twice or with its
+    first, discarded loss. Here each epoch's end rewrites the file under a temporary name
+    and renames it: the rows of earlier epochs, then this epoch's (an older row of this or
+    a later epoch, from training that a stop discarded, is dropped); the columns are
+    epoch, loss and the other values logged, none left empty."""
     import keras
 
     path = os.path.join(output, "history.csv")
-    recorded = set(read_history(output)["epoch"]) if resume and os.path.isfile(path) else set()
 
-    class HistoryCSV(keras.callbacks.CSVLogger):
+    class HistoryCSV(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch not in recorded:
-                super().on_epoch_end(epoch, logs)
+            rows = [row for row in _history_rows(output) if int(row["epoch"]) <= epoch]
+            rows.append({"epoch": str(epoch + 1), **{k: _text(v) for k, v in (logs or {}).items()}})
+            keys = {key for row in rows for key in row} - {"epoch", "loss"}
+            columns = ["epoch"] + (["loss"] if any("loss" in row for row in rows) else []) + sorted(keys)
+            partial = os.path.join(output, ".history.partial.csv")
+            with open(partial, "w", newline="") as f:
+                writer = csv.DictWriter(f, columns, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(partial, path)
 
-    return HistoryCSV(path, append=resume)
+    return HistoryCSV()
+
+
+def _text(value):
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _history_rows(output):
+    try:
+        with open(os.path.join(output, "history.csv"), newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
 
 
 def tensorboard_callback(output):
-    """keras.callbacks.TensorBoard into RUN/logs, or None (one printed line) where its summary
-    writer is missing: it needs the tensorflow and tensorboard packages, on every backend."""
+    """keras.callbacks.TensorBoard into RUN/logs (epoch steps counted from 1), or None (one
+    printed line) where its summary writer is missing: it needs the tensorflow and
+    tensorboard packages, on every backend."""
     import keras
 
     missing = [name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None]
@@ -300,13 +307,17 @@ def tensorboard_callback(output):
         print(f"keras-mim: no TensorBoard logs: {' and '.join(missing)} not installed (pip install "
               "tensorflow-cpu tensorboard for logs/)", flush=True)
         return None
-    return keras.callbacks.TensorBoard(log_dir=os.path.join(output, "logs"), write_graph=False)
+
+    class TensorBoard(keras.callbacks.TensorBoard):
+        def on_epoch_end(self, epoch, logs=None):  # epochs counted from 1, as in history.csv
+            super().on_epoch_end(epoch + 1, logs)
+
+    return TensorBoard(log_dir=os.path.join(output, "logs"), write_graph=False)
 
 
 def read_history(output):
-    """history.csv as {column: [values per epoch]}, in epoch order."""
-    with open(os.path.join(output, "history.csv"), newline="") as f:
-        rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+    """history.csv as {column: [values per epoch]}, in epoch order (epochs from 1)."""
+    rows = {int(row["epoch"]): row for row in _history_rows(output)}
     columns = {"epoch": sorted(rows)}
     for key in next(iter(rows.values()), {}):
         if key != "epoch":
@@ -321,7 +332,18 @@ def _number(text):
         return None
 
 
+def remove_epoch_checkpoints(output, partial=False):
+    """Remove checkpoints/epochNNNN.keras (and with `partial`, the files of a stopped save)."""
+    folder = os.path.join(output, CHECKPOINTS)
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        if CHECKPOINT_FILE.match(name) or (partial and name.startswith(".") and name.endswith(".partial.keras")):
+            os.remove(os.path.join(folder, name))
+
+
 def finish(output, record):
-    """Write history.json (marking the run complete), then drop the backup."""
-    write_json(os.path.join(output, "history.json"), record)
-    shutil.rmtree(os.path.join(output, BACKUP), ignore_errors=True)
+    """Write history.json (marking the run complete), then drop the epoch checkpoints
+    (checkpoints/last.keras stays)."""
+    partial = os.path.join(output, ".history.partial.json")  # renamed: never a half-written marker
+    write_json(partial, record)
+    os.replace(partial, os.path.join(output, "history.json"))
+    remove_epoch_checkpoints(output)
