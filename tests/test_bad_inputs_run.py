@@ -98,7 +98,16 @@ def _stop_saving_at(monkeypatch, epoch, error):
     return seen
 
 
-def test_a_swallowed_ctrl_c_stops_the_run_at_the_next_batch():
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test (a pytest-xdist worker runs with another one,
+    as a process started by a shell script may): what a `keras-mim` command starts with."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_swallowed_ctrl_c_stops_the_run_at_the_next_batch(python_sigint):
     callback = pretrain_checkpoints.ctrl_c.callback()
     with pretrain_checkpoints.ctrl_c:
         callback.on_train_batch_end(0)  # nothing pressed: training goes on
