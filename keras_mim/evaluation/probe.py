@@ -29,7 +29,8 @@ def fit_linear_probe(probe, images, labels, epochs=90, batch_size=128, base_lear
         epochs: training epochs (MAE: 90).
         batch_size: batch size (MAE: 16384 over many GPUs).
         base_learning_rate: MAE's `blr` (0.1).
-        warmup_epochs: warmup epochs (MAE: 10), cut to one step less than the run.
+        warmup_epochs: warmup epochs (MAE: 10), cut to a ninth of the run (MAE: 10 of 90
+            epochs) so a short probe still reaches its peak rate early and decays.
         callbacks: Keras callbacks for `fit` (e.g. a `CSVLogger`).
         jit_compile: `compile`'s `jit_compile`.
         verbose: `fit`'s verbosity.
@@ -69,7 +70,7 @@ def fit_linear_probe(probe, images, labels, epochs=90, batch_size=128, base_lear
     steps = -(-len(features) // batch_size)
     total = steps * epochs
     schedule = warmup_cosine_schedule(base_learning_rate * batch_size / 256, total,
-                                      min(steps * warmup_epochs, total - 1))
+                                      min(steps * warmup_epochs, total // 9))
     head = probe.head_model()
     head.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9),
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
