@@ -317,6 +317,7 @@ def build_classifier(args, build):
 def run_probe(args):
     import keras
 
+    from keras_mim.cli.run_folder import history_logger
     from keras_mim.evaluation import fit_linear_probe
     from keras_mim.models.linear_probe import LinearProbe
 
@@ -339,7 +340,7 @@ def run_probe(args):
     history = fit_linear_probe(
         probe, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
         base_learning_rate=args.base_learning_rate, warmup_epochs=args.warmup_epochs,
-        callbacks=[keras.callbacks.CSVLogger(os.path.join(output, "history.csv"))],
+        callbacks=[history_logger(output)],  # epochs counted from 1, as pretrain's
         jit_compile=jit_compile_setting(args.jit_compile), verbose=1 if sys.stdout.isatty() else 2,
     )
     top1, top5 = score_images(probe, x_test, y_test, args.batch_size)  # end to end, from the images

@@ -77,6 +77,7 @@ def resolve_finetune(parser, args):
 def run_finetune(args):
     import keras
 
+    from keras_mim.cli.run_folder import history_logger
     from keras_mim.data.finetune_augment import finetune_dataset
     from keras_mim.models.image_classifier import ImageClassifier
     from keras_mim.optimizers import finetune_optimizer
@@ -113,7 +114,7 @@ def run_finetune(args):
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=jit)
     history = model.fit(train, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,
-                        callbacks=[keras.callbacks.CSVLogger(os.path.join(output, "history.csv"))]).history
+                        callbacks=[history_logger(output)]).history  # epochs from 1
     model.save(os.path.join(output, "classifier.keras"))
     top1, top5 = score_images(model, x_test, y_test, args.batch_size)
     return finish(args, output, start, {"top1": top1, "top5": top5, "train_loss": history["loss"],
