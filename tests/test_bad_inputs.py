@@ -30,6 +30,15 @@ def _snapshot(folder):
     return files
 
 
+def assert_refused(call, error, message, folder):
+    """`call()` raises `error` with a message matching `message`, and every file under
+    `folder` is as it was (the catalogue's API cases, in every test_bad_inputs*.py file)."""
+    before = _snapshot(folder)
+    with pytest.raises(error, match=message):
+        call()
+    assert _snapshot(folder) == before
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """A working folder with what a user typically has lying around: an earlier run folder,
@@ -142,10 +151,7 @@ API_CASES = [
 
 @pytest.mark.parametrize("call, error, message", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
 def test_api_bad_input(call, error, message, workspace):
-    before = _snapshot(workspace)
-    with pytest.raises(error, match=message):
-        call()
-    assert _snapshot(workspace) == before
+    assert_refused(call, error, message, workspace)
 
 
 def test_catalogue_size():

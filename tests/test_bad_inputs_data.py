@@ -18,7 +18,7 @@ import tifffile
 from PIL import Image
 
 from keras_mim import data
-from tests.test_bad_inputs import _snapshot, workspace  # noqa: F401 (`workspace` is the fixture)
+from tests.test_bad_inputs import _snapshot, assert_refused, workspace  # noqa: F401 (`workspace` is the fixture)
 
 pytestmark = pytest.mark.backend_independent  # numpy, Pillow and tf.data only: no Keras op
 
@@ -283,10 +283,7 @@ DATA_CASES = [c[0] for c in ERROR_CASES + CONVERSION_CASES]
 @pytest.mark.parametrize("make, error, message", [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
 def test_data_bad_input_raises(make, error, message, workspace):  # noqa: F811
     call = make(workspace)
-    before = _snapshot(workspace)
-    with pytest.raises(error, match=message):
-        call()
-    assert _snapshot(workspace) == before
+    assert_refused(call, error, message, workspace)
 
 
 @pytest.mark.parametrize("make", [c[1] for c in CONVERSION_CASES], ids=[c[0] for c in CONVERSION_CASES])

@@ -15,7 +15,7 @@ import pytest
 
 from keras_mim import ImageClassifier, LinearProbe, MaskedAutoencoder
 from keras_mim.evaluation import fit_linear_probe, load_encoder, load_labelled_npz, scan_labelled_folder
-from tests.test_bad_inputs import _snapshot
+from tests.test_bad_inputs import _snapshot, assert_refused
 
 pytestmark = pytest.mark.one_backend  # end to end; the per-backend parts are tested on every backend elsewhere
 
@@ -158,10 +158,7 @@ LOADS_THE_MODEL = {"model whose encoder is no encoder"}  # only loading tells wh
 
 @pytest.mark.parametrize("call, error, message", [c[1:] for c in API_EVAL_CASES], ids=[c[0] for c in API_EVAL_CASES])
 def test_api_bad_input(call, error, message, workspace):
-    before = _snapshot(workspace)
-    with pytest.raises(error, match=message):
-        call()
-    assert _snapshot(workspace) == before
+    assert_refused(call, error, message, workspace)
 
 
 @pytest.mark.parametrize("argv, message", [c[1:] for c in CLI_EVAL_CASES], ids=[c[0] for c in CLI_EVAL_CASES])
