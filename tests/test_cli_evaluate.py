@@ -48,19 +48,22 @@ def test_probe_trains_only_the_head_on_the_saved_encoder(saved_mae, tmp_path):
     # not enough: a short probe was scored with statistics far from its features')
     x_train = load_labelled_digits("train")[0]
     feats = keras.ops.convert_to_numpy(mae.encoder(x_train))[:, 0].astype("float64")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.head_norm.moving_variance), feats.var(0), rtol=0.3)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.head_norm.moving_variance), feats.var(0), rtol=1e-3)
+    # the head started at the ridge classifier, recorded with its leave-one-out accuracy
+    assert set(result["ridge_head"]) == {"l2", "scale", "loo_accuracy"}
+    assert json.loads((run / "config.json").read_text())["resolved"]["head_init"] == "ridge"
 
 
 def test_random_init_is_a_fresh_encoder_of_the_same_architecture(saved_mae, tmp_path):
     run = tmp_path / "probe"
     argv = ["probe", str(saved_mae), "--random-init", "--seed", "1", "--output", str(run), "--epochs", "1",
-            "--batch-size", "256"]
+            "--batch-size", "256", "--head-init", "random"]
     assert cli.main(argv) == 0
     probe = keras.saving.load_model(run / "probe.keras")
     mae = keras.saving.load_model(saved_mae)
     assert probe.encoder.get_config()["embed_dim"] == mae.encoder.embed_dim
     assert not np.allclose(probe.encoder.patch_embed.get_weights()[0], mae.encoder.patch_embed.get_weights()[0])
-    assert _results(run)["weights"] == "random-init"
+    assert _results(run)["weights"] == "random-init" and "ridge_head" not in _results(run)
 
 
 def test_npz_data(saved_mae, tmp_path):

@@ -140,16 +140,17 @@ def test_masking_strategies_the_readme_counts_and_lists():
 
 
 def test_study_claim_matches_its_json():
-    """'MAE pretraining beats the same encoder at its random initialisation on k-NN, low-shot
-    probes and fine-tuning, but not on the full-label linear probe' (docs/study.md)."""
+    """'MAE pretraining beats the same encoder at its random initialisation on k-NN and
+    fine-tuning, but not on linear probes' (docs/study.md)."""
     text = " ".join(README.read_text().split())
-    assert ("beats the same encoder at its random initialisation on k-NN, low-shot probes and fine-tuning, "
-            "but not on the full-label linear probe") in text
+    assert ("beats the same encoder at its random initialisation on k-NN and fine-tuning, "
+            "but not on linear probes") in text
     results = json.loads(_source("benchmarks/results/downstream_digits_jax.json"))["results"]
     mae, random_init = results["pretrained"], results["random_init"]
-    for evaluation in ("knn", "knn_10_per_class", "probe_10_per_class", "finetune", "finetune_mae_recipe"):
+    for evaluation in ("knn", "knn_10_per_class", "finetune", "finetune_mae_recipe"):
         assert mae[evaluation] > random_init[evaluation] + 0.05, evaluation
-    assert abs(mae["probe"] - random_init["probe"]) < 0.01
+    for evaluation in ("probe", "probe_10_per_class"):
+        assert mae[evaluation] < random_init[evaluation] + 0.02, evaluation
 
 
 def test_teacher_features_are_no_target():

@@ -1,6 +1,7 @@
-"""Evaluating pretrained encoders: k-NN on frozen features, MAE's linear-probe recipe, the
-encoder of a saved `.keras` file and labelled evaluation data (the linear probe and the
-fine-tuned classifier are models: `keras_mim.models.LinearProbe`, `keras_mim.models.ImageClassifier`).
+"""Evaluating pretrained encoders: k-NN on frozen features, MAE's linear-probe recipe (its head
+started at the features' ridge classifier), the encoder of a saved `.keras` file and labelled
+evaluation data (the linear probe and the fine-tuned classifier are models:
+`keras_mim.models.LinearProbe`, `keras_mim.models.ImageClassifier`).
 
 Names are imported on first use (PEP 562), so the `keras-mim` commands can check a model file
 (`inspect_keras_file`) before Keras is imported.
@@ -15,6 +16,7 @@ _NAMES = {
                     "labelled_data"),
     **dict.fromkeys(("inspect_keras_file", "load_encoder"), "model_file"),
     "fit_linear_probe": "probe",
+    "ridge_head_init": "ridge_head",
 }
 
 __all__ = sorted(_NAMES)
