@@ -31,12 +31,11 @@ def main():
     import keras
 
     from keras_mim.data import load_labelled_digits
-    from keras_mim.evaluation import fit_linear_probe, load_encoder
+    from keras_mim.evaluation import fit_linear_probe, load_encoder, random_init_encoder
     from keras_mim.models.linear_probe import LinearProbe
 
     pretrained = load_encoder(args.model)
-    keras.utils.set_random_seed(0)  # the CLI's --random-init: the same architecture, seed 0
-    random_init = pretrained.__class__.from_config(pretrained.get_config())
+    random_init = random_init_encoder(pretrained, seed=0)  # the CLI's --random-init
     x_train, y_train = load_labelled_digits("train", image_size=pretrained.image_size)
     x_test, y_test = load_labelled_digits("test", image_size=pretrained.image_size)
     few = np.concatenate([np.flatnonzero(y_train == c)[:10] for c in range(10)])

@@ -7,6 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
+from sklearn.datasets import load_digits
 from skimage import data as samples
 
 from keras_mim import cli
@@ -50,6 +51,24 @@ def test_folder_run_writes_skipped_files_and_holds_out_images(tmp_path, capsys):
     assert config["resolved"]["num_train_images"] == 6 and config["resolved"]["steps_per_epoch"] == 1
     history = json.loads((run / "history.json").read_text())
     assert np.isfinite(history["final_loss"]) and (run / "reconstructions.png").exists()
+    assert history["value_check"] is None and not (run / "value_check.json").exists()  # no class subfolders
+
+
+def test_class_subfolders_end_with_the_value_check(tmp_path, capsys):
+    digits = load_digits()
+    for i in np.flatnonzero(digits.target < 3)[:36]:  # 3 classes of real digits, 12 each
+        (tmp_path / "data" / f"class {digits.target[i]}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray((digits.images[i] * 15).astype("uint8")).save(tmp_path / "data" / f"class {digits.target[i]}" / f"{i}.png")
+    run = tmp_path / "run"
+    argv = ["pretrain", "--data", str(tmp_path / "data"), "--output", str(run), "--image-size", "16", *TINY]
+    assert cli.main(argv) == 0
+    check = json.loads((run / "value_check.json").read_text())
+    assert check["classes"] == ["class 0", "class 1", "class 2"]
+    assert check["num_train"] + check["num_test"] == 36 and 6 <= check["num_test"] <= 9 and check["k"] == 20
+    assert 0 <= check["pretrained"] <= 1 and 0 <= check["random_init"] <= 1
+    assert json.loads((run / "history.json").read_text())["value_check"] == check
+    line = next(line for line in capsys.readouterr().out.splitlines() if "value check" in line)
+    assert f"pretrained {check['pretrained']:.3f} vs random init {check['random_init']:.3f}" in line
 
 
 class KerasMimCliImages(tfds.core.GeneratorBasedBuilder):

@@ -193,8 +193,6 @@ def fail(command, message):
 
 def load_encoder(args):
     """The encoder of the saved model (or, with --random-init, a fresh one of its architecture)."""
-    import keras
-
     from keras_mim.evaluation import load_encoder as load
 
     try:
@@ -202,8 +200,9 @@ def load_encoder(args):
     except (ValueError, OSError) as error:
         fail(args.command, str(error))
     if args.random_init:
-        keras.utils.set_random_seed(args.seed)
-        encoder = encoder.__class__.from_config(encoder.get_config())
+        from keras_mim.evaluation.value_check import random_init_encoder
+
+        encoder = random_init_encoder(encoder, args.seed)
     return encoder
 
 

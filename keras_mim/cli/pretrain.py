@@ -41,6 +41,7 @@ from keras_mim.cli.pretrain_options import (
     takes_norm_pix_loss,
     takes_target,
 )
+from keras_mim.cli.pretrain_value import add_value_check_argument
 from keras_mim.utils import check_mask_ratio, to_2tuple
 
 
@@ -57,7 +58,8 @@ def add_pretrain_parser(commands):
             "(the latest complete epoch's model, written atomically: --resume continues from it, "
             "losing at most the current epoch; a lock file keeps a second run out), figures/ "
             "(during training; methods that predict pixels only), and at the end model.keras, "
-            "reconstructions.png (held-out images, fixed masks) and history.json. A NaN or "
+            "reconstructions.png (held-out images, fixed masks), value_check.json (class subfolders "
+            "only) and history.json. A NaN or "
             "infinite loss stops the run (exit status 1) keeping the last good epoch's checkpoints. "
             "With no options it trains mae_vit_nano_patch2_16 on the 16 px digits for "
             f"{DEFAULT_EPOCHS['digits']} epochs, a few minutes on a 2-core CPU."
@@ -147,6 +149,7 @@ def add_pretrain_parser(commands):
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the weights, masks, data order and sample crops")
     add_jit_argument(p)
+    add_value_check_argument(p)
     p.add_argument("--figure-every", type=non_negative_int, default=None,
                    help="save a reconstruction figure in figures/ every N epochs (0: never); "
                         "default: about 5 figures per run")

@@ -12,6 +12,7 @@ from keras_mim.cli import pretrain_checkpoints, run_folder
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import jit_compile_setting, write_json
 from keras_mim.cli.pretrain_data import load_data, view_pairs
+from keras_mim.cli.pretrain_value import run_value_check
 from keras_mim.cli.pretrain_options import (
     NO_WEIGHT_DECAY,
     NUM_HELDOUT,
@@ -318,6 +319,7 @@ def _run_pretrain(args):
             max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
             title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out images",
         )
+    value_check = run_value_check(args, model, output)
     history = run_folder.read_history(output)  # every epoch of the run, resumed ones included
     losses = history["loss"]
     record = {
@@ -326,6 +328,7 @@ def _run_pretrain(args):
         "final_loss": losses[-1],
         "heldout_loss": heldout_loss,
         "heldout_pixel_mse": heldout_mse,
+        "value_check": value_check,
         "fit_time_s": round(fit_time, 3),
         "wall_time_s": round(time.perf_counter() - start, 3),
         "resumed_after_epochs": run_folder.resumes(output),

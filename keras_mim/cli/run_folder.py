@@ -10,6 +10,7 @@ Layout (RUN = --output; epochs are counted from 1 in every file name, row and me
                                 complete run
     RUN/model.keras             the final model
     RUN/reconstructions.png     held-out reconstructions (pixel methods)
+    RUN/value_check.json        k-NN of the encoder vs its random init (--data with class subfolders)
     RUN/figures/                reconstruction_epochNNNN.png during training (pixel methods)
     RUN/logs/                   TensorBoard logs (when TensorFlow is installed)
     RUN/checkpoints/epochNNNN.keras  the model, optimizer state and step count after epoch
@@ -46,7 +47,7 @@ RESUMES = os.path.join(CHECKPOINTS, "resumes.jsonl")
 SKIPPED_FILES = "skipped_files.txt"
 # The files `--overwrite` replaces (folders: every file this command writes in them).
 RUN_FILES = ("model.keras", "config.json", "history.json", "history.csv", "reconstructions.png",
-             SKIPPED_FILES, LAST_CHECKPOINT, RESUMES)
+             "value_check.json", SKIPPED_FILES, LAST_CHECKPOINT, RESUMES)
 # Arguments that are not settings of the run: never read from a settings file.
 NOT_SETTINGS = ("output", "overwrite", "resume", "config", "verbose")
 

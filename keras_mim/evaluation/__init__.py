@@ -17,6 +17,7 @@ _NAMES = {
     **dict.fromkeys(("inspect_keras_file", "load_encoder"), "model_file"),
     "fit_linear_probe": "probe",
     "ridge_head_init": "ridge_head",
+    **dict.fromkeys(("pretraining_value", "random_init_encoder"), "value_check"),
 }
 
 __all__ = sorted(_NAMES)
