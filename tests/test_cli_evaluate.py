@@ -165,3 +165,28 @@ def test_help_names_the_data_folder_layout(capsys):
         cli.main(["probe", "--help"])
     assert "one subfolder per class (labels are the subfolder names in sorted order" in " ".join(
         capsys.readouterr().out.split())
+
+
+def test_block_auto_chooses_on_training_images_only(saved_mae, tmp_path, monkeypatch):
+    from keras_mim.evaluation import probe_selection
+
+    seen = []
+    choose = probe_selection.select_probe_features
+
+    def recording(model, images, labels, **kwargs):
+        seen.append((images, labels))
+        return choose(model, images, labels, **kwargs)
+
+    monkeypatch.setattr(probe_selection, "select_probe_features", recording)
+    run = tmp_path / "probe"
+    argv = ["probe", str(saved_mae), "--block", "auto", "--output", str(run), "--epochs", "1", "--batch-size", "256"]
+    assert cli.main(argv) == 0
+    x_train, y_train = load_labelled_digits("train")
+    [(images, labels)] = seen  # the training split, nothing of the test split
+    np.testing.assert_array_equal(images, x_train)
+    np.testing.assert_array_equal(labels, y_train)
+    selection = json.loads((run / "config.json").read_text())["resolved"]["block_selection"]
+    result = _results(run)
+    best = f"{'last' if result['block'] is None else result['block']}/{result['pooling']}"
+    assert selection["table"][best] == max(selection["table"].values())
+    assert keras.saving.load_model(run / "probe.keras").block == result["block"]

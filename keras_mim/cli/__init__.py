@@ -26,7 +26,7 @@ import sys
 
 from keras_mim.cli.backend import select_backend, switch_backend
 from keras_mim.cli.common import ArgumentParser, add_verbose_argument, quiet_backend_logs
-from keras_mim.cli.evaluate import add_knn_parser, add_probe_parser, resolve_eval, run_knn, run_probe
+from keras_mim.cli.evaluate import add_knn_parser, resolve_eval, run_knn
 from keras_mim.cli.finetune import add_finetune_parser, resolve_finetune, run_finetune
 from keras_mim.cli.masks import add_masks_parser, resolve_masks, run_masks
 from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of the CLI's API)
@@ -41,6 +41,7 @@ from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of th
     resolve_pretrain,
     run_pretrain,
 )
+from keras_mim.cli.probe import add_probe_parser, run_probe
 
 
 def build_parser():

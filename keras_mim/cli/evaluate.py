@@ -1,5 +1,5 @@
-"""`keras-mim probe` and `keras-mim knn` (and what `finetune` shares with them): evaluate the
-encoder of a saved `.keras` model on labelled images and write a results JSON."""
+"""`keras-mim knn` and what `probe` and `finetune` share with it: evaluate the encoder of a
+saved `.keras` model on labelled images and write a results JSON."""
 
 import datetime
 import os
@@ -25,10 +25,6 @@ from keras_mim.cli.common import (
 
 EVAL_DATASETS = ("digits",)
 DEFAULT_TEST_FRACTION = 0.2  # keras_mim.evaluation.labelled_data's (not imported here: it imports Keras)
-PROBE_EPOCHS = 90  # MAE's linear probe: 90 epochs, 10 of warmup
-PROBE_WARMUP_EPOCHS = 10
-PROBE_BATCH_SIZE = 128
-PROBE_BASE_LR = 0.1  # lr = base * batch / 256, as MAE's linear probe
 KNN_K = 20
 KNN_TEMPERATURE = 0.07
 open_ratio = parsed(float, lambda v: 0.0 < v < 1.0, "a number in (0, 1)")
@@ -84,29 +80,6 @@ def add_training_arguments(p, epochs, batch_size, base_lr, warmup_epochs):
     p.add_argument("--warmup-epochs", type=non_negative_int, default=warmup_epochs,
                    help="linear warmup epochs before the cosine decay")
     add_jit_argument(p)
-
-
-def add_probe_parser(commands):
-    p = commands.add_parser(
-        "probe", help="linear probe of a saved model's frozen encoder; writes results.json.",
-        description="Train MAE's linear probe (frozen encoder, BatchNorm without affine + Dense) on "
-                    "labelled images and report test accuracy in a run folder: results.json, "
-                    "history.csv, config.json, probe.keras. The BatchNorm's statistics are the "
-                    "training features' mean and variance (one pass), fixed while the head trains, "
-                    "so a short probe is scored with the statistics it trained with. The head starts at the closed-form "
-                    "ridge classifier of the standardised features (penalty by leave-one-out), so "
-                    "3 epochs score close to 90 (MAE's random head: --head-init random).",
-        epilog="Optimiser: MAE uses LARS (lr 0.1 x batch/256, no weight decay); Keras has no LARS, "
-               "so this uses SGD with momentum 0.9 and the same schedule (warmup, then cosine to 0), "
-               "which the BatchNorm before the head makes insensitive to the feature scale.",
-        formatter_class=HelpFormatter,
-    )
-    add_eval_arguments(p, "probe")
-    add_training_arguments(p, PROBE_EPOCHS, PROBE_BATCH_SIZE, PROBE_BASE_LR, PROBE_WARMUP_EPOCHS)
-    p.add_argument("--head-init", choices=("ridge", "random"), default="ridge",
-                   help="the head's start: the ridge classifier of the features (closed form) or "
-                        "MAE's random weights (std 0.01)")
-    return p
 
 
 def add_knn_parser(commands):
@@ -316,47 +289,6 @@ def build_classifier(args, build):
     except ValueError as error:
         fail(args.command, str(error))
     return encoder, data, skipped, num_classes, model
-
-
-def run_probe(args):
-    import keras
-
-    from keras_mim.cli.run_folder import history_logger
-    from keras_mim.evaluation import fit_linear_probe
-    from keras_mim.models.linear_probe import LinearProbe
-
-    start = time.perf_counter()
-    encoder, (x_train, y_train, x_test, y_test), skipped, num_classes, probe = build_classifier(
-        args, lambda encoder, n: LinearProbe(encoder, n, pooling=args.pooling, seed=args.seed))
-    steps = -(-len(x_train) // args.batch_size)
-    peak = args.base_learning_rate * args.batch_size / 256
-    output = prepare_output(args, ("config.json", "results.json", "history.csv", "probe.keras"), skipped)
-    config = run_record(args, encoder, {
-        "num_train": len(x_train), "num_test": len(x_test), "num_classes": num_classes,
-        "pooling": probe.pooling, "peak_learning_rate": peak, "steps_per_epoch": steps,
-        "optimizer": "SGD(momentum=0.9), warmup + cosine (MAE: LARS)",
-        "features": "computed once (frozen encoder, inference mode, no augmentation)",
-        "head_norm_statistics": "the training features' mean and variance (one pass), fixed while the head trains",
-        "head_init": args.head_init,
-    })
-    write_json(os.path.join(output, "config.json"), config)
-    print(f"keras-mim probe: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "
-          f"{len(x_train)} train / {len(x_test)} test images, {args.epochs} epochs, lr {peak:g}", flush=True)
-    history = fit_linear_probe(
-        probe, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-        base_learning_rate=args.base_learning_rate, warmup_epochs=args.warmup_epochs, head_init=args.head_init,
-        callbacks=[history_logger(output)],  # epochs counted from 1, as pretrain's
-        jit_compile=jit_compile_setting(args.jit_compile), verbose=1 if sys.stdout.isatty() else 2,
-    )
-    top1, top5 = score_images(probe, x_test, y_test, args.batch_size)  # end to end, from the images
-    probe.save(os.path.join(output, "probe.keras"))
-    extra = {}
-    if history.get("ridge"):
-        extra = {"ridge_head": history["ridge"]}
-        print(f"keras-mim probe: the head started at the ridge classifier of the features (l2 {history['ridge']['l2']:g} "
-              f"x N, leave-one-out accuracy {history['ridge']['loo_accuracy']:.4f} on the training images)", flush=True)
-    return finish(args, output, start, {"top1": top1, "top5": top5, "train_loss": history["loss"],
-                                        "train_accuracy": history["accuracy"], **extra})
 
 
 def score_images(model, x, y, batch_size):

@@ -18,6 +18,7 @@ _NAMES = {
     "fit_linear_probe": "probe",
     "ridge_head_init": "ridge_head",
     **dict.fromkeys(("pretraining_value", "random_init_encoder"), "value_check"),
+    **dict.fromkeys(("select_probe_features", "validation_split"), "probe_selection"),
 }
 
 __all__ = sorted(_NAMES)

@@ -32,7 +32,10 @@ class ImageClassifier(EncoderModel):
     `fc_norm` (the encoder's own final norm is not used, as the official code deletes
     it; its variables are frozen). `pooling="cls"` takes the cls token after the
     final norm. The head is a Dense layer initialised with a truncated normal of
-    std 2e-5 (official fine-tuning) and zero bias; it returns logits.
+    std 2e-5 (official fine-tuning) and zero bias; it returns logits. With `block`, an
+    earlier block's output is pooled (either way) and normalised by `fc_norm` instead: the
+    blocks after it and the final norm are frozen and unused (their output would be
+    discarded; they still run, so this saves no compute).
 
     The classifier trains its own copy of the encoder (config and weights), so the
     pretraining model the encoder came from is left as it was, and several heads can
@@ -48,6 +51,8 @@ class ImageClassifier(EncoderModel):
         dropout: dropout before the head (MAE: 0).
         head_init_std: std of the head's initial weights.
         seed: optional int seed of the head dropout.
+        block: None (the encoder's last block) or the index of the block whose output is
+            read (negative counts from the end; the last block is the same as None).
         copy_encoder: train a copy of `encoder` (default). False trains `encoder` itself
             (only possible when `drop_path_rate` is None or already the encoder's).
         **kwargs: standard model arguments (name, dtype).
@@ -76,12 +81,14 @@ class ImageClassifier(EncoderModel):
         head_init_std=2e-5,
         seed=None,
         copy_encoder=True,
+        block=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         encoder = check_encoder(get_encoder(encoder), type(self).__name__)
         self.num_classes = check_positive_int(num_classes, "num_classes")
         self.pooling = check_pooling(encoder, pooling, "a classifier")
+        self.block = check_block(encoder, block)
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
         if drop_path_rate is not None and not 0.0 <= float(drop_path_rate) < 1.0:
@@ -102,9 +109,11 @@ class ImageClassifier(EncoderModel):
         self.seed = seed
         p = self.dtype_policy
         self.fc_norm = None
-        if self.pooling == "avg":
+        if self.pooling == "avg" or self.block is not None:
             self.fc_norm = LayerNorm(epsilon=encoder.norm_epsilon, dtype=p, name="fc_norm")
             keras.layers.Layer.trainable.fset(encoder.norm, False)  # unused, as the official `del self.norm`
+        for unused in encoder.blocks[self.block + 1 :] if self.block is not None else ():
+            keras.layers.Layer.trainable.fset(unused, False)
         self.head_norm = self.make_head_norm()
         self.head_drop = keras.layers.Dropout(self.dropout, seed=seed, dtype=p, name="head_drop")
         self.head = keras.layers.Dense(
@@ -133,11 +142,12 @@ class ImageClassifier(EncoderModel):
     def forward_features(self, images, training=None):
         """Pooled features `(B, D)` the head reads."""
         enc = self.encoder
-        if self.pooling == "cls":
+        if self.pooling == "cls" and self.block is None:
             return pool_tokens(enc(images, training=training), "cls", enc.num_prefix_tokens)
+        block = -1 if self.block is None else self.block
         tokens = enc.select_tokens(images)  # (B, N, D)
-        _, [last] = enc.encode_tokens(tokens, training=training, return_layers=[-1])  # before the final norm
-        return self.fc_norm(pool_tokens(last, "avg", enc.num_prefix_tokens))
+        _, [out] = enc.encode_tokens(tokens, training=training, return_layers=[block])  # before the final norm
+        return self.fc_norm(pool_tokens(out, self.pooling, enc.num_prefix_tokens))
 
     def forward_head(self, features, training=None):
         """`(B, D) -> (B, num_classes)` logits."""
@@ -165,5 +175,19 @@ class ImageClassifier(EncoderModel):
             dropout=self.dropout,
             head_init_std=self.head_init_std,
             seed=self.seed,
+            block=self.block,
         )
         return config
+
+
+def check_block(encoder, block):
+    """`block` as a non-negative index below the encoder's last block, or None for the last
+    block (the encoder's output); raises ValueError naming it otherwise."""
+    if block is None:
+        return None
+    depth = encoder.depth
+    if isinstance(block, bool) or not isinstance(block, int) or not -depth <= block < depth:
+        raise ValueError(f"`block` must be None or a block index in [{-depth}, {depth - 1}] for an encoder of "
+                         f"depth {depth}, got {block!r}.")
+    block %= depth
+    return None if block == depth - 1 else block

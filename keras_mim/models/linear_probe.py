@@ -33,13 +33,19 @@ class LinearProbe(ImageClassifier):
     Pooling as `ImageClassifier`: `"cls"` (MAE's linear-probe default, used when the
     encoder has a cls token) is the cls token after the final norm; `"avg"` averages
     the last block's patch tokens and applies a LayerNorm with identity affine (the
-    official probe's frozen fresh `fc_norm`).
+    official probe's frozen fresh `fc_norm`). With `block`, the probe reads an earlier
+    block's output instead (pooled the same way, then that frozen `fc_norm`): in
+    MAE-style encoders the best linear features often sit below the last block, which is
+    shaped by the reconstruction task (`keras_mim.evaluation.select_probe_features` picks
+    the block and pooling on a validation split).
 
     Args:
         encoder: a `ViTEncoder`, or a model holding one in `.encoder`.
         num_classes: number of classes.
         pooling: `"cls"`, `"avg"` or None (cls if the encoder has a cls token, else avg).
         head_init_std: std of the head's initial weights (official: 0.01).
+        block: None (the encoder's output, as MAE) or the index of the block whose output
+            is probed (negative counts from the end; the last block is the same as None).
         **kwargs: `ImageClassifier` arguments (`dropout`, `seed`, `copy_encoder`) and
             standard model arguments (name, dtype).
 
@@ -56,7 +62,7 @@ class LinearProbe(ImageClassifier):
     >>> history = probe.fit(x, np.arange(8), epochs=1, verbose=0)
     """
 
-    def __init__(self, encoder, num_classes, pooling=None, head_init_std=0.01, **kwargs):
+    def __init__(self, encoder, num_classes, pooling=None, head_init_std=0.01, block=None, **kwargs):
         if "drop_path_rate" in kwargs and kwargs["drop_path_rate"] not in (None, 0, 0.0):
             raise ValueError(
                 f"A linear probe runs its frozen encoder in inference mode; `drop_path_rate`="
@@ -65,7 +71,7 @@ class LinearProbe(ImageClassifier):
         kwargs.pop("drop_path_rate", None)
         if pooling is None:
             pooling = default_pooling(get_encoder(encoder))
-        super().__init__(encoder, num_classes, pooling=pooling, head_init_std=head_init_std, **kwargs)
+        super().__init__(encoder, num_classes, pooling=pooling, head_init_std=head_init_std, block=block, **kwargs)
         # Through the setter itself, on every construction (see TeacherFeatures): frozen
         # also after a `.keras` round trip, on every backend.
         keras.layers.Layer.trainable.fset(self.encoder, False)
@@ -134,3 +140,4 @@ class LinearProbe(ImageClassifier):
         config = super().get_config()
         config.pop("drop_path_rate")
         return config
+

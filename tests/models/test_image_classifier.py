@@ -151,3 +151,15 @@ def test_wrong_image_size_fails_before_training():
     model.compile(optimizer="adamw", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match=r"size \(32, 32\) but this model classifies \(16, 16\)"):
         model.fit(np.zeros((4, 32, 32, 3), "float32"), np.zeros(4), verbose=0)
+
+
+def test_block_freezes_what_comes_after_it():
+    model = ImageClassifier(tiny_encoder(depth=3), num_classes=4, pooling="cls", block=1)
+    trainable = {v.path for v in model.trainable_weights}
+    assert any("/block_1/" in p for p in trainable) and any("fc_norm" in p for p in trainable)
+    assert not any("/block_2/" in p or "encoder_" in p and p.endswith("/norm/gamma") for p in trainable), trainable
+    # 12 variables per block, the final norm's 2; fc_norm's 2 added
+    assert len(trainable) == len(ImageClassifier(tiny_encoder(depth=3), 4, pooling="cls").trainable_weights) - 12
+    assert model.get_config()["block"] == 1
+    with pytest.raises(ValueError, match=r"`block` must be None or a block index in \[-3, 2\]"):
+        ImageClassifier(tiny_encoder(depth=3), num_classes=4, block=3)

@@ -101,3 +101,34 @@ def test_feature_statistics_set_the_head_norm_for_inference(rng):
 def test_bad_feature_statistics(features, match):
     with pytest.raises(ValueError, match=match):
         LinearProbe(tiny_encoder(), num_classes=3).set_feature_statistics(features)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "avg"])
+def test_block_reads_an_earlier_blocks_pooled_tokens_layer_normed(rng, pooling):
+    encoder = tiny_encoder()
+    probe = LinearProbe(encoder, num_classes=3, pooling=pooling, block=0)
+    x = rng.random((4, 16, 16, 3)).astype("float32")
+    enc = probe.encoder
+    tokens = to_numpy(enc.blocks[0](enc.prepend_cls(enc.embed_patches(x))))  # after the first block only
+    pooled = (tokens[:, 0] if pooling == "cls" else tokens[:, 1:].mean(1)).astype("float64")
+    reference = (pooled - pooled.mean(-1, keepdims=True)) / np.sqrt(pooled.var(-1, keepdims=True) + enc.norm_epsilon)
+    np.testing.assert_allclose(to_numpy(probe.forward_features(x)), reference, rtol=1e-4, atol=1e-4)
+    assert LinearProbe(encoder, num_classes=3, block=-1).block is None  # the last block: the encoder's output
+    assert LinearProbe(encoder, num_classes=3, block=-2).block == 0
+
+
+def test_block_roundtrips_and_stays_frozen(tmp_path, rng):
+    probe = LinearProbe(tiny_encoder(), num_classes=3, pooling="avg", block=0)
+    randomize(probe.head, rng)
+    x = rng.random((2, 16, 16, 3)).astype("float32")
+    probe.save(tmp_path / "probe.keras")
+    loaded = keras.saving.load_model(tmp_path / "probe.keras")
+    assert loaded.block == 0 and same_config(loaded.get_config(), probe.get_config())
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(probe(x)), atol=1e-6)
+    assert len(loaded.trainable_weights) == 2
+
+
+@pytest.mark.parametrize("block", [2, -3, 1.0, True, "0"])
+def test_bad_block_is_refused(block):
+    with pytest.raises(ValueError, match=r"`block` must be None or a block index in \[-2, 1\] for an encoder of depth 2"):
+        LinearProbe(tiny_encoder(), num_classes=3, block=block)
