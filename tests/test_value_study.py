@@ -1,0 +1,33 @@
+"""benchmarks/value_study.py end to end on tiny settings (its real runs are benchmarks)."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import value_study  # noqa: E402
+
+pytestmark = pytest.mark.one_backend  # the keras-mim commands it runs are tested on every backend elsewhere
+
+
+def test_quick_run_writes_every_comparison(tmp_path):
+    path = tmp_path / "value.json"
+    value_study.main(["--sets", "digits", "--quick", "--output", str(tmp_path / "runs"), "--json", str(path)])
+    record = json.loads(path.read_text())["sets"]["digits"]
+    assert (record["num_pretrain"], record["num_train"], record["num_test"]) == (512, 300, 200)
+    results = record["results"]
+    for weights in ("pretrained", "random_init"):
+        row = results[weights]
+        assert {"knn", "probe", "probe_block", "finetune_0.1"} <= set(row)  # --quick: 10% of the labels only
+        assert all(0 <= row[k] <= 1 for k in row if k != "probe_block")
+    for baseline in ("pixels_logistic_regression", "small_cnn"):
+        assert set(results[baseline]) == {"0.1"}
+    assert set(record["goals"]) == {"finetune_10pct_gain_points", "probe_gain_points", "target_points"}
+    assert record["commands"]["pretrain"].startswith("keras-mim pretrain --data ")
+    # the parts written as separate folders: unlabeled pretraining images, labelled class subfolders
+    data = tmp_path / "runs" / "digits" / "data"
+    assert len(os.listdir(data / "pretrain")) == 512
+    assert sum(len(files) for _, _, files in os.walk(data / "labelled" / "train")) == 300
