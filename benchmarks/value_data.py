@@ -54,7 +54,7 @@ def fashion_mnist(num_pretrain=20000, num_train=10000):
                      f"train[{num_pretrain}:{num_pretrain + num_train}]; test: official t10k (10000)"}
 
 
-def mnist(num_pretrain=50000, num_train=10000):
+def mnist(num_pretrain=20000, num_train=10000):
     spec = importlib.util.find_spec("mnist")
     path = spec and os.path.join(os.path.dirname(spec.origin), "data", "mnist.pkl.gz")
     if not path or not os.path.isfile(path):
