@@ -198,6 +198,10 @@ CLI_CASES = [
     ("unknown backend", ["--backend", "numpy"], "argument --backend: invalid choice: 'numpy'"),
     ("unknown masking strategy", ["--masking", "chessboard"],  # listing all 13: tests/test_cli_startup.py
      "argument --masking: invalid choice: 'chessboard'"),
+    ("monitor without labelled images", ["--monitor-every", "2"],
+     "--monitor-every 2 needs labelled images: --monitor-data FOLDER of class subfolders"),
+    ("monitor data not a folder", ["--monitor-every", "1", "--monitor-data", "notes.txt"],
+     "--monitor-data 'notes.txt' is not a folder"),
     ("masks image file missing", ["masks", "--image", "photos/cat.png"],
      "--image 'photos/cat.png': no such file, and not a scikit-image sample photo"),
     ("masks output exists", ["masks", "--output", "notes.txt"],

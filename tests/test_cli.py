@@ -212,6 +212,29 @@ def test_too_few_images_names_what_the_user_gave(tmp_path, capsys, monkeypatch):
             "than one batch of --batch-size 4 (a partial last batch is dropped); use --batch-size 2 or less") in err
 
 
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("extra, expected", [
+    ([], (200, 32)),  # 40 images of 8 x 8 patches: far under the 15-minute budget, capped at 200 epochs
+    (["--epochs", "3"], (3, 32)),  # what the user gives wins
+    (["--preset", "mae_vit_test"], (20, 32)),  # another preset: the plain defaults
+])
+def test_data_runs_take_the_value_study_recipe(tmp_path, capsys, monkeypatch, extra, expected):
+    from PIL import Image
+
+    from keras_mim.cli.pretrain_options import data_recipe
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(48):
+        Image.fromarray(np.full((16, 16, 3), 5 * i, "uint8")).save(folder / f"{i}.png")
+    seen = {}
+    monkeypatch.setattr(cli, "run_pretrain", lambda args: seen.update(vars(args)))
+    cli.main(["pretrain", "--data", str(folder), "--output", str(tmp_path / "run"), *extra])
+    assert (seen["epochs"], seen["batch_size"]) == expected
+    assert data_recipe(40, 64) == (200, 32) and data_recipe(20000, 49) == (13, 128)
+    assert ("about 15 minutes of MAE training" in capsys.readouterr().out) == (not extra)
+
+
 def test_unknown_preset_lists_presets(capsys):
     with pytest.raises(SystemExit):
         cli.main(["pretrain", "--preset", "nope"])

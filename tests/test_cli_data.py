@@ -60,8 +60,13 @@ def test_class_subfolders_end_with_the_value_check(tmp_path, capsys):
         (tmp_path / "data" / f"class {digits.target[i]}").mkdir(parents=True, exist_ok=True)
         Image.fromarray((digits.images[i] * 15).astype("uint8")).save(tmp_path / "data" / f"class {digits.target[i]}" / f"{i}.png")
     run = tmp_path / "run"
-    argv = ["pretrain", "--data", str(tmp_path / "data"), "--output", str(run), "--image-size", "16", *TINY]
+    argv = ["pretrain", "--data", str(tmp_path / "data"), "--output", str(run), "--image-size", "16", *TINY,
+            "--monitor-every", "1"]
     assert cli.main(argv) == 0
+    monitor = json.loads((run / "monitor.json").read_text())["records"]
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in monitor] == [0, 1] and history["probe_top1"] == [monitor[1]["probe_top1"]]
+    assert history["knn_top1"] == [monitor[1]["knn_top1"]] and "probe_last_top1" in (run / "history.csv").read_text()
     check = json.loads((run / "value_check.json").read_text())
     assert check["classes"] == ["class 0", "class 1", "class 2"]
     assert check["num_train"] + check["num_test"] == 36 and 6 <= check["num_test"] <= 9 and check["k"] == 20

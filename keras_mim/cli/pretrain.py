@@ -20,6 +20,8 @@ from keras_mim.cli.common import (
     ratio,
 )
 from keras_mim.cli.pretrain_options import (
+    DATA_BUDGET_SECONDS,
+    DATA_LARGE_BATCH,
     DATASETS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DATASET,
@@ -32,6 +34,7 @@ from keras_mim.cli.pretrain_options import (
     NUM_HELDOUT,
     VIDEO_DATASET,
     WARMUP_FRACTION,
+    apply_data_recipe,
     default_preset,
     methods_taking,
     needs_video_preset,
@@ -41,7 +44,7 @@ from keras_mim.cli.pretrain_options import (
     takes_norm_pix_loss,
     takes_target,
 )
-from keras_mim.cli.pretrain_value import add_value_check_argument
+from keras_mim.cli.pretrain_value import add_value_check_argument, check_monitor
 from keras_mim.utils import check_mask_ratio, to_2tuple
 
 
@@ -109,8 +112,12 @@ def add_pretrain_parser(commands):
                    help="training images (clips for shapes); default: the 1438 digits of the fixed train split "
                         f"(keras_mim.data.load_labelled_digits), 4096 photo crops or {DEFAULT_NUM_CLIPS} clips")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="training epochs; default " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_EPOCHS.items()))
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="batch size")
+                   help="training epochs; default " + ", ".join(f"{v} for {k}" for k, v in DEFAULT_EPOCHS.items())
+                        + f"; with --data, MAE and the default preset: as many as fit about {DATA_BUDGET_SECONDS // 60} "
+                        "minutes of training on a 2-core CPU (the value study's budget, docs/value.md)")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                   help=f"batch size; with --data, MAE and the default preset: {DATA_LARGE_BATCH} from "
+                        f"{8 * DATA_LARGE_BATCH} images up")
     p.add_argument("--mask-ratio", type=ratio, default=None,
                    help="fraction of patches hidden, in [0, 1), at least one patch left visible; "
                         f"default: the method's own (MAE {DEFAULT_MASK_RATIO})")
@@ -200,6 +207,10 @@ def resolve_pretrain(parser, args):
             + (f"use --dataset {VIDEO_DATASET}" if clips else f"--dataset {VIDEO_DATASET} holds clips, "
                "use digits or photos")
         )
+    # --data with MAE on its default preset: epochs and batch from the value study's recipe
+    recipe = (args.data is not None and args.preset is None and args.method == "mae" and args.resume is None
+              and args.config is None)
+    epochs_given, batch_given = args.epochs is not None, any(option == "--batch-size" for option, _ in given)
     if args.preset is None:
         args.preset = default_preset(spec, args.dataset)
     if args.preset not in PRESETS:
@@ -235,6 +246,8 @@ def resolve_pretrain(parser, args):
         elif args.num_images > available:
             parser.error(f"--num-images {args.num_images} is more than the {available} training images of "
                          f"--data {args.data!r} ({NUM_HELDOUT} more are held out for the figures)")
+        if recipe:
+            apply_data_recipe(args, math.prod(grid), epochs_given, batch_given)
     elif args.dataset == "digits":
         from keras_mim.data.sample_datasets import NUM_TRAIN_DIGITS
 
@@ -256,6 +269,7 @@ def resolve_pretrain(parser, args):
         parser.error(f"--weight-decay must be a non-negative number, got {args.weight_decay}")
     if args.figure_every is None:
         args.figure_every = max(1, args.epochs // 5)
+    check_monitor(parser, args)
     steps = steps_per_epoch(args.num_images, args.batch_size, spec.two_views or args.data is not None)
     if steps < 1:
         parser.error(too_few_images(args, spec.two_views, num_images_given))

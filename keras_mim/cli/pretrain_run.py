@@ -12,7 +12,7 @@ from keras_mim.cli import pretrain_checkpoints, run_folder
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import jit_compile_setting, write_json
 from keras_mim.cli.pretrain_data import load_data, view_pairs
-from keras_mim.cli.pretrain_value import run_value_check
+from keras_mim.cli.pretrain_value import monitor_callback, run_value_check
 from keras_mim.cli.pretrain_options import (
     NO_WEIGHT_DECAY,
     NUM_HELDOUT,
@@ -173,7 +173,7 @@ def _config(args, model, backend, output, resolved):
     }
 
 
-def _callbacks(args, model, output, heldout, noise, steps, resume, pixels):
+def _callbacks(args, model, output, heldout, noise, steps, resume, pixels, done):
     """In the order their epoch ends run: timing, history row, figure, then the checkpoint,
     so the checkpoint of epoch k means its row and figure are written. A stop after the row
     but before the checkpoint makes --resume train that epoch again, replacing its row and
@@ -194,6 +194,8 @@ def _callbacks(args, model, output, heldout, noise, steps, resume, pixels):
     # Methods with a training schedule of their own (e.g. HPM's easy-to-hard ratio) say so.
     if hasattr(model, "training_callbacks"):
         callbacks += model.training_callbacks(epochs=args.epochs, steps_per_epoch=steps)
+    monitor = monitor_callback(args, model, initial_epoch=done)
+    callbacks += [monitor] if monitor else []  # before the history row, which records its numbers
     callbacks.append(run_folder.history_logger(output))
     if args.figure_every and pixels:
         # A resumed run writes the epochs after its checkpoint only: a figure there is from
@@ -276,7 +278,7 @@ def _run_pretrain(args):
     else:
         write_json(os.path.join(output, "config.json"), config)
 
-    callbacks = _callbacks(args, model, output, heldout, noise, steps, resume, pixels)
+    callbacks = _callbacks(args, model, output, heldout, noise, steps, resume, pixels, done)
     print(
         f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
         f"({config['resolved']['model_parameters']:,} parameters) on "
@@ -320,6 +322,12 @@ def _run_pretrain(args):
             title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out images",
         )
     value_check = run_value_check(args, model, output)
+    monitor = next((c for c in callbacks if type(c).__name__ == "ProbeMonitor"), None)
+    if monitor is not None:
+        write_json(os.path.join(output, "monitor.json"), {
+            "what": "frozen features of the encoder during pretraining, on held-out labelled images: ridge "
+                    "linear probe per block (avg pooling; probe_block chosen on a validation split of the "
+                    "labelled train images) and k-NN on the output", "records": monitor.records})
     history = run_folder.read_history(output)  # every epoch of the run, resumed ones included
     losses = history["loss"]
     record = {
@@ -329,6 +337,7 @@ def _run_pretrain(args):
         "heldout_loss": heldout_loss,
         "heldout_pixel_mse": heldout_mse,
         "value_check": value_check,
+        **{name: history[name] for name in ("probe_top1", "probe_last_top1", "knn_top1") if name in history},
         "fit_time_s": round(fit_time, 3),
         "wall_time_s": round(time.perf_counter() - start, 3),
         "resumed_after_epochs": run_folder.resumes(output),

@@ -16,9 +16,10 @@ _NAMES = {
                     "labelled_data"),
     **dict.fromkeys(("inspect_keras_file", "load_encoder"), "model_file"),
     "fit_linear_probe": "probe",
+    "ProbeMonitor": "probe_monitor",
     "ridge_head_init": "ridge_head",
     **dict.fromkeys(("pretraining_value", "random_init_encoder"), "value_check"),
-    **dict.fromkeys(("select_probe_features", "validation_split"), "probe_selection"),
+    **dict.fromkeys(("ridge_accuracy", "select_probe_features", "validation_split"), "probe_selection"),
 }
 
 __all__ = sorted(_NAMES)

@@ -24,6 +24,15 @@ def validation_split(labels, fraction=0.2, seed=0):
     return np.setdiff1d(np.arange(len(labels)), validation), validation
 
 
+def ridge_accuracy(train_features, train_labels, test_features, test_labels, num_classes, seed=0):
+    """Top-1 accuracy on the test features of the ridge classifier (`ridge_head_init`) fitted
+    on the training features, both standardised with the training features' statistics."""
+    mean, variance = train_features.mean(0, dtype="float64"), train_features.var(0, dtype="float64")
+    kernel, bias, _ = ridge_head_init(train_features, train_labels, num_classes, mean, variance, seed=seed)
+    z = (test_features - mean) / np.sqrt(variance + 1e-6)
+    return float(np.mean((z @ kernel + bias).argmax(-1) == test_labels))
+
+
 def _layer_norm(x, epsilon):
     x = x.astype("float64")
     return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + epsilon)
@@ -102,11 +111,8 @@ def select_probe_features(model, images, labels, num_classes=None, validation_fr
         raise ValueError(f"`labels`: no class has the 2 or more images a validation split needs ({len(labels)} images).")
     table, best = {}, None
     for (block, pooling), features in block_features(encoder, images, poolings, batch_size).items():
-        fit = features[train]
-        mean, variance = fit.mean(0, dtype="float64"), fit.var(0, dtype="float64")
-        kernel, bias, _ = ridge_head_init(fit, labels[train], num_classes, mean, variance, seed=seed)
-        z = (features[validation] - mean) / np.sqrt(variance + 1e-6)
-        accuracy = float(np.mean((z @ kernel + bias).argmax(-1) == labels[validation]))
+        accuracy = ridge_accuracy(features[train], labels[train], features[validation], labels[validation],
+                                  num_classes, seed=seed)
         table[f"{'last' if block is None else block}/{pooling}"] = accuracy
         rank = (accuracy, encoder.depth if block is None else block, pooling == default)
         if best is None or rank > best[0]:
