@@ -36,7 +36,8 @@ def test_knn_writes_results(saved_mae, tmp_path):
 
 def test_probe_trains_only_the_head_on_the_saved_encoder(saved_mae, tmp_path):
     run = tmp_path / "probe"
-    assert cli.main(["probe", str(saved_mae), "--output", str(run), "--epochs", "1", "--batch-size", "256"]) == 0
+    assert cli.main(["probe", str(saved_mae), "--output", str(run), "--epochs", "1", "--batch-size", "256",
+                     "--block", "last"]) == 0
     result = _results(run)
     assert len(result["train_loss"]) == 1 and 0.0 <= result["top1"] <= 1.0
     probe = keras.saving.load_model(run / "probe.keras")
@@ -179,7 +180,7 @@ def test_block_auto_chooses_on_training_images_only(saved_mae, tmp_path, monkeyp
 
     monkeypatch.setattr(probe_selection, "select_probe_features", recording)
     run = tmp_path / "probe"
-    argv = ["probe", str(saved_mae), "--block", "auto", "--output", str(run), "--epochs", "1", "--batch-size", "256"]
+    argv = ["probe", str(saved_mae), "--output", str(run), "--epochs", "1", "--batch-size", "256"]  # auto: the default
     assert cli.main(argv) == 0
     x_train, y_train = load_labelled_digits("train")
     [(images, labels)] = seen  # the training split, nothing of the test split
@@ -190,3 +191,10 @@ def test_block_auto_chooses_on_training_images_only(saved_mae, tmp_path, monkeyp
     best = f"{'last' if result['block'] is None else result['block']}/{result['pooling']}"
     assert selection["table"][best] == max(selection["table"].values())
     assert keras.saving.load_model(run / "probe.keras").block == result["block"]
+
+
+def test_block_auto_with_one_image_a_class_probes_the_last_block(saved_mae, tmp_path, capsys):
+    run = tmp_path / "probe"
+    argv = ["probe", str(saved_mae), "--labels-per-class", "1", "--output", str(run), "--epochs", "1"]
+    assert cli.main(argv) == 0
+    assert "--block auto cannot choose" in capsys.readouterr().out and _results(run)["block"] is None

@@ -276,8 +276,9 @@ def prepare_output(args, names, skipped):
 
 
 def build_classifier(args, build):
-    """Encoder, labelled data, skipped files, class count and the model `build(encoder, num_classes)`
-    (seeded; a bad combination, e.g. cls pooling without a cls token, exits with status 2)."""
+    """Encoder, labelled data, skipped files, class count and the model
+    `build(encoder, num_classes, data)` (`data`: `(x_train, y_train, x_test, y_test)`; seeded; a
+    bad combination, e.g. cls pooling without a cls token, exits with status 2)."""
     import keras
 
     encoder = load_encoder(args)
@@ -285,7 +286,7 @@ def build_classifier(args, build):
     num_classes = max(int(max(data[1].max(), data[3].max())) + 1, len(args._data["class_names"] or ()))
     keras.utils.set_random_seed(args.seed)
     try:
-        model = build(encoder, num_classes)
+        model = build(encoder, num_classes, data)
     except ValueError as error:
         fail(args.command, str(error))
     return encoder, data, skipped, num_classes, model

@@ -1,7 +1,8 @@
 """MAE's fine-tuning data recipe for labelled images as a `tf.data` pipeline built from
 Keras' own preprocessing layers (which run inside tf.data on every backend).
 
-Per image (training): horizontal flip, then RandAugment. Per batch: mixup or cutmix,
+Per image (training): horizontal flip, an optional random shift (not in MAE's recipe), then
+RandAugment. Per batch: mixup or cutmix,
 switched with probability `switch_prob` (timm's `Mixup(mixup_alpha=0.8, cutmix_alpha=1.0,
 switch_prob=0.5, prob=1.0)`), then label smoothing of the one-hot labels. Evaluation
 batches get one-hot labels only.
@@ -196,6 +197,7 @@ def finetune_dataset(
     rand_augment_ops=2,
     rand_augment_factor=0.9,
     horizontal_flip=True,
+    translate=0.0,
     mixup_alpha=0.8,
     cutmix_alpha=1.0,
     switch_prob=0.5,
@@ -220,6 +222,10 @@ def finetune_dataset(
         rand_augment_ops: RandAugment ops per image (timm's `n`, 2); 0 switches it off.
         rand_augment_factor: RandAugment strength in [0, 1] (timm's `m / 10`, 0.9).
         horizontal_flip: flip images left-right with probability 0.5.
+        translate: shift images by up to this fraction of their height and width
+            (`keras.layers.RandomTranslation`, edges reflected); 0 switches it off (MAE's
+            recipe has no shift: its RandomResizedCrop moves and rescales instead; on small
+            images a shift is the light alternative, see docs/value.md).
         mixup_alpha: mixup Beta parameter (0.8); 0 switches mixup off.
         cutmix_alpha: cutmix Beta parameter in [0, 1] (1.0); 0 switches cutmix off.
         switch_prob: probability of cutmix instead of mixup for a batch when both are on.
@@ -252,6 +258,7 @@ def finetune_dataset(
     if isinstance(rand_augment_ops, bool) or not isinstance(rand_augment_ops, int) or rand_augment_ops < 0:
         raise ValueError(f"`rand_augment_ops` must be an int >= 0, got {rand_augment_ops!r}.")
     rand_augment_factor = _check_probability(rand_augment_factor, "rand_augment_factor")
+    translate = _check_probability(translate, "translate")
     mixup_alpha = _check_alpha(mixup_alpha, "mixup_alpha")
     cutmix_alpha = _check_alpha(cutmix_alpha, "cutmix_alpha", upper=1.0)
     switch_prob = _check_probability(switch_prob, "switch_prob")
@@ -274,8 +281,9 @@ def finetune_dataset(
     if training and shuffle:
         buffer = shuffle_buffer or size or 10000
         dataset = dataset.shuffle(check_positive_int(buffer, "shuffle_buffer"), seed=seed)
-    if training and (horizontal_flip or rand_augment_ops):
+    if training and (horizontal_flip or rand_augment_ops or translate):
         flip = keras.layers.RandomFlip("horizontal", seed=_seed(seed, 1)) if horizontal_flip else None
+        shift = keras.layers.RandomTranslation(translate, translate, seed=_seed(seed, 6)) if translate else None
         augment_ops = None
         if rand_augment_ops:
             augment_ops = rand_augment(rand_augment_ops, rand_augment_factor, value_range, _seed(seed, 2))
@@ -283,6 +291,8 @@ def finetune_dataset(
         def augment(image, label):  # one image (H, W, C): its own flip and its own ops
             if flip is not None:
                 image = flip(image)
+            if shift is not None:
+                image = shift(image)
             if augment_ops is not None:
                 image = augment_ops(image)
             return image, label

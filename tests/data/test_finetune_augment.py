@@ -110,6 +110,21 @@ def test_flip_and_rand_augment_stages():
     assert sum(changed) >= 12
 
 
+def test_translate_shifts_each_image_within_its_bound():
+    """A bright 4 x 4 square in a 16 x 16 image: with translate 0.25 its centroid moves by at
+    most 0.25 x 16 = 4 px (plus a pixel of interpolation) and moves in most images."""
+    x = np.zeros((8, 16, 16, 1), "float32")
+    x[:, 6:10, 6:10] = 1.0
+    shifted = batches(finetune_dataset(x, np.arange(8) % 2, num_classes=2, batch_size=8, seed=3,
+                                       **dict(OFF, translate=0.25)))[0][0]
+    rows, cols = np.mgrid[:16, :16]
+    moved = []
+    for image in shifted[..., 0]:
+        centre = np.array([(image * rows).sum(), (image * cols).sum()]) / image.sum()
+        moved.append(np.abs(centre - 7.5).max())
+    assert max(moved) <= 5.0 and sum(m > 0.5 for m in moved) >= 5
+
+
 def test_tf_data_equalization_counts_like_keras():
     images = np.random.default_rng(5).random((3, 8, 8, 1)).astype("float32")
     ours, theirs = [
@@ -160,6 +175,7 @@ def test_dataset_input():
         (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
         (dict(rand_augment_ops=-1), ValueError, "rand_augment_ops"),
         (dict(rand_augment_factor=2.0), ValueError, "rand_augment_factor"),
+        (dict(translate=1.5), ValueError, "translate"),
         (dict(value_range=(1, 0)), ValueError, "value_range"),
         (dict(batch_size=0), ValueError, "batch_size"),
         (dict(num_classes=None), ValueError, "num_classes"),
