@@ -4,7 +4,9 @@ compare on its labelled part, side by side at the same budget:
 
 - the pretrained encoder: k-NN, linear probe (`--block auto`: block and pooling chosen on a
   validation split of the labelled training images), fine-tuning with 1%, 10% and 100% of
-  the labels (MAE's recipe, layer-wise lr decay);
+  the labels (`keras-mim finetune`'s default recipe, layer-wise lr decay); and the scaling
+  curve: the encoder probed after every pretraining epoch on the labelled TRAIN images
+  (`--monitor-every 1`, ProbeMonitor; a fixed 20% of them scored, never the test images);
 - what a user would do instead: the same encoder from random initialisation (k-NN, probe,
   and trained from scratch with the labels: `finetune --random-init`, same augmentation,
   same number of updates), a small Keras CNN from scratch (same updates), and logistic
@@ -14,8 +16,8 @@ Every keras_mim number comes from one `keras-mim` command, stored in the JSON wi
 time. Fine-tuning gets the same number of optimizer updates at every label fraction
 (`--finetune-steps`), so the low-label runs are not starved. Usage:
 
-    KERAS_BACKEND=jax python benchmarks/value_study.py --sets fashion_mnist mnist \
-        --output runs/value --json benchmarks/results/value_study_jax.json
+    KERAS_BACKEND=jax python benchmarks/value_study.py --sets fashion_mnist --pretrain-epochs 13 \
+        --fractions 0.1 1.0 --json benchmarks/results/value_study_fashion_jax.json
 
 `--quick` runs a tiny version (a few images and updates; what CI runs).
 """
@@ -25,6 +27,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -104,7 +107,7 @@ def study_set(name, args, log):
     if args.quick:
         data["test"] = tuple(part[:200] for part in data["test"])
     root = os.path.join(args.output, name)
-    pretrain_folder, labelled = write_folders(data, os.path.join(root, "data"))
+    pretrain_folder, labelled, validation = write_folders(data, os.path.join(root, "data"))
     out = lambda run: os.path.join(root, run)  # noqa: E731
     record = {"source": data["source"], "split": data["split"], "classes": data["classes"],
               "num_pretrain": len(data["pretrain"]), "num_train": len(data["train"][0]),
@@ -117,11 +120,21 @@ def study_set(name, args, log):
         with open(path) as f:
             return json.load(f)
 
-    pretrain = ["pretrain", "--data", pretrain_folder, "--preset", args.preset, "--image-size", str(args.image_size),
-                "--epochs", str(args.pretrain_epochs), "--batch-size", str(args.batch_size),
-                "--norm-pix-loss", "true", "--figure-every", "0"]
+    pretrain = ["pretrain", "--data", pretrain_folder, "--method", args.method, "--preset", args.preset,
+                "--image-size", str(args.image_size), "--epochs", str(args.pretrain_epochs),
+                "--batch-size", str(args.batch_size), "--figure-every", "0",
+                "--monitor-every", "1", "--monitor-data", validation, *args.pretrain_options]
     history = command("pretrain", pretrain, "history.json")
     record["pretrain_loss"] = history["loss"]
+    record["pretrain_fit_time_s"] = history["fit_time_s"]
+    # the scaling curve: frozen features probed after every epoch (ProbeMonitor on the labelled
+    # TRAIN images only: a fixed 20% of them held out and scored, never the test images)
+    with open(out("pretrain/monitor.json")) as f:
+        monitor = json.load(f)["records"]
+    seconds = [0.0] + np.cumsum(history["epoch_time_s"]).round(1).tolist()  # epoch 0: the random init
+    record["curve"] = {"epoch": [r["epoch"] for r in monitor], "train_seconds": [seconds[r["epoch"]] for r in monitor],
+                       **{key: [r[key] for r in monitor] for key in ("probe_top1", "probe_block", "probe_last_top1",
+                                                                     "knn_top1", "blocks")}}
     model = out("pretrain/model.keras")
     results = record["results"]
     y_train = data["train"][1]
@@ -141,7 +154,7 @@ def study_set(name, args, log):
             row[f"finetune_{fraction:g}"] = command(
                 f"finetune_{fraction:g}-{weights}",
                 ["finetune", model, "--data", labelled, "--labels-per-class", str(per_class), "--epochs", str(epochs),
-                 "--batch-size", str(batch_size), *flips, *flag], "results.json")["top1"]
+                 "--batch-size", str(batch_size), *flips, *flag, *args.finetune_options], "results.json")["top1"]
         print(f"  {name} {weights}: {json.dumps(row)}", flush=True)
     (x, y), (x_test, y_test) = data["train"], data["test"]
     for fraction in args.fractions:
@@ -163,12 +176,53 @@ def study_set(name, args, log):
     return record
 
 
+def plot_curves(record, path):
+    """One panel per set: the encoder's probe and k-NN accuracy on a held-out part of the
+    labelled train images after each epoch against training seconds (minute 0: the random
+    initialisation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [(name, r) for name, r in record["sets"].items() if r.get("curve")]
+    if not sets:
+        return None
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.4), squeeze=False)
+    for ax, (name, r) in zip(axes[0], sets):
+        curve = r["curve"]
+        minutes = np.asarray(curve["train_seconds"]) / 60
+        ax.plot(minutes, curve["probe_top1"], "o-", ms=3, label="ridge probe, best block")
+        ax.plot(minutes, curve["probe_last_top1"], "s--", ms=3, label="ridge probe, last block")
+        ax.plot(minutes, curve["knn_top1"], "^-", ms=3, label="k-NN")
+        ax.set(title=f"{name} ({r['num_pretrain']} unlabeled)", xlabel="pretraining minutes (2-core CPU)",
+               ylabel="held-out top-1 (labelled train part)")
+        ax.grid(alpha=0.3)
+    return save_figure(fig, axes, path)
+
+
+def save_figure(fig, axes, path):
+    """Legend on the first panel, tight layout, PNG at `path`; returns `path`."""
+    import matplotlib.pyplot as plt
+
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--output", default="runs/value")
     parser.add_argument("--json", default=None, help="results JSON (default OUTPUT/value_study.json)")
+    parser.add_argument("--method", default="mae")
     parser.add_argument("--preset", default="mae_vit_micro_patch4_32")
+    parser.add_argument("--pretrain-options", type=shlex.split, default=["--norm-pix-loss", "true"],
+                        help='more `keras-mim pretrain` options, one string: --pretrain-options="--mask-ratio 0.5"')
+    parser.add_argument("--finetune-options", type=shlex.split, default=[],
+                        help='more `keras-mim finetune` options, one string: --finetune-options="--mixup 0"')
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -187,25 +241,31 @@ def main(argv=None):
     if args.quick:
         args.pretrain_epochs, args.finetune_steps, args.probe_epochs, args.preset = 1, 4, 1, "mae_vit_test"
         args.image_size, args.batch_size, args.fractions = 16, 64, [0.1]
+    return run_sets(args, "pretraining on each set's unlabeled part, evaluation on its labelled part (test top-1)",
+                    study_set, "value_study.json", plot_curves)
+
+
+def run_sets(args, what, study, default_json, plot):
+    """`study(name, args, log)` for each of `args.sets`; writes the JSON (`args.json`, default
+    OUTPUT/`default_json`) and `plot(record, path)`'s figure beside it; returns the record."""
     os.makedirs(args.output, exist_ok=True)
     import keras
 
     log = open(os.path.join(args.output, "log.txt"), "a")
-    record = {"what": "pretraining on each set's unlabeled part, evaluation on its labelled part (test top-1)",
-              "args": vars(args), "sets": {}}
+    record = {"what": what, "args": vars(args), "sets": {}}
     for name in args.sets:
         print(f"== {name}", flush=True)
-        record["sets"][name] = study_set(name, args, log)
+        record["sets"][name] = study(name, args, log)
     record.update(backend=keras.backend.backend(), keras=keras.__version__, python=platform.python_version(),
                   machine=f"{platform.machine()}, {os.cpu_count()} CPU cores")
-    path = args.json or os.path.join(args.output, "value_study.json")
+    path = args.json or os.path.join(args.output, default_json)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
-    print(f"wrote {path}")
+    figure = plot(record, os.path.splitext(path)[0] + ".png")
+    print(f"wrote {path}" + (f" and {figure}" if figure else ""))
     return record
-
 
 if __name__ == "__main__":
     main()

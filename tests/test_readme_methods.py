@@ -69,6 +69,14 @@ def _masks_defaults():
     return (args.image_size, args.patch_size, args.image) == (224, 16, "astronaut")
 
 
+def _finetune_recipes():
+    from keras_mim.cli.finetune import AUGMENTATIONS, LIGHT_BELOW
+
+    light, mae = AUGMENTATIONS["light"], AUGMENTATIONS["mae"]
+    return (LIGHT_BELOW == 20000 and light["base_learning_rate"] == 4 * mae["base_learning_rate"]
+            and light["rand_augment_ops"] == light["mixup"] == light["cutmix"] == 0)
+
+
 def _medical_defaults():
     from keras_mim.data.augmentation import medical_augmentation
 
@@ -108,14 +116,46 @@ NUMBERS = {
     "224 px, 16 px patches": lambda paragraph: _masks_defaults(),
     "all 9 saver/loader pairs": lambda paragraph: CROSS_BACKEND[0] in _source("tests/test_cross_backend.py"),
     "rtol 1e-5": lambda paragraph: CROSS_BACKEND[1] in _source("tests/test_cross_backend.py"),
+    "under 20000 images with flips only at a 4x higher learning rate": lambda paragraph: _finetune_recipes(),
+    "with 10% of the labels (test top-1": lambda paragraph: all(
+        "finetune_0.1" in next(iter(json.loads(_source(f"benchmarks/results/{f}"))["sets"].values()))["results"]["pretrained"]
+        for f in VALUE_SETS.values()),
     "Apache-2.0": lambda paragraph: 'license = "Apache-2.0"' in _source("pyproject.toml")
     and "Version 2.0" in _source("LICENSE"),
 }
 
 
+#: The value study's README table: set name -> its committed JSON (benchmarks/results).
+VALUE_SETS = {"Fashion-MNIST": "value_study_fashion_jax.json"}
+VALUE_HEADER = ("| set: unlabeled images, MAE pretraining | fine-tuned after pretraining | same ViT from scratch "
+                "| small CNN | logistic regression on pixels | linear probe: pretrained / random init |")
+
+
+def value_table():
+    """The README's value table, built from the JSONs (every number in it comes from there)."""
+    rows = [VALUE_HEADER, "|---|---|---|---|---|---|"]
+    for name, file in VALUE_SETS.items():
+        record = json.loads(_source(f"benchmarks/results/{file}"))
+        (s,) = record["sets"].values()
+        r = s["results"]
+        minutes = round(s["curve"]["train_seconds"][-1] / 60)  # the epochs' training time, probes excluded
+        rows.append(f"| {name}: {s['num_pretrain']}, {record['args']['pretrain_epochs']} epochs ({minutes} min) "
+                    f"| {r['pretrained']['finetune_0.1']:.3f} | {r['random_init']['finetune_0.1']:.3f} "
+                    f"| {r['small_cnn']['0.1']:.3f} | {r['pixels_logistic_regression']['0.1']['top1']:.3f} "
+                    f"| {r['pretrained']['probe']:.3f} / {r['random_init']['probe']:.3f} |")
+    return "\n".join(rows)
+
+
+def test_value_table_matches_its_json():
+    assert value_table() in README.read_text(), "the README's value table differs from benchmarks/results"
+
+
 def test_prose_numbers_have_a_source():
     problems, seen = [], set()
+    table = " ".join(value_table().split())  # checked number by number above
     for paragraph in prose(README.read_text()):
+        if paragraph == table:
+            continue
         covered = []
         for phrase, check in NUMBERS.items():
             for match in re.finditer(re.escape(phrase), paragraph):
