@@ -322,7 +322,9 @@ def _run_pretrain(args):
             title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out images",
         )
     value_check = run_value_check(args, model, output)
-    monitor = next((c for c in callbacks if type(c).__name__ == "ProbeMonitor"), None)
+    from keras_mim.evaluation.probe_monitor import ProbeMonitor
+
+    monitor = next((c for c in callbacks if isinstance(c, ProbeMonitor)), None)
     if monitor is not None:
         write_json(os.path.join(output, "monitor.json"), {
             "what": "frozen features of the encoder during pretraining, on held-out labelled images: ridge "
