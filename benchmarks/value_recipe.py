@@ -23,13 +23,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import value_study  # noqa: E402
 from value_data import DATASETS, write_folders  # noqa: E402
 
-#: name -> `keras-mim pretrain` options (on top of the preset, image size, epochs and batch).
+#: name -> `keras-mim pretrain` options (on top of the preset, image size, epochs and batch; a
+#: `--preset` here replaces the study's). Without an option the pretrain default holds: mask
+#: 0.75, learning rate 2e-3 (warm-up then cosine), MAE's augmentation (random resized crop,
+#: flips), the preset's decoder.
 CANDIDATES = {
     "mae_mask75_normpix": ["--method", "mae", "--mask-ratio", "0.75", "--norm-pix-loss", "true"],
     "mae_mask50_normpix": ["--method", "mae", "--mask-ratio", "0.5", "--norm-pix-loss", "true"],
     "mae_mask75_pixels": ["--method", "mae", "--mask-ratio", "0.75", "--norm-pix-loss", "false"],
     "mae_mask75_normpix_block": ["--method", "mae", "--mask-ratio", "0.75", "--norm-pix-loss", "true",
                                  "--masking", "block"],
+    "mae_mask60_normpix": ["--method", "mae", "--mask-ratio", "0.6", "--norm-pix-loss", "true"],
+    "mae_mask90_normpix": ["--method", "mae", "--mask-ratio", "0.9", "--norm-pix-loss", "true"],
+    "mae_normpix_no_augmentation": ["--method", "mae", "--norm-pix-loss", "true", "--augmentation", "none"],
+    "mae_normpix_lr1e-3": ["--method", "mae", "--norm-pix-loss", "true", "--learning-rate", "0.001"],
+    "mae_normpix_lr4e-3": ["--method", "mae", "--norm-pix-loss", "true", "--learning-rate", "0.004"],
+    # width, depth and patch size: presets (the later --preset wins over the study's)
+    "mae_normpix_nano_patch2": ["--method", "mae", "--norm-pix-loss", "true", "--preset", "mae_vit_nano_patch2_16"],
+    "mae_normpix_tiny": ["--method", "mae", "--norm-pix-loss", "true", "--preset", "mae_vit_tiny_patch4_32"],
     "gmml": ["--method", "gmml"],
     "simmim": ["--method", "simmim"],
 }
