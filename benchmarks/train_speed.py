@@ -67,6 +67,9 @@ from train_speed_machine import machine_info
 from train_speed_rounds import HERE, T0, new_record, run_phase, run_pipeline, say
 
 
+TORCH_COMPILED = ("hf-compile", "keras-torch-compile")  # runners gated by --compile-configs
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +85,8 @@ def parse_args(argv=None):
     p.add_argument("--mask-ratio", type=float, default=0.75)
     p.add_argument("--mask-zero", default=None, help="configs also run at mask ratio 0.0 (default tiny; 'none')")
     p.add_argument("--compile-configs", default=None,
-                   help="configs on which keras-torch-compile runs (default tiny; 'none'): it is slow to warm up")
+                   help="configs on which the torch.compile runners (keras-torch-compile, hf-compile) run "
+                        "(default tiny; 'none'): they are slow to warm up")
     p.add_argument("--interleave", choices=("auto", "rounds", "off"), default="auto",
                    help="rounds: runners alive together, rounds alternate between them (as many as memory "
                         "allows, see --max-workers); off: one runner at a time (GPU); auto: off when "
@@ -161,12 +165,12 @@ def main(argv=None):
         cfg = CONFIGS[cname]
         for ratio in [args.mask_ratio] + ([0.0] if cname in args.mask_zero else []):
             runners = [r for r in args.runners
-                       if r != "keras-torch-compile" or (cname in args.compile_configs and ratio == args.mask_ratio)]
-            if "keras-torch-compile" in args.runners and ratio == args.mask_ratio and \
-                    "keras-torch-compile" not in runners:
-                skipped = new_record(cname, cfg, ratio, "keras-torch-compile", args.batch_size or cfg["batch_size"])
-                skipped.update(status="skipped", note="not in --compile-configs (slow warm-up; see the tiny config)")
-                result["runs"].append(skipped)
+                       if r not in TORCH_COMPILED or (cname in args.compile_configs and ratio == args.mask_ratio)]
+            for name in TORCH_COMPILED:
+                if name in args.runners and ratio == args.mask_ratio and name not in runners:
+                    skipped = new_record(cname, cfg, ratio, name, args.batch_size or cfg["batch_size"])
+                    skipped.update(status="skipped", note="not in --compile-configs (slow warm-up; see the tiny config)")
+                    result["runs"].append(skipped)
             result["runs"] += run_phase(cname, cfg, ratio, runners, args, log_dir)
             save()
     if not args.no_pipeline:

@@ -13,6 +13,11 @@ import math
 # batch_size, steps (timed steps per round), zero_steps (the same at mask ratio 0) and rounds
 # are the CPU defaults: the default run (tiny + base) stays around 15 minutes on 2 cores.
 CONFIGS = {
+    "nano": dict(
+        description="the demo's model (keras-mim pretrain's default preset): 64 x 4 x 4 at 16 px, patch 2 "
+                    "(64 tokens), decoder 64 x 2 x 4: per-step overhead, not matmuls, decides its speed",
+        same_as="mae_vit_nano_patch2_16", image_size=16, patch_size=2, embed_dim=64, depth=4, num_heads=4,
+        decoder_dim=64, decoder_depth=2, decoder_num_heads=4, batch_size=32, steps=20, zero_steps=10, rounds=3),
     "tiny": dict(
         description="ViT-Ti/16 encoder (192 x 12 x 3) at 224 px with a light decoder (128 x 2 x 4): "
                     "encoder-heavy, so dropping the hidden tokens should approach MAE's 3x",
@@ -22,6 +27,11 @@ CONFIGS = {
         description="MAE ViT-B/16 at 224 px, official decoder 512 x 8 x 16",
         same_as="mae_vit_base_patch16", image_size=224, patch_size=16, embed_dim=768, depth=12,
         num_heads=12, decoder_dim=512, decoder_depth=8, decoder_num_heads=16, batch_size=8, steps=2, zero_steps=1,
+        rounds=2),
+    "large": dict(
+        description="MAE ViT-L/16 at 224 px, official decoder 512 x 8 x 16 (GPU only: too slow for 2 CPU cores)",
+        same_as="mae_vit_large_patch16", image_size=224, patch_size=16, embed_dim=1024, depth=24,
+        num_heads=16, decoder_dim=512, decoder_depth=8, decoder_num_heads=16, batch_size=8, steps=2, zero_steps=1,
         rounds=2),
     "quick": dict(
         description="toy model for the smoke test (32 px, patch 8, 64 x 2 x 2, decoder 32 x 1 x 2)",
@@ -36,6 +46,8 @@ NUM_CHANNELS = 3
 RUNNERS = {
     "hf": dict(framework="hf", backend="torch", jit_compile=False,
                label="HF ViTMAEForPreTraining (PyTorch eager)"),
+    "hf-compile": dict(framework="hf", backend="torch", jit_compile=True,
+                       label="HF ViTMAEForPreTraining, torch.compile"),
     "keras-torch": dict(framework="keras", backend="torch", jit_compile=False,
                         label="keras_mim, torch eager"),
     "keras-torch-compile": dict(framework="keras", backend="torch", jit_compile=True,
@@ -164,12 +176,14 @@ def mask_speedups(runs, mask_ratio):
 
 
 def add_ratios(runs):
-    """`time_vs_hf` (this runner's median step / HF's, same config and mask ratio) on each run."""
-    for r in runs:
-        hf = next((h for h in runs if h["runner"] == "hf" and h["config"] == r["config"]
-                   and h["mask_ratio"] == r["mask_ratio"] and h["status"] == "ok"), None)
-        if r["status"] == "ok" and hf is not None:
-            r["time_vs_hf"] = r["median_step_s"] / hf["median_step_s"]
+    """`time_vs_hf` (this runner's median step / HF eager's, same config and mask ratio) on each
+    run, and `time_vs_hf_compile` (the same against HF under torch.compile) where that ran."""
+    for key, peer in (("time_vs_hf", "hf"), ("time_vs_hf_compile", "hf-compile")):
+        for r in runs:
+            ref = next((h for h in runs if h["runner"] == peer and h["config"] == r["config"]
+                        and h["mask_ratio"] == r["mask_ratio"] and h["status"] == "ok"), None)
+            if r["status"] == "ok" and ref is not None:
+                r[key] = r["median_step_s"] / ref["median_step_s"]
 
 
 # ---------------------------------------------------------------------------- tables
@@ -189,14 +203,15 @@ def render_tables(result):
     bf16 = result["args"]["precision"] == "mixed_bfloat16"
     matmul_key = "fraction_of_bf16_matmul" if bf16 else "fraction_of_matmul"
     gpu = any(r.get("fraction_of_bf16_peak") for r in result["runs"])  # a column only where it means something
+    vs_compiled = any(r.get("time_vs_hf_compile") for r in result["runs"])
     lines = [
         f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_cores', '?')} cores"
         + (f", {m['gpu']}" if m.get("gpu") else "") + f"; precision {result['args']['precision']}; "
         + ", ".join(f"{k} {v}" for k, v in sorted(m.get("versions", {}).items()) if v) + ".",
         "",
-        "| config | runner | batch | s / step | images / s | vs HF | TFLOP/s | "
-        f"% of {'bf16' if bf16 else 'fp32'} matmul |{' % of bf16 peak |' if gpu else ''} step memory (MB) |",
-        "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|",
+        f"| config | runner | batch | s / step | images / s | vs HF |{' vs HF compiled |' if vs_compiled else ''} "
+        f"TFLOP/s | % of {'bf16' if bf16 else 'fp32'} matmul |{' % of bf16 peak |' if gpu else ''} step memory (MB) |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + ("---|" if vs_compiled else "") + "---|",
     ]
     mem_key = "gpu_peak_mb" if any((r.get("memory") or {}).get("gpu_peak_mb") for r in result["runs"]) \
         else "step_peak_over_model_mb"
@@ -206,14 +221,17 @@ def render_tables(result):
         if r["status"] != "ok":
             why = (r.get("error") or r.get("note") or "").splitlines()
             lines.append(f"| {r['config']} | {r['runner']} | {r['batch_size']} | {r['status']}"
-                         f"{': ' + why[0][:80] if why else ''} | | | | |{' |' if gpu else ''} |")
+                         f"{': ' + why[0][:80] if why else ''} | | | | |{' |' if gpu else ''}"
+                         f"{' |' if vs_compiled else ''} |")
             continue
         mem = (r.get("memory") or {}).get(mem_key)
         lines.append(
             f"| {r['config']} | {r['runner']} | {r['batch_size']} | {_fmt(r['median_step_s'], '.3f')} | "
             f"{_fmt(r['images_per_s'], '.1f')} | {_fmt(r.get('time_vs_hf'), '.2f')}"
             f"{'x' if r.get('time_vs_hf') else ''} | "
-            f"{_fmt(r['achieved_tflops'], '.3g')} | {_pct(r.get(matmul_key))} | "
+            + (f"{_fmt(r.get('time_vs_hf_compile'), '.2f')}{'x' if r.get('time_vs_hf_compile') else ''} | "
+               if vs_compiled else "")
+            + f"{_fmt(r['achieved_tflops'], '.3g')} | {_pct(r.get(matmul_key))} | "
             + (f"{_pct(r.get('fraction_of_bf16_peak'))} | " if gpu else "") + f"{_fmt(mem, '.0f')} |"
         )
     lines += ["", "s / step: median over all timed steps of all rounds; vs HF: this runner's time / HF's "

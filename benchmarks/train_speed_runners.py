@@ -64,7 +64,9 @@ class KerasRunner:
 
 
 class HFRunner:
-    """HuggingFace ViTMAEForPreTraining, PyTorch eager, torch.optim.AdamW, same config."""
+    """HuggingFace ViTMAEForPreTraining, torch.optim.AdamW, same config: PyTorch eager, or the
+    model wrapped in `torch.compile` (default mode) when the runner's `jit_compile` is set. HF
+    draws its mask with `torch.rand` + `argsort` inside the model, which compiles."""
 
     def __init__(self, req):
         import torch
@@ -83,6 +85,7 @@ class HFRunner:
         self.model = ViTMAEForPreTraining(config).to(self.device).train()
         self.attn_implementation = getattr(self.model.config, "_attn_implementation", None)
         self.params = sum(p.numel() for p in self.model.parameters())
+        self.forward = torch.compile(self.model) if req["runner"]["jit_compile"] else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
         x = _images(req["batch_size"], req["steps"], cfg["image_size"])
         self.batches = list(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(self.device)
@@ -95,7 +98,7 @@ class HFRunner:
         for i in range(steps):
             start = time.perf_counter()
             with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast):
-                loss = self.model(pixel_values=self.batches[i % len(self.batches)]).loss
+                loss = self.forward(pixel_values=self.batches[i % len(self.batches)]).loss
             loss.backward()
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)

@@ -35,11 +35,13 @@ def test_flops_by_hand_for_a_toy_config():
     assert lib.mae_train_flops(cfg, 0.5, batch_size=3) == 3 * 3 * expected
 
 
-def test_base_config_is_the_mae_vit_base_preset():
+@pytest.mark.parametrize("config, preset", [("nano", "mae_vit_nano_patch2_16"), ("base", "mae_vit_base_patch16"),
+                                            ("large", "mae_vit_large_patch16")])
+def test_configs_are_the_presets_they_name(config, preset):
     from keras_mim.models.presets import PRESETS
 
-    spec, cfg = PRESETS["mae_vit_base_patch16"], lib.CONFIGS["base"]
-    assert cfg["same_as"] == "mae_vit_base_patch16"
+    spec, cfg = PRESETS[preset], lib.CONFIGS[config]
+    assert cfg["same_as"] == preset
     assert {k: cfg[k] for k in spec["encoder"]} == spec["encoder"]
     assert (cfg["decoder_dim"], cfg["decoder_depth"], cfg["decoder_num_heads"]) == tuple(
         spec["decoder"][k] for k in ("decoder_dim", "depth", "num_heads"))

@@ -91,8 +91,10 @@ class PretrainingModel(EncoderModel):
         """`loss` plus the losses layers added (e.g. activity regularisers), in float32,
         divided by the number of replicas under a `tf.distribute` strategy (each replica
         returns its share, as Keras' own losses do; see `keras_mim.distribute`)."""
-        if self.losses:
-            loss = loss + ops.cast(ops.sum(self.losses), "float32")
+        # read once and summed term by term: `ops.sum` of the list stacks it, which torch.compile
+        # (torch 2.11, ViT-B on a GPU) traced as a stack of an empty list and refused
+        for extra in list(self.losses):
+            loss = loss + ops.cast(ops.sum(extra), "float32")
         strategy = getattr(self, "distribute_strategy", None)  # TensorFlow backend only
         replicas = 1 if strategy is None else strategy.num_replicas_in_sync
         return loss if replicas == 1 else loss * (1.0 / replicas)

@@ -34,6 +34,18 @@ def test_loss_matches_official_formula(rng, norm_pix):
     assert loss == pytest.approx(ref, rel=1e-4)
 
 
+def test_losses_layers_add_join_the_loss_once_each(rng):
+    # two activity regularisers of constant value (1.5 and 0.25; Keras divides an activity loss
+    # by the batch size, 2): the official loss plus 0.875
+    model = MaskedAutoencoder.from_preset("mae_vit_test", norm_pix_loss=True)
+    model.encoder.norm.activity_regularizer = lambda y: keras.ops.sum(y) * 0.0 + 1.5
+    model.decoder.norm.activity_regularizer = lambda y: keras.ops.sum(y) * 0.0 + 0.25
+    x = rng.random((2, 16, 16, 3)).astype("float32")
+    out = model(x, noise=rng.random((2, 16)).astype("float32"))
+    ref = reference_loss(x, to_numpy(out["pred"]).astype(np.float64), to_numpy(out["mask"]), 4, True)
+    assert float(model.compute_loss(x=x, y_pred=out)) == pytest.approx(ref + 1.75 / 2, rel=1e-4)
+
+
 def test_mask_follows_noise_and_ratio(rng):
     model = MaskedAutoencoder.from_preset("mae_vit_test", mask_ratio=0.75)
     noise = rng.random((2, 16)).astype("float32")
