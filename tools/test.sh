@@ -6,6 +6,7 @@
 # of the test id (tests/conftest.py, `one_pass_backend`). Prints each pass's time and the
 # 15 slowest tests of the run. See docs/ci.md.
 # Usage: bash tools/test.sh [extra pytest args]      BACKENDS="jax" bash tools/test.sh
+# KERAS_MIM_TEST_REPORTS=DIR keeps each pass's JUnit report (DIR/<backend>.xml).
 # (with one backend, that pass runs every test). Tests run on PYTEST_WORKERS processes
 # (pytest-xdist; default 2, one per core of the CI machine).
 set -euo pipefail
@@ -26,10 +27,13 @@ for backend in $KERAS_MIM_TEST_PASSES; do
   echo "=== $backend (KERAS_BACKEND=$backend) ==="
   start=$(date +%s)
   result=passed
-  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" \
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist worksteal \
     --junitxml="$shared/$backend.xml" "$@" || { result=FAILED; status=1; }
   summary+=("$backend: $result in $(( $(date +%s) - start )) s")
 done
 printf '%s\n' "${summary[@]}"
 .venv/bin/python tools/slowest_tests.py "$shared"/*.xml --top 15 || true
+if [ -n "${KERAS_MIM_TEST_REPORTS:-}" ]; then  # keep the JUnit reports (per-test times) for tools/slowest_tests.py
+  mkdir -p "$KERAS_MIM_TEST_REPORTS" && cp "$shared"/*.xml "$KERAS_MIM_TEST_REPORTS"/
+fi
 exit $status

@@ -50,7 +50,20 @@ def test_test_preset_builds_a_model_keeping_the_encoder_protocol(name):
     assert spec.test_preset in spec.presets and model.count_params() > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+#: Methods whose training run every CI pass repeats; the others train in one pass each, chosen
+#: by a stable hash of the test id (`one_backend(backend="rotate")`, tests/conftest.py), so
+#: that every backend trains about a third of them. Their forward pass, loss, `.keras` round
+#: trip and input checks (the tests below) still run on every backend; a method's training
+#: step is keras.ops code shared by all three, and MAE, whose step every method builds on,
+#: trains on each.
+EVERY_PASS = ("mae",)
+#: Pinned instead of rotated: cropmae's step (two views, two encoders) took 51 s to compile
+#: under TensorFlow + XLA, where the hash put it.
+PINNED = {"cropmae": "torch"}
+
+
+@pytest.mark.parametrize("name", [n if n in EVERY_PASS else pytest.param(n, marks=pytest.mark.one_backend(
+    backend=PINNED.get(n, "rotate"))) for n in NAMES])
 def test_fit_runs_compiled_moves_the_weights_and_the_loss_falls(name):
     # One test per training run: split over several tests, pytest-xdist would train twice.
     model, history, before, teacher = trained(name)
