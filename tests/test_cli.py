@@ -231,7 +231,7 @@ def test_data_runs_take_the_value_study_recipe(tmp_path, capsys, monkeypatch, ex
     monkeypatch.setattr(cli, "run_pretrain", lambda args: seen.update(vars(args)))
     cli.main(["pretrain", "--data", str(folder), "--output", str(tmp_path / "run"), *extra])
     assert (seen["epochs"], seen["batch_size"]) == expected
-    assert data_recipe(40, 64) == (200, 32) and data_recipe(20000, 49) == (13, 128)
+    assert data_recipe(40, 64) == (200, 32) and data_recipe(20000, 49) == (12, 128) and data_recipe(5991, 49) == (36, 128)
     assert ("about 15 minutes of MAE training" in capsys.readouterr().out) == (not extra)
 
 

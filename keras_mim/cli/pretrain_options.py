@@ -31,13 +31,16 @@ DEFAULT_NUM_CLIPS = 512
 
 # `pretrain --data FOLDER` with the default method (MAE) and preset: the value study's recipe
 # for the data given (docs/value.md). Without --epochs: as many epochs as fit about
-# DATA_BUDGET_SECONDS of training on a 2-core CPU at MAE's measured cost (value study,
-# Fashion-MNIST: micro preset, 28 px = 49 tokens, mask 0.75, batch 128, JAX: 1312 s for 20
-# epochs of 20000 images, 3.28 ms per image-epoch), scaled by the number of tokens, between
-# DATA_MIN_EPOCHS and DATA_MAX_EPOCHS. Without --batch-size: DATA_LARGE_BATCH from
-# 8 batches of it up (the study's batch), DEFAULT_BATCH_SIZE below.
+# DATA_BUDGET_SECONDS of training on a 2-core CPU at MAE's measured cost, an epoch costing
+# MAE_SECONDS_PER_IMAGE_TOKEN per image and token plus MAE_SECONDS_PER_EPOCH, fitted to the
+# value study's two runs (micro preset, 28 px = 49 tokens, mask 0.75, batch 128, JAX):
+# Fashion-MNIST 74.4 s an epoch of 20000 images (967 s / 13), Animal-MNIST 24.5 s an epoch of
+# 5991 (1103 s / 45), i.e. 3.56 ms per image and 3.2 s per epoch; between DATA_MIN_EPOCHS and
+# DATA_MAX_EPOCHS. Without --batch-size: DATA_LARGE_BATCH from 8 batches of it up (the study's
+# batch), DEFAULT_BATCH_SIZE below.
 DATA_BUDGET_SECONDS = 15 * 60
-MAE_SECONDS_PER_IMAGE_TOKEN = 1312 / (20 * 20000 * 49)
+MAE_SECONDS_PER_IMAGE_TOKEN = (967 / 13 - 1103 / 45) / ((20000 - 5991) * 49)
+MAE_SECONDS_PER_EPOCH = 1103 / 45 - 5991 * 49 * MAE_SECONDS_PER_IMAGE_TOKEN
 DATA_MIN_EPOCHS, DATA_MAX_EPOCHS = 1, 200
 DATA_LARGE_BATCH = 128
 
@@ -47,12 +50,12 @@ def data_recipe(num_images, num_tokens):
     training images of `num_tokens` patches each.
 
     Example:
-    >>> data_recipe(20000, 49)  # Fashion-MNIST's pretraining part at 28 px: 13 x 66 s
-    (13, 128)
-    >>> data_recipe(500, 64)
-    (200, 32)
+    >>> data_recipe(20000, 49)  # Fashion-MNIST's pretraining part at 28 px: 12 x 74 s
+    (12, 128)
+    >>> data_recipe(500, 64)  # 5.5 s an epoch, most of it the per-epoch cost
+    (163, 32)
     """
-    per_epoch = num_images * num_tokens * MAE_SECONDS_PER_IMAGE_TOKEN
+    per_epoch = num_images * num_tokens * MAE_SECONDS_PER_IMAGE_TOKEN + MAE_SECONDS_PER_EPOCH
     epochs = int(min(DATA_MAX_EPOCHS, max(DATA_MIN_EPOCHS, DATA_BUDGET_SECONDS // per_epoch)))
     return epochs, DATA_LARGE_BATCH if num_images >= 8 * DATA_LARGE_BATCH else DEFAULT_BATCH_SIZE
 DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20}
