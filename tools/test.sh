@@ -27,7 +27,7 @@ for backend in $KERAS_MIM_TEST_PASSES; do
   echo "=== $backend (KERAS_BACKEND=$backend) ==="
   start=$(date +%s)
   result=passed
-  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" --dist worksteal \
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" \
     --junitxml="$shared/$backend.xml" "$@" || { result=FAILED; status=1; }
   summary+=("$backend: $result in $(( $(date +%s) - start )) s")
 done
