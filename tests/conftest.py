@@ -27,8 +27,8 @@ def one_pass_backend(item, passes=CI_PASSES):
     argument parsing, notebooks and scripts that pick their own backend); `one_backend`
     tests are end to end (a CLI run, a learning study) whose per-backend parts the unit
     tests and the method suite check on every backend. Either runs in the pass named by
-    its marker's `backend=` argument if this run has that pass (`backend="rotate"`: one chosen
-    by a stable hash of the test id, to spread a parametrized test's cases over the
+    its marker's `backend=` argument if this run has that pass (`backend="rotate"`, never a
+    pass, falls to the stable hash below: it spreads a parametrized test's cases over the
     passes); else a `one_backend` test
     (it runs in the pytest process) in `DEFAULT_ONE_PASS`'s, and a `backend_independent`
     one (pure Python, or its own child processes) in one chosen by a stable hash of the
@@ -39,8 +39,6 @@ def one_pass_backend(item, passes=CI_PASSES):
         return None
     default = DEFAULT_ONE_PASS if item.get_closest_marker("one_backend") else None
     pinned = next((m.kwargs["backend"] for m in marks if "backend" in m.kwargs), default)
-    if pinned == "rotate":
-        return passes[zlib.crc32(item.nodeid.encode()) % len(passes)]
     if pinned in passes:
         return pinned
     return passes[zlib.crc32(item.nodeid.encode()) % len(passes)]

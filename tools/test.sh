@@ -6,9 +6,9 @@
 # of the test id (tests/conftest.py, `one_pass_backend`). Prints each pass's time and the
 # 15 slowest tests of the run. See docs/ci.md.
 # Usage: bash tools/test.sh [extra pytest args]      BACKENDS="jax" bash tools/test.sh
-# KERAS_MIM_TEST_REPORTS=DIR keeps each pass's JUnit report (DIR/<backend>.xml).
 # (with one backend, that pass runs every test). Tests run on PYTEST_WORKERS processes
 # (pytest-xdist; default 2, one per core of the CI machine).
+# KERAS_MIM_TEST_REPORTS=DIR keeps each pass's JUnit report (DIR/<backend>.xml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup_env.sh
