@@ -41,6 +41,12 @@ CANDIDATES = {
     # width, depth and patch size: presets (the later --preset wins over the study's)
     "mae_normpix_nano_patch2": ["--method", "mae", "--norm-pix-loss", "true", "--preset", "mae_vit_nano_patch2_16"],
     "mae_normpix_tiny": ["--method", "mae", "--norm-pix-loss", "true", "--preset", "mae_vit_tiny_patch4_32"],
+    # decoder size and patch size: one part of the micro preset changed
+    "mae_normpix_decoder32x1": ["--method", "mae", "--norm-pix-loss", "true", "--decoder-dim", "32",
+                                "--decoder-depth", "1"],
+    "mae_normpix_decoder128x4": ["--method", "mae", "--norm-pix-loss", "true", "--decoder-dim", "128",
+                                 "--decoder-depth", "4"],
+    "mae_normpix_patch7": ["--method", "mae", "--norm-pix-loss", "true", "--patch-size", "7"],
     "gmml": ["--method", "gmml"],
     "simmim": ["--method", "simmim"],
 }

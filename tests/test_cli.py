@@ -51,6 +51,8 @@ def _check_run_folder(run, backend):
     assert config["args"]["epochs"] == 1 and config["args"]["dataset"] == "digits"
     assert config["resolved"]["backend"] == backend
     assert config["resolved"]["num_train_images"] == 32
+    # the fast path by default: both steps of an epoch in one call of the compiled step (JAX, TensorFlow)
+    assert config["resolved"]["steps_per_execution"] == (1 if backend == "torch" else 2)
     assert config["versions"]["keras"] == keras.__version__
     csv_lines = (run / "history.csv").read_text().strip().splitlines()
     assert csv_lines[0].startswith("epoch") and len(csv_lines) == 2
@@ -132,6 +134,24 @@ def test_defaults_are_resolved(tmp_path, monkeypatch):
     assert seen[0].preset == cli.DEFAULT_PRESETS["photos"] and seen[0].image_size == 32
 
 
+def test_architecture_options_change_one_part_of_the_preset(tmp_path, monkeypatch):
+    from keras_mim.cli import pretrain_run
+
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["pretrain", "--preset", "mae_vit_test", "--patch-size", "8", "--decoder-dim", "16",
+                     "--decoder-depth", "2"]) == 0
+    args = seen[0]
+    assert args.num_tokens == 4  # 16 px / 8 px patches, squared
+    assert "--patch-size 8 --decoder-dim 16 --decoder-depth 2" in args._resolved_command_line
+    model = pretrain_run.build_model(args, 1)
+    assert tuple(model.encoder.get_config()["patch_size"]) == (8, 8)
+    decoder = model.decoder.get_config()
+    assert (decoder["decoder_dim"], decoder["depth"], decoder["num_heads"]) == (16, 2, 2)  # the preset's heads
+    assert decoder["output_dim"] == 8 * 8  # one grey 8 x 8 patch per token
+
+
 @pytest.mark.every_backend
 def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
     from keras_mim.cli.common import jit_compile_setting
@@ -160,8 +180,13 @@ def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
         (["--backend", "numpy"], "argument --backend: invalid choice: 'numpy'"),
         (["--jit-compile", "yes"], "argument --jit-compile: invalid choice"),
         (["--image-size", "18", "--preset", "mae_vit_test"], "--image-size 18"),
+        (["--patch-size", "3"], "--image-size 16 is not divisible by the patch size (3, 3) of --patch-size"),
+        (["--patch-size", "0"], "argument --patch-size: must be a positive int"),
+        (["--decoder-dim", "30"], "--decoder-dim 30 is not a multiple of the 4 decoder heads of preset"),
+        (["--method", "simmim", "--decoder-depth", "2"], "--decoder-depth applies to methods with a decoder; SimMIM"),
         (["--num-images", "5000"], "more than the 1438 digits of the train split"),
         (["--seed", "-1"], "argument --seed: must be a non-negative int"),
+        (["--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive int"),
         (["--weight-decay", "-1"], "--weight-decay must be a non-negative number"),
         (["--masking", "chessboard"], "argument --masking: invalid choice: 'chessboard' (choose from"),
         (["--masking", "tube"], "--masking tube cannot mask the 8x8 token grid"),

@@ -149,6 +149,51 @@ def add_jit_argument(parser):
     )
 
 
+#: `--steps-per-execution auto`: training steps per call of the compiled step (capped at the
+#: steps of an epoch), per backend; measured on the demo's model in docs/speed.md ("Steps per
+#: execution").
+AUTO_STEPS_PER_EXECUTION = {"jax": 8, "tensorflow": 8, "torch": 1}  # Keras on torch: one step per call
+
+
+def steps_per_execution_type(value):
+    """argparse type of `--steps-per-execution`: "auto" or a positive int."""
+    return value if value == "auto" else positive_int(value)
+
+
+def add_steps_per_execution_argument(parser):
+    parser.add_argument(
+        "--steps-per-execution", type=steps_per_execution_type, default="auto", metavar="N|auto",
+        help="training steps per call of the compiled step (Keras' steps_per_execution): the fit loop, "
+        "callbacks and progress bar run once per N steps; results equal one step per call. 'auto': "
+        "up to 8 on JAX and TensorFlow (at most the steps of an epoch), 1 on torch (Keras' only choice there)",
+    )
+
+
+def check_steps_per_execution(parser, args):
+    """--steps-per-execution N > 1 is refused on torch, where Keras runs one step per call."""
+    import keras
+
+    backend = args.backend or keras.backend.backend()
+    if backend == "torch" and args.steps_per_execution not in ("auto", 1):
+        parser.error(f"--steps-per-execution {args.steps_per_execution}: Keras runs one training step per "
+                     "call on the torch backend; use 1 or auto")
+
+
+def steps_per_execution_setting(choice, steps_per_epoch):
+    """The `steps_per_execution` that `model.compile` gets for `--steps-per-execution choice`,
+    with `steps_per_epoch` training steps an epoch.
+
+    Example:
+    >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3)
+    (4, 3)
+    """
+    import keras
+
+    if choice != "auto":
+        return choice
+    return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION[keras.backend.backend()]))
+
+
 def jit_compile_setting(choice, distributed=False):
     """The `jit_compile` that `model.compile` gets for `--jit-compile choice`.
 

@@ -11,6 +11,8 @@ from keras_mim.cli.common import (
     HelpFormatter,
     add_backend_argument,
     add_jit_argument,
+    add_steps_per_execution_argument,
+    check_steps_per_execution,
     check_backend_installed,
     check_output,
     help_listing,
@@ -34,7 +36,9 @@ from keras_mim.cli.pretrain_options import (
     NUM_HELDOUT,
     VIDEO_DATASET,
     WARMUP_FRACTION,
+    add_architecture_arguments,
     apply_data_recipe,
+    check_architecture,
     default_preset,
     methods_taking,
     needs_video_preset,
@@ -108,6 +112,7 @@ def add_pretrain_parser(commands):
                         + ", ".join(f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()))
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in pixels; default: the preset's image size")
+    add_architecture_arguments(p, positive_int)
     p.add_argument("--num-images", type=positive_int, default=None,
                    help="training images (clips for shapes); default: the 1438 digits of the fixed train split "
                         f"(keras_mim.data.load_labelled_digits), 4096 photo crops or {DEFAULT_NUM_CLIPS} clips")
@@ -156,6 +161,7 @@ def add_pretrain_parser(commands):
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the weights, masks, data order and sample crops")
     add_jit_argument(p)
+    add_steps_per_execution_argument(p)
     add_value_check_argument(p)
     p.add_argument("--figure-every", type=non_negative_int, default=None,
                    help="save a reconstruction figure in figures/ every N epochs (0: never); "
@@ -219,12 +225,10 @@ def resolve_pretrain(parser, args):
     encoder = PRESETS[args.preset]["encoder"]
     if args.image_size is None:
         args.image_size = to_2tuple(encoder["image_size"], "image_size")[0]
-    patch = to_2tuple(encoder["patch_size"], "patch_size")
+    patch = check_architecture(parser.error, args, spec, PRESETS[args.preset])
     if args.image_size % patch[0] or args.image_size % patch[1]:
-        parser.error(
-            f"--image-size {args.image_size} is not divisible by the patch size {patch} of "
-            f"preset {args.preset!r}"
-        )
+        of = "--patch-size" if args.patch_size is not None else f"preset {args.preset!r}"
+        parser.error(f"--image-size {args.image_size} is not divisible by the patch size {patch} of {of}")
     grid = (args.image_size // patch[0], args.image_size // patch[1])
     video = needs_video_preset(spec)
     if encoder.get("num_frames") is not None:
@@ -280,6 +284,7 @@ def resolve_pretrain(parser, args):
     if args.resume is None:
         check_output(parser, args, "pretrain")
     check_backend_installed(parser, args)
+    check_steps_per_execution(parser, args)
     check_distribute(parser, args)
     args.num_tokens = math.prod(grid)
     args.num_frames = encoder.get("num_frames")

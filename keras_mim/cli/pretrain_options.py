@@ -148,3 +148,40 @@ def apply_data_recipe(args, num_tokens, epochs_given, batch_given):
         print(f"keras-mim: {args.num_images} images of {num_tokens} patches: {args.epochs} epochs at batch "
               f"{args.batch_size}, about {DATA_BUDGET_SECONDS // 60} minutes of MAE training on a 2-core CPU "
               "(the value study's budget, docs/value.md); --epochs to change", flush=True)
+
+
+def add_architecture_arguments(p, positive_int):
+    """`--patch-size`, `--decoder-dim`, `--decoder-depth`: the preset's architecture with one
+    part changed (the value study's recipe search, docs/value.md)."""
+    p.add_argument("--patch-size", type=positive_int, default=None,
+                   help="square patch size in pixels instead of the preset's (the token grid follows)")
+    p.add_argument("--decoder-dim", type=positive_int, default=None,
+                   help="decoder width instead of the preset's (methods with a decoder; a multiple of "
+                        "its heads)")
+    p.add_argument("--decoder-depth", type=positive_int, default=None,
+                   help="decoder blocks instead of the preset's (methods with a decoder)")
+
+
+def check_architecture(error, args, spec, preset):
+    """The patch size of the run (`--patch-size` or the preset's, as a pair), after checking
+    the architecture options against method `spec` and `preset` (a `PRESETS` entry);
+    `error(message)` reports."""
+    from keras_mim.utils import to_2tuple
+
+    for option, value in (("--decoder-dim", args.decoder_dim), ("--decoder-depth", args.decoder_depth)):
+        if value is not None and not spec.takes("decoder"):
+            error(f"{option} applies to methods with a decoder; {spec.model.__name__} (--method {args.method}) "
+                  "has none")
+    heads = (preset.get("decoder") or {}).get("num_heads")
+    if args.decoder_dim is not None and heads and args.decoder_dim % heads:
+        error(f"--decoder-dim {args.decoder_dim} is not a multiple of the {heads} decoder heads of preset "
+              f"{args.preset!r}")
+    if args.patch_size is not None:
+        return (args.patch_size, args.patch_size)
+    return to_2tuple(preset["encoder"]["patch_size"], "patch_size")
+
+
+def architecture_overrides(args):
+    """The `build_method` keyword arguments of the architecture options given."""
+    names = {"patch_size": args.patch_size, "decoder_dim": args.decoder_dim, "decoder_depth": args.decoder_depth}
+    return {name: value for name, value in names.items() if value is not None}

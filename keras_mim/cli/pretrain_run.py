@@ -10,7 +10,7 @@ import time
 
 from keras_mim.cli import pretrain_checkpoints, run_folder
 from keras_mim.cli.backend import backend_version
-from keras_mim.cli.common import jit_compile_setting, write_json
+from keras_mim.cli.common import jit_compile_setting, steps_per_execution_setting, write_json
 from keras_mim.cli.pretrain_data import load_data, view_pairs
 from keras_mim.cli.pretrain_value import monitor_callback, run_value_check
 from keras_mim.cli.pretrain_options import (
@@ -18,6 +18,7 @@ from keras_mim.cli.pretrain_options import (
     NUM_HELDOUT,
     VIDEO_DATASET,
     WARMUP_FRACTION,
+    architecture_overrides,
     steps_per_epoch,
     takes_norm_pix_loss,
     writes_figures,
@@ -39,7 +40,7 @@ def build_model(args, num_channels):
     from keras_mim.models.presets import build_method
 
     spec = get_method_spec(args.method)
-    kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed)
+    kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed, **architecture_overrides(args))
     if args.mask_ratio is not None:
         kwargs["mask_ratio"] = args.mask_ratio
     if args.masking is not None:
@@ -257,7 +258,8 @@ def _run_pretrain(args):
     update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
     optimizer, warmup_steps = _optimizer(args, update_steps)
     jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none")
-    model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    steps_per_execution = steps_per_execution_setting(args.steps_per_execution, steps)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     model.build()
 
     os.makedirs(output, exist_ok=True)
@@ -268,7 +270,8 @@ def _run_pretrain(args):
     noise = rng.random((NUM_HELDOUT, args.num_tokens)).astype("float32")  # fixed masks for figures
     resolved = {"num_channels": num_channels, "num_tokens": args.num_tokens, "num_train_images": num_examples,
                 "steps_per_epoch": steps, "total_steps": total_steps, "optimizer_updates": update_steps,
-                "warmup_steps": warmup_steps, "jit_compile": jit_compile, "num_devices": replicas}
+                "warmup_steps": warmup_steps, "jit_compile": jit_compile, "steps_per_execution": steps_per_execution,
+                "num_devices": replicas}
     config = _config(args, model, backend, output, resolved)
     done = _restore(model, output, args.epochs) if resume else 0
     if resume:
