@@ -3,6 +3,9 @@ import tempfile
 import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The CLI runs the tests start in fresh processes keep their compiled steps here, not in the
+# user's cache folder (keras_mim/cli/backend.py, `use_compile_cache`).
+os.environ.setdefault("KERAS_MIM_COMPILE_CACHE", os.path.join(tempfile.gettempdir(), "keras_mim_test_compile_cache"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -316,11 +316,14 @@ def test_backend_switch_from_python_runs_a_child(tmp_path, monkeypatch):
 
 def test_backend_flag_in_a_fresh_process_needs_no_restart_and_is_quiet(tmp_path):
     """`python -m keras_mim.cli pretrain --backend X` sets KERAS_BACKEND=X before Keras is
-    imported: it runs on X without restarting, and hides the backends' C++ log lines."""
+    imported: it runs on X without restarting, and hides the backends' C++ log lines. Its
+    compiled step is kept in the compile cache (JAX, TensorFlow)."""
     current, other = keras.backend.backend(), _other_backend()
-    run = tmp_path / "run"
+    run, cache = tmp_path / "run", tmp_path / "cache"
     env = {name: value for name, value in os.environ.items() if name not in QUIET_LOGS}  # the defaults apply
-    env["KERAS_BACKEND"] = current
+    env.update(KERAS_BACKEND=current, KERAS_MIM_COMPILE_CACHE=str(cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # JAX keeps programs that took 1 s+ by default
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     result = subprocess.run(
         [sys.executable, "-m", "keras_mim.cli", "pretrain", *TINY, "--output", str(run), "--backend", other],
         env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
@@ -331,6 +334,8 @@ def test_backend_flag_in_a_fresh_process_needs_no_restart_and_is_quiet(tmp_path)
         assert noise not in result.stderr, result.stderr
     history, _ = _check_run_folder(run, other)
     assert history["args"]["backend"] == other
+    if other in ("jax", "tensorflow"):
+        assert any(name.startswith(("jit_train_step", "xla_compile_cache")) for name in os.listdir(cache / other))
 
 
 def test_pretrain_with_a_masking_strategy(tmp_path):

@@ -24,7 +24,7 @@ runs another backend restarts the command (see `keras_mim/cli/backend.py`).
 import subprocess  # noqa: F401  (the backend switch's child process; tests patch it here)
 import sys
 
-from keras_mim.cli.backend import select_backend, switch_backend
+from keras_mim.cli.backend import select_backend, switch_backend, use_compile_cache
 from keras_mim.cli.common import ArgumentParser, add_verbose_argument, quiet_backend_logs
 from keras_mim.cli.evaluate import add_knn_parser, resolve_eval, run_knn
 from keras_mim.cli.finetune import add_finetune_parser, resolve_finetune, run_finetune
@@ -74,6 +74,7 @@ def main(argv=None):
     if unknown:
         subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     quiet_backend_logs(args.verbose)
+    use_compile_cache()
     select_backend(subparser, args)
     # command -> (check its arguments, run it); looked up here so tests can patch either
     commands = {

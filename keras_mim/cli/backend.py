@@ -15,6 +15,53 @@ from keras_mim.cli.common import check_backend_installed
 
 REEXEC_ENV = "KERAS_MIM_CLI_REEXEC"
 
+#: Where `keras-mim` keeps compiled programs between runs: a folder, or "off". Default: the
+#: user's cache folder ($XDG_CACHE_HOME or ~/.cache)/keras_mim/compile.
+COMPILE_CACHE_ENV = "KERAS_MIM_COMPILE_CACHE"
+TF_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+
+
+def compile_cache_folder(environ=os.environ):
+    """The compile cache folder that `KERAS_MIM_COMPILE_CACHE` in `environ` names (None: "off").
+
+    Example:
+    >>> compile_cache_folder({"KERAS_MIM_COMPILE_CACHE": "off"}) is None
+    True
+    >>> compile_cache_folder({"XDG_CACHE_HOME": "/cache"})
+    '/cache/keras_mim/compile'
+    """
+    value = environ.get(COMPILE_CACHE_ENV, "")
+    if value == "off":
+        return None
+    if value:
+        return os.path.abspath(value)
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "keras_mim", "compile")
+
+
+def use_compile_cache():
+    """Keep compiled training steps between runs, so that a second run of the same model and
+    batch skips most of its compile time: JAX's persistent compilation cache
+    (`JAX_COMPILATION_CACHE_DIR`) and XLA's on TensorFlow (`TF_XLA_FLAGS`
+    `--tf_xla_persistent_cache_directory`), both set through the environment before the backend
+    is imported (so no backend import here); torch runs eagerly and has nothing to keep. A
+    variable the user set already wins. Returns the folder, or None when off or too late (a
+    backend already imported, e.g. `main(argv)` called from a notebook).
+    """
+    folder = compile_cache_folder()
+    if folder is None or "jax" in sys.modules or "tensorflow" in sys.modules:
+        return None
+    try:
+        os.makedirs(os.path.join(folder, "jax"), exist_ok=True)
+        os.makedirs(os.path.join(folder, "tensorflow"), exist_ok=True)
+    except OSError:  # a read-only home: compile as before
+        return None
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(folder, "jax"))
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if TF_CACHE_FLAG not in flags:
+        os.environ["TF_XLA_FLAGS"] = f"{flags} {TF_CACHE_FLAG}={os.path.join(folder, 'tensorflow')}".strip()
+    return folder
+
 
 def select_backend(parser, args):
     """Make `args.backend` the backend Keras will load, if Keras is not imported yet.

@@ -179,19 +179,23 @@ def check_steps_per_execution(parser, args):
                      "call on the torch backend; use 1 or auto")
 
 
-def steps_per_execution_setting(choice, steps_per_epoch):
+def steps_per_execution_setting(choice, steps_per_epoch, backend=None):
     """The `steps_per_execution` that `model.compile` gets for `--steps-per-execution choice`,
-    with `steps_per_epoch` training steps an epoch.
+    with `steps_per_epoch` training steps an epoch, on `backend` (default: Keras' backend).
 
     Example:
-    >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3)
+    >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3, backend="jax")
     (4, 3)
+    >>> steps_per_execution_setting("auto", 100, backend="jax"), steps_per_execution_setting("auto", 100, backend="torch")
+    (8, 1)
     """
-    import keras
-
     if choice != "auto":
         return choice
-    return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION[keras.backend.backend()]))
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION[backend]))
 
 
 def jit_compile_setting(choice, distributed=False):
