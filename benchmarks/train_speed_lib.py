@@ -53,6 +53,8 @@ RUNNERS = {
     "keras-torch-compile": dict(framework="keras", backend="torch", jit_compile=True,
                                 label="keras_mim, torch.compile (jit_compile=True)"),
     "keras-jax": dict(framework="keras", backend="jax", jit_compile=True, label="keras_mim, JAX jit"),
+    "jax-ref": dict(framework="jaxref", backend="jax", jit_compile=True,
+                    label="hand-written JAX MAE step (benchmarks/jax_reference_mae.py)"),
     "keras-tf-xla": dict(framework="keras", backend="tensorflow", jit_compile=True,
                          label="keras_mim, TF + XLA (jit_compile=True)"),
     "keras-tf": dict(framework="keras", backend="tensorflow", jit_compile=False,

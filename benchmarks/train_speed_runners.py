@@ -1,5 +1,6 @@
-"""The two trainers a benchmarks/train_speed.py runner process times: keras_mim's
-MaskedAutoencoder under fit() and HuggingFace's ViTMAEForPreTraining, built from one config.
+"""The trainers a benchmarks/train_speed.py runner process times: keras_mim's
+MaskedAutoencoder under fit(), HuggingFace's ViTMAEForPreTraining and the hand-written JAX
+step of benchmarks/jax_reference_mae.py, built from one config.
 
 Each has `params`, `loss` (of the last step) and `run(steps)` -> per-step seconds.
 """
@@ -106,3 +107,25 @@ class HFRunner:
             times.append(time.perf_counter() - start)
         return times
 
+
+
+class JaxReferenceRunner:
+    """The plain-JAX MAE step (benchmarks/jax_reference_mae.py), one jitted call per step."""
+
+    def __init__(self, req):
+        from jax_reference_mae import ReferenceMAE
+
+        cfg = req["config"]
+        self.trainer = ReferenceMAE(cfg, req["mask_ratio"], num_channels=3, seed=req.get("seed", 0))
+        self.params = self.trainer.params
+        self.batch = req["batch_size"]
+        self.batches = np.split(_images(self.batch, req["steps"], cfg["image_size"]), req["steps"])
+        self.loss = None
+
+    def run(self, steps):
+        times = []
+        for i in range(steps):
+            start = time.perf_counter()
+            self.loss = self.trainer.step(self.batches[i % len(self.batches)])
+            times.append(time.perf_counter() - start)
+        return times

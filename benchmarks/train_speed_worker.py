@@ -19,7 +19,7 @@ import traceback
 from train_speed_machine import mb, proc_status, reset_peak_rss
 from train_speed_pipeline import do_pipeline
 from train_speed_profiling import GPU, DynamoLog, dynamo_summary, matmul_flops
-from train_speed_runners import HFRunner, KerasRunner
+from train_speed_runners import HFRunner, JaxReferenceRunner, KerasRunner
 
 _PROTO = None  # the reply channel (the original stdout)
 STATE = {}
@@ -43,6 +43,8 @@ def do_setup(req):
 
         info["keras_backend"] = keras.backend.backend()
         assert info["keras_backend"] == spec["backend"], info
+    elif spec["framework"] == "jaxref":
+        import jax  # noqa: F401
     else:
         import transformers  # noqa: F401
     info["import_s"] = time.perf_counter() - start
@@ -58,7 +60,7 @@ def do_setup(req):
         logging.getLogger("torch._dynamo").addHandler(handler)
     rss_pre = proc_status().get("VmRSS")
     start = time.perf_counter()
-    runner = (HFRunner if spec["framework"] == "hf" else KerasRunner)(req)
+    runner = {"hf": HFRunner, "jaxref": JaxReferenceRunner, "keras": KerasRunner}[spec["framework"]](req)
     info["build_s"] = time.perf_counter() - start
     rss_built = proc_status().get("VmRSS")
     info["params"] = runner.params
