@@ -99,8 +99,9 @@ def plot(record, path):
     for column, (name, result) in enumerate(sets):
         for i, (candidate, run) in enumerate(result["runs"].items()):
             epochs = np.asarray(run["epoch"])  # equal epochs for all (seconds in the JSON: the CPU is shared)
-            axes[0][column].plot(epochs, run["probe_top1"], "o-", ms=3, color=f"C{i}", label=candidate)
-            axes[1][column].plot(epochs, run["knn_top1"], "o-", ms=3, color=f"C{i}", label=candidate)
+            style = dict(ms=3, color=plt.cm.tab20(i % 20), linestyle="-" if i % 2 == 0 else "--", label=candidate)
+            axes[0][column].plot(epochs, run["probe_top1"], marker="o", **style)
+            axes[1][column].plot(epochs, run["knn_top1"], marker="o", **style)
         axes[0][column].set(title=f"{name}: ridge probe (best block)", ylabel="held-out top-1")
         axes[1][column].set(title=f"{name}: k-NN (output)", xlabel="pretraining epochs (0: random init)",
                             ylabel="held-out top-1")
