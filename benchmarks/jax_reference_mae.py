@@ -201,7 +201,7 @@ def keras_train_step(cfg, mask_ratio, batch, seed=0):
     return model, jax.jit(model.train_step), state
 
 
-def compare(config, steps, rounds, mask_ratio=0.75):
+def compare(config, steps=None, rounds=None, mask_ratio=0.75):
     """Seconds per step of (a) `model.fit` (Keras' loop, callbacks, logs), (b) the same Keras
     train step called directly, (c) the hand-written step, interleaved in rounds in this one
     process, and the HLO counts of (b) and (c)."""
@@ -210,7 +210,7 @@ def compare(config, steps, rounds, mask_ratio=0.75):
     import train_speed_lib
 
     cfg = train_speed_lib.CONFIGS[config]
-    batch = cfg["batch_size"]
+    batch, steps, rounds = cfg["batch_size"], steps or cfg["steps"], rounds or cfg["rounds"]
     images = np.random.default_rng(1).random((steps * batch, cfg["image_size"], cfg["image_size"], 3), np.float32)
     batches = [jnp.asarray(b) for b in np.split(images, steps)]
     model, step, state = keras_train_step(cfg, mask_ratio, batch)
@@ -266,12 +266,12 @@ if __name__ == "__main__":
     os.environ.setdefault("KERAS_BACKEND", "jax")
     parser = argparse.ArgumentParser(description="keras_mim's JAX MAE step vs a hand-written one, on this CPU")
     parser.add_argument("--configs", nargs="+", default=["nano"])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None, help="default: the config's (train_speed_lib)")
+    parser.add_argument("--rounds", type=int, default=None, help="default: the config's")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     record = {"what": __doc__.split("\n\n")[0], "command": "KERAS_BACKEND=jax python benchmarks/jax_reference_mae.py "
-              + " ".join(f"--configs {' '.join(args.configs)} --steps {args.steps} --rounds {args.rounds}".split()),
+              + " ".join(["--configs", *args.configs] + [f"--{k} {v}" for k, v in (("steps", args.steps), ("rounds", args.rounds)) if v]),
               "jax": jax.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "runs": []}
     for config in args.configs:
         record["runs"].append(compare(config, args.steps, args.rounds))
