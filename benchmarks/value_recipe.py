@@ -38,6 +38,8 @@ CANDIDATES = {
     "mae_normpix_no_augmentation": ["--method", "mae", "--norm-pix-loss", "true", "--augmentation", "none"],
     "mae_normpix_lr1e-3": ["--method", "mae", "--norm-pix-loss", "true", "--learning-rate", "0.001"],
     "mae_normpix_lr4e-3": ["--method", "mae", "--norm-pix-loss", "true", "--learning-rate", "0.004"],
+    "mae_normpix_warmup0": ["--method", "mae", "--norm-pix-loss", "true", "--warmup-fraction", "0"],
+    "mae_normpix_warmup20": ["--method", "mae", "--norm-pix-loss", "true", "--warmup-fraction", "0.2"],
     # width, depth and patch size: presets (the later --preset wins over the study's)
     "mae_normpix_nano_patch2": ["--method", "mae", "--norm-pix-loss", "true", "--preset", "mae_vit_nano_patch2_16"],
     "mae_normpix_tiny": ["--method", "mae", "--norm-pix-loss", "true", "--preset", "mae_vit_tiny_patch4_32"],

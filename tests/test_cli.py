@@ -152,6 +152,20 @@ def test_architecture_options_change_one_part_of_the_preset(tmp_path, monkeypatc
     assert decoder["output_dim"] == 8 * 8  # one grey 8 x 8 patch per token
 
 
+@pytest.mark.parametrize("extra, warmup", [([], 5), (["--warmup-fraction", "0.1"], 10), (["--warmup-fraction", "0"], 0)])
+def test_warmup_fraction_sets_the_warmup_steps(extra, warmup, tmp_path, monkeypatch):
+    from keras_mim.cli import pretrain_run
+
+    seen = []
+    monkeypatch.setattr(cli, "run_pretrain", seen.append)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["pretrain", *TINY, *extra]) == 0
+    optimizer, warmup_steps = pretrain_run._optimizer(seen[0], 100)  # 5% of 100 updates by default, as MAE
+    assert warmup_steps == warmup
+    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))  # at step 0
+    assert rate == (0.0 if warmup else pytest.approx(cli.DEFAULT_LEARNING_RATE))
+
+
 @pytest.mark.every_backend
 def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
     from keras_mim.cli.common import jit_compile_setting
@@ -187,6 +201,7 @@ def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
         (["--num-images", "5000"], "more than the 1438 digits of the train split"),
         (["--seed", "-1"], "argument --seed: must be a non-negative int"),
         (["--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive int"),
+        (["--warmup-fraction", "1"], "argument --warmup-fraction: must be a number in [0, 1)"),
         (["--weight-decay", "-1"], "--weight-decay must be a non-negative number"),
         (["--masking", "chessboard"], "argument --masking: invalid choice: 'chessboard' (choose from"),
         (["--masking", "tube"], "--masking tube cannot mask the 8x8 token grid"),

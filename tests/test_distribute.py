@@ -258,6 +258,8 @@ def check_cli_run(backend, tmp_path, devices=2):
     history = json.loads((run / "history.json").read_text())
     assert config["args"]["distribute"] == "data" and config["resolved"]["num_devices"] == devices
     assert config["resolved"]["backend"] == backend and history["backend"] == backend
+    # several steps per call on JAX; one under tf.distribute, where Keras' multi-step loop fails
+    assert config["resolved"]["steps_per_execution"] == (1 if backend == "tensorflow" else 2)
     assert (run / "model.keras").is_file() and (run / "reconstructions.png").is_file()
     single = json.loads((tmp_path / "run-single" / "history.json").read_text())
     assert json.loads((tmp_path / "run-single" / "config.json").read_text())["resolved"]["num_devices"] == 1

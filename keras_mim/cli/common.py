@@ -170,24 +170,35 @@ def add_steps_per_execution_argument(parser):
 
 
 def check_steps_per_execution(parser, args):
-    """--steps-per-execution N > 1 is refused on torch, where Keras runs one step per call."""
+    """--steps-per-execution N > 1 is refused on torch, where Keras runs one step per call, and
+    under a TensorFlow distribution strategy, where Keras' multi-step loop fails (Keras 3.15:
+    "You must feed a value for placeholder tensor" in `multi_step_on_iterator`)."""
     import keras
 
     backend = args.backend or keras.backend.backend()
-    if backend == "torch" and args.steps_per_execution not in ("auto", 1):
+    if args.steps_per_execution in ("auto", 1):
+        return
+    if backend == "torch":
         parser.error(f"--steps-per-execution {args.steps_per_execution}: Keras runs one training step per "
                      "call on the torch backend; use 1 or auto")
+    if backend == "tensorflow" and getattr(args, "distribute", "none") != "none":
+        parser.error(f"--steps-per-execution {args.steps_per_execution}: Keras' multi-step loop fails under a "
+                     "TensorFlow distribution strategy (--distribute); use 1 or auto")
 
 
-def steps_per_execution_setting(choice, steps_per_epoch, backend=None):
+def steps_per_execution_setting(choice, steps_per_epoch, backend=None, distributed=False):
     """The `steps_per_execution` that `model.compile` gets for `--steps-per-execution choice`,
-    with `steps_per_epoch` training steps an epoch, on `backend` (default: Keras' backend).
+    with `steps_per_epoch` training steps an epoch, on `backend` (default: Keras' backend);
+    "auto" is 1 under a TensorFlow distribution strategy (`distributed`), where Keras' multi-step
+    loop fails.
 
     Example:
     >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3, backend="jax")
     (4, 3)
     >>> steps_per_execution_setting("auto", 100, backend="jax"), steps_per_execution_setting("auto", 100, backend="torch")
     (8, 1)
+    >>> steps_per_execution_setting("auto", 100, backend="tensorflow", distributed=True)
+    1
     """
     if choice != "auto":
         return choice
@@ -195,6 +206,8 @@ def steps_per_execution_setting(choice, steps_per_epoch, backend=None):
         import keras
 
         backend = keras.backend.backend()
+    if distributed and backend == "tensorflow":
+        return 1
     return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION[backend]))
 
 

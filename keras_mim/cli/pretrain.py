@@ -76,7 +76,7 @@ def add_pretrain_parser(commands):
             help_listing("masking strategies (--masking NAME)", registry_snapshot.MASK_STRATEGIES),
             "Learning rate: MAE's rule 1.5e-4 * batch / 256 targets 800-epoch ImageNet runs; "
             f"for these tiny models and a few thousand steps {DEFAULT_LEARNING_RATE:g} (peak, "
-            f"after a linear warmup over {WARMUP_FRACTION:.0%} of the steps, then cosine decay to "
+            f"after a linear warmup over {WARMUP_FRACTION:.0%} of the steps (--warmup-fraction), then cosine decay to "
             "1% of it) trains much faster and stays stable. AdamW(beta_2=0.95, weight decay "
             f"{DEFAULT_WEIGHT_DECAY:g}, none on biases, norms and tokens) as MAE.",
         ]),
@@ -144,6 +144,9 @@ def add_pretrain_parser(commands):
                         "Reconstruction figures need pixels")
     p.add_argument("--learning-rate", type=positive_float, default=DEFAULT_LEARNING_RATE,
                    help="peak learning rate (after warmup)")
+    p.add_argument("--warmup-fraction", type=ratio, default=WARMUP_FRACTION,
+                   help="share of the optimizer updates over which the learning rate rises linearly from 0 "
+                        "(0: no warmup)")
     p.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY, help="AdamW weight decay")
     p.add_argument("--output", default=None,
                    help="run folder; default runs/pretrain-YYYYmmdd-HHMMSS. An existing non-empty "

@@ -123,7 +123,8 @@ def _optimizer(args, update_steps):
     """AdamW as MAE, its learning rate warmed up linearly then decayed with a cosine."""
     import keras
 
-    warmup_steps = max(1, round(WARMUP_FRACTION * update_steps)) if update_steps > 1 else 0
+    fraction = args.warmup_fraction  # a run recorded before the option resumes with the parser's default
+    warmup_steps = max(1, round(fraction * update_steps)) if update_steps > 1 and fraction > 0 else 0
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else args.learning_rate,
         decay_steps=max(1, update_steps - warmup_steps),
@@ -258,7 +259,8 @@ def _run_pretrain(args):
     update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
     optimizer, warmup_steps = _optimizer(args, update_steps)
     jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none")
-    steps_per_execution = steps_per_execution_setting(args.steps_per_execution, steps)
+    steps_per_execution = steps_per_execution_setting(args.steps_per_execution, steps,
+                                                      distributed=args.distribute != "none")
     model.compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     model.build()
 
