@@ -150,9 +150,9 @@ def add_jit_argument(parser):
 
 
 #: `--steps-per-execution auto`: training steps per call of the compiled step (capped at the
-#: steps of an epoch), per backend; measured on the demo's model in docs/speed.md ("Steps per
-#: execution").
-AUTO_STEPS_PER_EXECUTION = {"jax": 8, "tensorflow": 8, "torch": 1}  # Keras on torch: one step per call
+#: steps of an epoch) where Keras can run several (`one_step_per_call` says where it cannot);
+#: measured on the demo's model in docs/speed.md ("Small models").
+AUTO_STEPS_PER_EXECUTION = 8
 
 
 def steps_per_execution_type(value):
@@ -169,28 +169,32 @@ def add_steps_per_execution_argument(parser):
     )
 
 
+def one_step_per_call(backend, distributed=False):
+    """Why Keras can run only one training step per call on `backend` (None: it can run several):
+    its torch trainer allows no more, and under a TensorFlow distribution strategy its multi-step
+    loop fails (Keras 3.15: "You must feed a value for placeholder tensor" in
+    `multi_step_on_iterator`)."""
+    if backend == "torch":
+        return "Keras runs one training step per call on the torch backend"
+    if backend == "tensorflow" and distributed:
+        return "Keras' multi-step loop fails under a TensorFlow distribution strategy (--distribute)"
+    return None
+
+
 def check_steps_per_execution(parser, args):
-    """--steps-per-execution N > 1 is refused on torch, where Keras runs one step per call, and
-    under a TensorFlow distribution strategy, where Keras' multi-step loop fails (Keras 3.15:
-    "You must feed a value for placeholder tensor" in `multi_step_on_iterator`)."""
+    """--steps-per-execution N > 1 is refused where `one_step_per_call` gives a reason."""
     import keras
 
-    backend = args.backend or keras.backend.backend()
-    if args.steps_per_execution in ("auto", 1):
-        return
-    if backend == "torch":
-        parser.error(f"--steps-per-execution {args.steps_per_execution}: Keras runs one training step per "
-                     "call on the torch backend; use 1 or auto")
-    if backend == "tensorflow" and getattr(args, "distribute", "none") != "none":
-        parser.error(f"--steps-per-execution {args.steps_per_execution}: Keras' multi-step loop fails under a "
-                     "TensorFlow distribution strategy (--distribute); use 1 or auto")
+    reason = one_step_per_call(args.backend or keras.backend.backend(), getattr(args, "distribute", "none") != "none")
+    if args.steps_per_execution not in ("auto", 1) and reason:
+        parser.error(f"--steps-per-execution {args.steps_per_execution}: {reason}; use 1 or auto")
 
 
 def steps_per_execution_setting(choice, steps_per_epoch, backend=None, distributed=False):
     """The `steps_per_execution` that `model.compile` gets for `--steps-per-execution choice`,
     with `steps_per_epoch` training steps an epoch, on `backend` (default: Keras' backend);
-    "auto" is 1 under a TensorFlow distribution strategy (`distributed`), where Keras' multi-step
-    loop fails.
+    "auto" is 1 where `one_step_per_call` gives a reason (`distributed`: under a distribution
+    strategy).
 
     Example:
     >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3, backend="jax")
@@ -206,9 +210,9 @@ def steps_per_execution_setting(choice, steps_per_epoch, backend=None, distribut
         import keras
 
         backend = keras.backend.backend()
-    if distributed and backend == "tensorflow":
+    if one_step_per_call(backend, distributed):
         return 1
-    return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION[backend]))
+    return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION))
 
 
 def jit_compile_setting(choice, distributed=False):

@@ -17,7 +17,6 @@ from keras_mim.cli.pretrain_options import (
     NO_WEIGHT_DECAY,
     NUM_HELDOUT,
     VIDEO_DATASET,
-    WARMUP_FRACTION,
     architecture_overrides,
     steps_per_epoch,
     takes_norm_pix_loss,
