@@ -177,6 +177,20 @@ def test_jit_compile_auto_is_xla_on_jax_and_tensorflow():
     assert jit_compile_setting("true") is True and jit_compile_setting("false") is False
 
 
+@pytest.mark.every_backend
+def test_jit_compile_auto_weighs_the_expected_steps():
+    from keras_mim.cli.common import AUTO_XLA_MIN_STEPS, jit_compile_setting
+
+    backend = keras.backend.backend()
+    short, long = AUTO_XLA_MIN_STEPS - 1, AUTO_XLA_MIN_STEPS
+    # TensorFlow: graph mode for a short run (starts sooner), XLA for a long one.
+    assert jit_compile_setting("auto", expected_steps=short) == {"tensorflow": False, "jax": True}.get(backend, "auto")
+    assert jit_compile_setting("auto", expected_steps=long) == (True if backend in ("jax", "tensorflow") else "auto")
+    # A distributed TensorFlow run keeps Keras' choice; an explicit choice is never changed.
+    assert jit_compile_setting("auto", distributed=True, expected_steps=short) == (True if backend == "jax" else "auto")
+    assert jit_compile_setting("true", expected_steps=1) is True
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -215,18 +215,36 @@ def steps_per_execution_setting(choice, steps_per_epoch, backend=None, distribut
     return max(1, min(steps_per_epoch, AUTO_STEPS_PER_EXECUTION))
 
 
-def jit_compile_setting(choice, distributed=False):
+#: `--jit-compile auto` on TensorFlow: XLA from this many training steps on, graph mode below.
+#: XLA costs more to compile than graph mode costs to trace (the demo's model: first epoch
+#: 28.9 s against 17.5 s) and pays it back per step: 0.26 s an epoch of 45 steps there (a
+#: break-even near 2000 steps), 0.25 s a step on the tiny config (break-even within 100).
+#: docs/speed.md, "Compile time".
+AUTO_XLA_MIN_STEPS = 500
+
+
+def jit_compile_setting(choice, distributed=False, expected_steps=None):
     """The `jit_compile` that `model.compile` gets for `--jit-compile choice`.
 
     "auto" is XLA on JAX and on TensorFlow, also on a CPU-only TensorFlow where Keras' own
     "auto" stays in graph mode (XLA measured 1.19-1.38x faster there, see docs/speed.md,
-    "Fast paths"); torch stays eager and a TensorFlow `tf.distribute` run keeps Keras' choice.
+    "Fast paths"), unless the run is short: with fewer than `AUTO_XLA_MIN_STEPS`
+    `expected_steps` (None: unknown) TensorFlow runs in graph mode, which starts sooner. Torch
+    stays eager (`torch.compile` measured slower, docs/speed.md) and a TensorFlow
+    `tf.distribute` run keeps Keras' choice.
+
+    Example:
+    >>> jit_compile_setting("true"), jit_compile_setting("false")
+    (True, False)
     """
     import keras
 
     if choice != "auto":
         return {"true": True, "false": False}[choice]
     backend = keras.backend.backend()
+    short = expected_steps is not None and expected_steps < AUTO_XLA_MIN_STEPS
+    if backend == "tensorflow" and not distributed and short:
+        return False
     if backend == "jax" or (backend == "tensorflow" and not distributed):
         return True
     return "auto"

@@ -141,7 +141,7 @@ def run_finetune(args):
           f"lr {peak:g}, layer decay {args.layer_decay:g}, augmentation {args.augmentation} (RandAugment "
           f"{args.rand_augment_ops} ops, mixup {args.mixup:g}, cutmix {args.cutmix:g}, shifts {args.translate:g})",
           flush=True)
-    jit = jit_compile_setting(args.jit_compile)
+    jit = jit_compile_setting(args.jit_compile, expected_steps=steps * args.epochs)
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=jit)
     history = model.fit(train, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,

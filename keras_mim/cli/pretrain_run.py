@@ -257,7 +257,8 @@ def _run_pretrain(args):
     total_steps = steps * args.epochs  # resolve_pretrain checked: at least one optimizer update
     update_steps = total_steps // args.gradient_accumulation  # the schedule counts optimizer updates
     optimizer, warmup_steps = _optimizer(args, update_steps)
-    jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none")
+    jit_compile = jit_compile_setting(args.jit_compile, distributed=args.distribute != "none",
+                                      expected_steps=total_steps)
     steps_per_execution = steps_per_execution_setting(args.steps_per_execution, steps,
                                                       distributed=args.distribute != "none")
     model.compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution)

@@ -113,7 +113,8 @@ def run_probe(args):
         probe, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
         base_learning_rate=args.base_learning_rate, warmup_epochs=args.warmup_epochs, head_init=args.head_init,
         callbacks=[history_logger(output)],  # epochs counted from 1, as pretrain's
-        jit_compile=jit_compile_setting(args.jit_compile), verbose=1 if sys.stdout.isatty() else 2,
+        jit_compile=jit_compile_setting(args.jit_compile, expected_steps=steps * args.epochs),
+        verbose=1 if sys.stdout.isatty() else 2,
     )
     top1, top5 = score_images(probe, x_test, y_test, args.batch_size)  # end to end, from the images
     probe.save(os.path.join(output, "probe.keras"))

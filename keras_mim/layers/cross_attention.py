@@ -74,7 +74,8 @@ class MultiHeadCrossAttention(keras.layers.Layer):
         k, v = kv[:, :, 0], kv[:, :, 1]  # each (B, M, H, hd)
         x = ops.dot_product_attention(q, k, v)  # (B, N, H, hd)
         x = ops.reshape(x, (-1, n, dim))
-        return self.proj_drop(self.proj(x), training=training)  # (B, N, D)
+        x = self.proj(x)  # (B, N, D)
+        return self.proj_drop(x, training=training) if self.dropout else x  # rate 0: no layer call
 
     def compute_output_shape(self, x_shape, context_shape=None):
         return x_shape

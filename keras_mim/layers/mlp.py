@@ -34,6 +34,8 @@ class MLP(keras.layers.Layer):
 
     def call(self, x, training=None):
         x = keras.activations.gelu(self.fc1(x), approximate=False)
+        if not self.dropout:  # rate 0: skip the no-op Dropout calls (as TransformerBlock)
+            return self.fc2(x)
         x = self.drop(x, training=training)
         return self.drop(self.fc2(x), training=training)
 
