@@ -17,6 +17,14 @@ export TF_CPP_MIN_LOG_LEVEL=3 PYTHONDONTWRITEBYTECODE=1
 # models spend most of their time compiling (measured: the method suite's fit tests on
 # TensorFlow 27% faster); the programs compute the same, only less optimised.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# One OpenMP thread per pytest worker (cores / workers): PyTorch's eager ops run OpenMP
+# regions whose threads spin-wait, so two workers of two threads each on two cores stall
+# one another (measured: the MAE and method-suite modules on torch, 114 s -> 46 s; the nano
+# step beside a one-core busy loop 63 -> 142 ms median at 2 threads, 75 ms at 1; TensorFlow
+# and JAX unchanged). docs/ci.md.
+workers="${PYTEST_WORKERS:-2}"
+threads=$(( $(nproc) / workers ))
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( threads > 0 ? threads : 1 ))}"
 shared=$(mktemp -d)
 trap 'rm -rf "$shared"' EXIT
 export KERAS_MIM_TEST_SHARED="$shared"  # files several passes share (cross-backend .keras files)
@@ -27,7 +35,7 @@ for backend in $KERAS_MIM_TEST_PASSES; do
   echo "=== $backend (KERAS_BACKEND=$backend) ==="
   start=$(date +%s)
   result=passed
-  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" \
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" \
     --junitxml="$shared/$backend.xml" "$@" || { result=FAILED; status=1; }
   summary+=("$backend: $result in $(( $(date +%s) - start )) s")
 done
