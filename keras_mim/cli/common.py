@@ -145,7 +145,8 @@ def add_jit_argument(parser):
         "--jit-compile", choices=("auto", "true", "false"), default="auto",
         help="compile the train step (XLA on TensorFlow/JAX, torch.compile on torch); 'auto': XLA "
         "on JAX and TensorFlow (also on a CPU-only machine, where it measured faster than graph "
-        "mode), eager on torch and under a TensorFlow distribution strategy",
+        "mode), except graph mode for a TensorFlow run of fewer than 500 steps (it starts sooner); "
+        "eager on torch and under a TensorFlow distribution strategy",
     )
 
 
