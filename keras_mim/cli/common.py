@@ -145,7 +145,7 @@ def add_jit_argument(parser):
         "--jit-compile", choices=("auto", "true", "false"), default="auto",
         help="compile the train step (XLA on TensorFlow/JAX, torch.compile on torch); 'auto': XLA "
         "on JAX and TensorFlow (also on a CPU-only machine, where it measured faster than graph "
-        "mode), except graph mode for a TensorFlow run of fewer than 500 steps (it starts sooner); "
+        f"mode), except graph mode for a TensorFlow run of fewer than {AUTO_XLA_MIN_STEPS} steps (it starts sooner); "
         "eager on torch and under a TensorFlow distribution strategy",
     )
 
@@ -231,7 +231,8 @@ def jit_compile_setting(choice, distributed=False, expected_steps=None):
     "auto" stays in graph mode (XLA measured 1.19-1.38x faster there, see docs/speed.md,
     "Fast paths"), unless the run is short: with fewer than `AUTO_XLA_MIN_STEPS`
     `expected_steps` (None: unknown) TensorFlow runs in graph mode, which starts sooner. Torch
-    stays eager (`torch.compile` measured slower, docs/speed.md) and a TensorFlow
+    stays eager (`torch.compile`'s warm-up paid back only after ~4000 steps of the demo's
+    model, docs/speed.md) and a TensorFlow
     `tf.distribute` run keeps Keras' choice.
 
     Example:

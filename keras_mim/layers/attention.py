@@ -7,7 +7,7 @@ from keras import ops
 # call to ask whether the flash kernel applies: Python time on eager, and a graph break under
 # torch.compile. False skips that question only: `scaled_dot_product_attention` still picks
 # its fastest kernel itself (flash where the device and dtype allow).
-_FLASH = False if keras.backend.backend() == "torch" else None
+FLASH_ATTENTION = False if keras.backend.backend() == "torch" else None
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -54,7 +54,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         n, dim = x.shape[1], x.shape[2]
         qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
         q, k, v = ops.unstack(qkv, 3, axis=2)  # each (B, N, H, hd); one op (3 slices: 3 backward ops)
-        x = ops.dot_product_attention(q, k, v, flash_attention=_FLASH)  # (B, N, H, hd)
+        x = ops.dot_product_attention(q, k, v, flash_attention=FLASH_ATTENTION)  # (B, N, H, hd)
         x = ops.reshape(x, (-1, n, dim))
         x = self.proj(x)
         return self.proj_drop(x, training=training) if self.dropout else x  # rate 0: no layer call

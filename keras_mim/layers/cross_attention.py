@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mim.layers.attention import FLASH_ATTENTION
+
 
 def _glorot(scale):
     """Xavier-uniform scaled in variance by `scale`."""
@@ -72,7 +74,7 @@ class MultiHeadCrossAttention(keras.layers.Layer):
         q = ops.reshape(self.q(x), (-1, n, self.num_heads, self.head_dim))  # (B, N, H, hd)
         kv = ops.reshape(self.kv(context), (-1, m, 2, self.num_heads, self.head_dim))
         k, v = kv[:, :, 0], kv[:, :, 1]  # each (B, M, H, hd)
-        x = ops.dot_product_attention(q, k, v)  # (B, N, H, hd)
+        x = ops.dot_product_attention(q, k, v, flash_attention=FLASH_ATTENTION)  # (B, N, H, hd)
         x = ops.reshape(x, (-1, n, dim))
         x = self.proj(x)  # (B, N, D)
         return self.proj_drop(x, training=training) if self.dropout else x  # rate 0: no layer call
