@@ -196,7 +196,7 @@ CLI_CASES = [
      ["--gradient-accumulation", "1000", "--epochs", "1", "--num-images", "32", "--batch-size", "16"],
      "--gradient-accumulation 1000 exceeds the 2 training steps"),
     ("unknown backend", ["--backend", "numpy"], "argument --backend: invalid choice: 'numpy'"),
-    ("unknown masking strategy", ["--masking", "chessboard"],  # listing all 13: tests/test_cli_startup.py
+    ("unknown masking strategy", ["--masking", "chessboard"],  # listing all 14: tests/test_cli_startup.py
      "argument --masking: invalid choice: 'chessboard'"),
     ("monitor without labelled images", ["--monitor-every", "2"],
      "--monitor-every 2 needs labelled images: --monitor-data FOLDER of class subfolders"),

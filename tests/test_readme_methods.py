@@ -106,7 +106,7 @@ NUMBERS = {
     "written once in Keras 3,": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
     "support in Keras 3.15": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
     "ViT-H/14": lambda paragraph: _preset("mae_vit_huge_patch14")["encoder"]["patch_size"] == 14,
-    "all 13 strategies": lambda paragraph: len(_mask_generators()) == 13,
+    "all 14 strategies": lambda paragraph: len(_mask_generators()) == 14,
     "(B, N; 1 = hidden)": lambda paragraph: 'load_sample_images("digits"' in CHECKS,
     "float32 batches in [0, 1]": lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
     "float pixels must already be in [0, 1] (0-255 or [-1, 1] floats raise":
@@ -186,7 +186,7 @@ def test_prose_numbers_have_a_source():
 
 def test_masking_strategies_the_readme_counts_and_lists():
     text = README.read_text()
-    assert "Thirteen masking strategies" in text and len(_mask_generators()) == 13
+    assert "Fourteen masking strategies" in text and len(_mask_generators()) == 14
     table = next(p for p in paragraphs(text) if p.startswith("| name | class | hides |"))
     names = [n for row in table.splitlines()[2:] for n in code_spans(row.split("|")[1])]
     assert sorted(names) == sorted(_mask_generators())

@@ -33,13 +33,20 @@ def load_teacher(path):
     return getattr(model, "encoder", model)
 
 
-def build_model(args, num_channels):
+def build_model(args, num_channels, total_steps=None):
     """The method's model on the preset's architecture; bad combinations exit with status 2
-    (before anything is written)."""
-    from keras_mim.models.presets import build_method
+    (before anything is written). Schedules spanning the run (the record's
+    `schedule_steps`, e.g. I-JEPA's momentum ramp) last `total_steps`, unless the preset
+    sets them."""
+    from keras_mim.models.presets import PRESETS, build_method
 
     spec = get_method_spec(args.method)
     kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed, **architecture_overrides(args))
+    preset = PRESETS.get(args.preset, {})
+    preset_kwargs = preset.get("kwargs", {}) if preset.get("method") == spec.name else {}
+    for argument in spec.schedule_steps if total_steps else ():
+        if argument not in preset_kwargs:
+            kwargs[argument] = int(total_steps)
     if args.mask_ratio is not None:
         kwargs["mask_ratio"] = args.mask_ratio
     if args.masking is not None:
@@ -249,7 +256,7 @@ def _run_pretrain(args):
         num_examples, num_channels = len(train), int(train.shape[-1])
         steps = steps_per_epoch(num_examples, args.batch_size, two_views)
     print(f"keras-mim: building {args.method} on {args.preset} ...", flush=True)
-    model = build_model(args, num_channels)
+    model = build_model(args, num_channels, total_steps=steps * args.epochs)
     if two_views:  # fresh view pairs every epoch; fixed held-out pairs
         train, heldout = view_pairs(args, train, heldout)
     # figures and pixel metrics (single-input pixel methods)

@@ -10,6 +10,7 @@ from keras_mim.masking.easy_to_hard_mask_generator import EasyToHardMaskGenerato
 from keras_mim.masking.grid_mask_generator import GridMaskGenerator
 from keras_mim.masking.guided_mask_generator import GuidedMaskGenerator
 from keras_mim.masking.mask_generator import MaskGenerator
+from keras_mim.masking.multi_block_mask_generator import MultiBlockMaskGenerator
 from keras_mim.masking.random_mask_generator import RandomMaskGenerator
 from keras_mim.masking.running_cell_mask_generator import RunningCellMaskGenerator
 from keras_mim.masking.selection import num_visible, select_tokens
@@ -28,6 +29,7 @@ MASK_GENERATORS = {
     "disjoint": DisjointMaskGenerator,
     "guided": GuidedMaskGenerator,
     "easy_to_hard": EasyToHardMaskGenerator,
+    "multi_block": MultiBlockMaskGenerator,
 }
 
 

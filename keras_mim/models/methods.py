@@ -54,6 +54,9 @@ class MethodSpec:
         test_preset: the tiny preset of the generic test suite (default `NAME_vit_test`).
         cli_preset: the preset `keras-mim pretrain --method NAME` trains when no
             `--preset` is given; None: the dataset's default preset.
+        schedule_steps: model arguments that are lengths of schedules spanning the whole
+            run (I-JEPA's momentum ramp): `keras-mim pretrain` sets each to the run's
+            training steps unless the preset sets it.
         family: how it learns, for the README's grouping (`FAMILIES`).
         paper: the reference (authors, year) for the docs.
         code: the official repository (`owner/name`), where there is one.
@@ -75,6 +78,7 @@ class MethodSpec:
     presets: dict = dataclasses.field(default_factory=dict)
     test_preset: str = None
     cli_preset: str = None
+    schedule_steps: tuple = ()
     family: str = "pixels"
     paper: str = ""
     code: str = ""
@@ -93,6 +97,10 @@ class MethodSpec:
         for preset in (self.test_preset, self.cli_preset):
             if preset is not None and preset not in self.presets:
                 raise ValueError(f"Method {self.name!r}: preset {preset!r} is not among its `presets`.")
+        for argument in self.schedule_steps:
+            if argument not in inspect.signature(self.model.__init__).parameters:
+                raise ValueError(f"Method {self.name!r}: `schedule_steps` names {argument!r}, which "
+                                 f"{self.model.__name__} does not take.")
         for preset, spec in self.presets.items():
             missing = {"description", "encoder"} - set(spec)
             if missing:

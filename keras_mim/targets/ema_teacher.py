@@ -6,6 +6,7 @@ from keras import ops
 from keras_mim.ema import check_same_variables, ema_update, frozen_copy, momentum_schedule
 
 LAYER_NORMS = ("instance", "layer", None)
+SOURCES = ("blocks", "output")
 ENCODER_NEEDS = ("forward_features", "depth", "num_prefix_tokens")
 DEFAULT_TOP_K = 8  # data2vec's ViT-B default (`average_top_k_layers`)
 
@@ -28,9 +29,12 @@ class EMATeacher(keras.layers.Layer):
 
     `teacher(images)` runs the teacher on the full image (no mask, `training=False`)
     and returns `(B, N, D)` float32 patch tokens (the cls token dropped), without
-    gradient: the mean of the outputs of its top `top_k` blocks (end of block, before
-    the encoder's final norm), each first normalised per `layer_norm`, then optionally
-    layer-normalised once more (`final_layer_norm`). Normalisations have no affine
+    gradient. With `source="blocks"` (data2vec): the mean of the outputs of its top
+    `top_k` blocks (end of block, before the encoder's final norm), each first
+    normalised per `layer_norm`, then optionally layer-normalised once more
+    (`final_layer_norm`). With `source="output"` (I-JEPA's target encoder): the
+    encoder's own output (after its final norm), then optionally layer-normalised
+    (`final_layer_norm`; `top_k` and `layer_norm` do not apply). Normalisations have no affine
     parameters and use `epsilon` (torch's `F.instance_norm` / `F.layer_norm`).
 
     `update(student)` moves every teacher variable towards the student's,
@@ -69,6 +73,8 @@ class EMATeacher(keras.layers.Layer):
         momentum_steps: updates (training steps) of the linear ramp (0: `final_momentum`
             always).
         epsilon: epsilon of the normalisations (torch's default 1e-5).
+        source: `"blocks"` (data2vec's averaged blocks) or `"output"` (the encoder's
+            final output, I-JEPA).
         copy: copy `encoder` (default); False adopts it as the teacher itself (used
             when deserialising).
         **kwargs: standard layer arguments.
@@ -87,7 +93,7 @@ class EMATeacher(keras.layers.Layer):
 
     def __init__(self, encoder, top_k=None, layer_norm="instance", final_layer_norm=True,
                  momentum=0.9998, final_momentum=0.99999, momentum_steps=100_000, epsilon=1e-5,
-                 copy=True, **kwargs):
+                 source="blocks", copy=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(encoder, dict):
             encoder = keras.saving.deserialize_keras_object(encoder)
@@ -120,6 +126,9 @@ class EMATeacher(keras.layers.Layer):
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(f"`epsilon` must be a float > 0, got {epsilon!r}.")
         self.epsilon = float(epsilon)
+        if source not in SOURCES:
+            raise ValueError(f"`source` must be one of {list(SOURCES)}, got {source!r}.")
+        self.source = source
         # Updates made so far: the step of the momentum schedule, saved with the model.
         self.num_updates = self.add_weight(shape=(), dtype="int32", initializer="zeros",
                                            trainable=False, name="num_updates")
@@ -149,6 +158,12 @@ class EMATeacher(keras.layers.Layer):
         return x
 
     def call(self, images):
+        p = self.encoder.num_prefix_tokens
+        if self.source == "output":
+            target = ops.cast(self.encoder(images, training=False)[:, p:], "float32")  # (B, N, D)
+            if self.final_layer_norm:
+                target = standardize(target, -1, self.epsilon)
+            return ops.stop_gradient(target)
         _, blocks = self.encoder.forward_features(images, self.layers_used, training=False)
         p = self.encoder.num_prefix_tokens
         layers = [self.normalize_layer(ops.cast(b[:, p:], "float32")) for b in blocks]  # K x (B, N, D)
@@ -185,6 +200,7 @@ class EMATeacher(keras.layers.Layer):
             final_momentum=self.final_momentum,
             momentum_steps=self.momentum_steps,
             epsilon=self.epsilon,
+            source=self.source,
         )
         config.pop("trainable", None)  # always frozen
         return config

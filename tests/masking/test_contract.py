@@ -25,6 +25,7 @@ CASES = {
     "disjoint": ({}, (6, 6), 7),
     "guided": ({}, (6, 6), 7),
     "easy_to_hard": ({}, (6, 6), 7),
+    "multi_block": ({}, (6, 6), 6),
 }
 
 
