@@ -16,7 +16,9 @@ class MultiHeadCrossAttention(keras.layers.Layer):
     """Attention from tokens `x` `(B, N, D)` to a context sequence `(B, M, Dc)`.
 
     Queries come from `x` through a `(D, D)` Dense, keys and values from the context
-    through one `(Dc, 2D)` Dense (keys first, then values), and the heads are merged by
+    through one `(Dc, 2D)` Dense (keys first, then values; with `values=` given, keys
+    come from the context and values from `values` `(B, M, Dc)`, each through its half of
+    that kernel, as CAE's regressor), and the heads are merged by
     an output projection `(D, D)`. With Dc = D this is `torch.nn.MultiheadAttention`
     with `q = W[:D]`, `[k | v] = W[D:]` of its `in_proj_weight` (the decoder of
     SiamMAE / CropMAE). Attention itself is `keras.ops.dot_product_attention`, the
@@ -69,17 +71,28 @@ class MultiHeadCrossAttention(keras.layers.Layer):
         self.proj = keras.layers.Dense(dim, dtype=p, name="proj")
         self.proj.build(x_shape)
 
-    def call(self, x, context, training=None):
+    def call(self, x, context, values=None, training=None):
         n, m, dim = x.shape[1], context.shape[1], x.shape[2]
         q = ops.reshape(self.q(x), (-1, n, self.num_heads, self.head_dim))  # (B, N, H, hd)
-        kv = ops.reshape(self.kv(context), (-1, m, 2, self.num_heads, self.head_dim))
-        k, v = kv[:, :, 0], kv[:, :, 1]  # each (B, M, H, hd)
+        if values is None:
+            kv = ops.reshape(self.kv(context), (-1, m, 2, self.num_heads, self.head_dim))
+            k, v = kv[:, :, 0], kv[:, :, 1]  # each (B, M, H, hd)
+        else:  # keys from `context`, values from `values`: each through its half of the kv kernel
+            k, v = self.kv_half(context, 0), self.kv_half(values, 1)  # each (B, M, H, hd)
         x = ops.dot_product_attention(q, k, v, flash_attention=FLASH_ATTENTION)  # (B, N, H, hd)
         x = ops.reshape(x, (-1, n, dim))
         x = self.proj(x)  # (B, N, D)
         return self.proj_drop(x, training=training) if self.dropout else x  # rate 0: no layer call
 
-    def compute_output_shape(self, x_shape, context_shape=None):
+    def kv_half(self, tokens, part):
+        """Keys (`part` 0) or values (1) of `tokens` `(B, M, Dc)`: `(B, M, H, hd)`."""
+        dim = self.num_heads * self.head_dim
+        y = ops.matmul(tokens, self.kv.kernel[:, part * dim : (part + 1) * dim])
+        if self.qkv_bias:
+            y = y + self.kv.bias[part * dim : (part + 1) * dim]
+        return ops.reshape(y, (-1, tokens.shape[1], self.num_heads, self.head_dim))
+
+    def compute_output_shape(self, x_shape, context_shape=None, values_shape=None):
         return x_shape
 
     def get_config(self):

@@ -16,13 +16,14 @@ def np_layer_norm(x, gamma, beta, eps=1e-6):
     return (x - mu) / np.sqrt(x.var(-1, keepdims=True) + eps) * gamma + beta
 
 
-def np_attention(x, context, wq, bq, wk, bk, wv, bv, wo, bo, heads):
-    """Scaled dot-product attention of `x` (B, N, D) to `context` (B, M, Dc), heads split."""
+def np_attention(x, context, wq, bq, wk, bk, wv, bv, wo, bo, heads, values=None):
+    """Scaled dot-product attention of `x` (B, N, D) to `context` (B, M, Dc), heads split;
+    values from `values` (B, M, Dc) when given."""
     b, n, d = x.shape
     m, hd = context.shape[1], d // heads
     q = (x @ wq + bq).reshape(b, n, heads, hd).transpose(0, 2, 1, 3)  # B, H, N, hd
     k = (context @ wk + bk).reshape(b, m, heads, hd).transpose(0, 2, 1, 3)
-    v = (context @ wv + bv).reshape(b, m, heads, hd).transpose(0, 2, 1, 3)
+    v = ((context if values is None else values) @ wv + bv).reshape(b, m, heads, hd).transpose(0, 2, 1, 3)
     logits = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)
     att = np.exp(logits - logits.max(-1, keepdims=True))
     att /= att.sum(-1, keepdims=True)
@@ -43,11 +44,12 @@ def kb(dense):
     return to_numpy(dense.kernel).astype(np.float64), to_numpy(dense.bias).astype(np.float64)
 
 
-def np_cross(layer, x, context):
+def np_cross(layer, x, context, values=None):
     """`MultiHeadCrossAttention` in numpy from its weights: kv columns are [k | v]."""
     d = x.shape[-1]
     (wq, bq), (wkv, bkv), (wo, bo) = kb(layer.q), kb(layer.kv), kb(layer.proj)
-    return np_attention(x, context, wq, bq, wkv[:, :d], bkv[:d], wkv[:, d:], bkv[d:], wo, bo, layer.num_heads)
+    return np_attention(x, context, wq, bq, wkv[:, :d], bkv[:d], wkv[:, d:], bkv[d:], wo, bo, layer.num_heads,
+                        values)
 
 
 def np_self(layer, x):
@@ -84,6 +86,18 @@ def test_cross_attention_matches_numpy(rng):
     np.testing.assert_allclose(to_numpy(layer(x, context)), np_cross(layer, x.astype(np.float64), context),
                                rtol=1e-4, atol=1e-5)
     assert tuple(layer.q.kernel.shape) == (16, 16) and tuple(layer.kv.kernel.shape) == (12, 32)
+
+
+def test_cross_attention_takes_values_from_another_sequence(rng):
+    # CAE's regressor: keys from the context (with positions), values from `values`
+    x = rng.normal(size=(2, 5, 16)).astype("float32")
+    context, values = rng.normal(size=(2, 2, 7, 12)).astype("float32")
+    layer = MultiHeadCrossAttention(4)
+    layer(x, context)
+    randomize(layer, rng)
+    np.testing.assert_allclose(to_numpy(layer(x, context, values=values)),
+                               np_cross(layer, x.astype(np.float64), context, values), rtol=1e-4, atol=1e-5)
+    assert np.abs(to_numpy(layer(x, context, values=values)) - to_numpy(layer(x, context))).max() > 1e-2
 
 
 def test_cross_attention_matches_torch_multihead_attention(rng):
