@@ -206,12 +206,11 @@ def test_study_claim_matches_its_json():
         assert mae[evaluation] < random_init[evaluation] + 0.02, evaluation
 
 
-def test_teacher_features_are_no_target():
-    """The README says a teacher reaches MaskAlign / MR-MAE through `teacher=`, not as a target."""
+def test_teacher_features_are_a_target():
+    """A frozen teacher's features are a target any target-taking model can score against
+    (`get_target` takes them), besides reaching MaskAlign / MR-MAE through `teacher=`."""
     from keras_mim.models import ViTEncoder
     from keras_mim.targets import Target, TeacherFeatures, get_target
 
     teacher = TeacherFeatures(ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=1))
-    assert not isinstance(teacher, Target)
-    with pytest.raises(ValueError, match="Unknown `target`"):
-        get_target(teacher)
+    assert isinstance(teacher, Target) and get_target(teacher) is teacher

@@ -133,7 +133,7 @@ def methods_taking(option):
 
     Example:
     >>> methods_taking("teacher")
-    ['maskalign', 'mrmae']
+    ['milan', 'eva', 'maskalign', 'mrmae']
     """
     return [name for name, options in registry_snapshot.METHOD_OPTIONS.items() if option in options]
 

@@ -17,7 +17,7 @@ import keras
 from keras import ops
 
 from keras_mim.ema import check_same_variables, ema_update, frozen_copy
-from keras_mim.losses import masked_mean, mse_per_token
+from keras_mim.losses import masked_mean
 from keras_mim.masking.easy_to_hard_mask_generator import EasyToHardMaskGenerator, check_alpha
 from keras_mim.models.mae_decoder import MAEDecoder, make_decoder
 from keras_mim.models.masked_autoencoder import MaskedAutoencoder
@@ -215,8 +215,9 @@ class HPM(MaskedAutoencoder):
         return ops.cast(loss_pred[..., 0], "float32")
 
     def reconstruction_losses(self, images, pred):
-        """Per-patch MSE against the target, `(B, N)` float32."""
-        return mse_per_token(pred, self.target(images, patch_size=self.patch_size))
+        """Per-patch loss against the target (`Target.loss_per_token`: MSE unless the
+        target says otherwise), `(B, N)` float32."""
+        return self.target.loss_per_token(pred, self.target(images, patch_size=self.patch_size))
 
     def forward_loss(self, images, pred, mask):
         return masked_mean(self.reconstruction_losses(images, pred), mask)

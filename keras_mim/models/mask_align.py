@@ -164,7 +164,7 @@ class MaskAlign(PretrainingModel):
 
     def forward_teacher(self, images, ids_keep):
         """Normalised teacher features at the visible positions: T x `(B, [1 +] K, D_t)`."""
-        return self.teacher(images, ids_keep=ids_keep, with_cls=self.aligns_cls)
+        return self.teacher.features(images, ids_keep=ids_keep, with_cls=self.aligns_cls)
 
     def forward_loss(self, images, preds, ids_keep):
         targets = self.forward_teacher(images, ids_keep)

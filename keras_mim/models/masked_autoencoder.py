@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from keras_mim.layers.patching import patchify, unpatchify
-from keras_mim.losses import masked_mean, mse_per_token
+from keras_mim.losses import masked_mean
 from keras_mim.masking import get_mask_generator
 from keras_mim.models.mae_decoder import make_decoder
 from keras_mim.models.methods import MethodSpec, register_method
@@ -30,9 +30,10 @@ class MaskedAutoencoder(PretrainingModel):
     `call(images, noise=None)` returns a dict: `pred` `(B, N, ph*pw*C)` (per-patch
     normalised pixels when `norm_pix_loss`), `mask` `(B, N)` (1 = hidden) and
     `ids_restore` `(B, N)`. The loss lives in `compute_loss`, so `fit` works
-    unchanged on every backend: per-token MSE against the target (normalised pixels by
-    default; any `keras_mim.targets.Target`, e.g. HOG), averaged over hidden patches
-    only, in float32.
+    unchanged on every backend: the target's per-token loss (`Target.loss_per_token`:
+    MSE, or a `TeacherFeatures`' cosine) against the target (normalised pixels by
+    default; any `keras_mim.targets.Target`, e.g. HOG or a frozen teacher's features),
+    averaged over hidden patches only, in float32.
 
     Partial reconstruction (VideoMAE V2's dual masking, also on images): with a
     `decoder_mask_generator`, a `PartialDecoding` runs the decoder on the visible tokens
@@ -54,8 +55,9 @@ class MaskedAutoencoder(PretrainingModel):
         norm_pix_loss: with the default pixel target, normalise each target patch by its
             mean and unbiased variance (default True); leave None when giving `target`.
         norm_pix_eps: epsilon of that normalisation (default 1e-6, as MAE).
-        target: None (pixels, per `norm_pix_loss`), a `keras_mim.targets.Target`, or a
-            name from `keras_mim.targets.TARGETS` (`"pixels"`, `"hog"`, `"fourier"`).
+        target: None (pixels, per `norm_pix_loss`), a `keras_mim.targets.Target` (e.g.
+            `TeacherFeatures(teacher, loss="cosine")`, checked against the encoder here),
+            or a name from `keras_mim.targets.TARGETS` (`"pixels"`, `"hog"`, `"fourier"`).
         decoder_mask_generator: None (decode every token), or the decoder mask of
             partial reconstruction: a `MaskGenerator` or a name (VideoMAE V2:
             `"running_cell"`).
@@ -81,7 +83,7 @@ class MaskedAutoencoder(PretrainingModel):
         super().__init__(**kwargs)
         self.encoder = check_encoder(encoder, type(self).__name__)
         self.patch_size = encoder.patch_shape  # (ph, pw), or (t, ph, pw) tubelets for clips
-        self.target = make_target(target, norm_pix_loss, norm_pix_eps, **self.pixel_target_options)
+        self.target = make_target(target, norm_pix_loss, norm_pix_eps, encoder=encoder, **self.pixel_target_options)
         self.decoder = make_decoder(decoder, encoder, self.target.output_dim(self.patch_size, encoder.num_channels))
         self.mask_generator = get_mask_generator(
             mask_generator, mask_ratio=mask_ratio, seed=seed, patch_size=encoder.patch_size[0]
@@ -143,7 +145,7 @@ class MaskedAutoencoder(PretrainingModel):
 
     def forward_loss(self, images, pred, mask):
         target = self.target(images, patch_size=self.patch_size)  # (B, N, P) float32
-        loss = mse_per_token(pred, target)  # (B, N)
+        loss = self.target.loss_per_token(pred, target)  # (B, N): MSE unless the target says otherwise
         if self.num_visible == self.encoder.num_patches:
             mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score every patch
         return masked_mean(loss, mask)  # mean over hidden patches

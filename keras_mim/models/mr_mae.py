@@ -98,7 +98,7 @@ class MRMAE(MaskedAutoencoder):
     def forward_mimic_loss(self, images, mimic, ids_keep):
         """MSE against the teacher's normalised features at the visible positions,
         mean over tokens and teacher layers (float32)."""
-        targets = self.teacher(images, ids_keep=ids_keep)  # T x (B, K, D_t)
+        targets = self.teacher.features(images, ids_keep=ids_keep)  # T x (B, K, D_t)
         per_layer = [ops.mean(mse_per_token(m, t)) for m, t in zip(mimic, targets)]
         return ops.mean(ops.stack(per_layer))
 

@@ -9,13 +9,15 @@ from keras_mim.layers.patching import unpatchify
 from keras_mim.targets import PixelTarget, get_target
 
 
-def make_target(target=None, norm_pix_loss=None, norm_pix_eps=None, **pixel_options):
+def make_target(target=None, norm_pix_loss=None, norm_pix_eps=None, encoder=None, **pixel_options):
     """A model's `Target`: `target` when given, else pixels normalised per `norm_pix_loss`.
 
     Args:
         target: None, a `keras_mim.targets.Target`, a name from `TARGETS` or a config.
         norm_pix_loss: with the default pixel target, normalise each patch (default True).
         norm_pix_eps: epsilon of that normalisation (default 1e-6, as MAE).
+        encoder: the student encoder, if the target is to be checked against it
+            (`check_target`).
         **pixel_options: other `PixelTarget` arguments of the default target (VideoMAE:
             `per_channel=True, eps_on_std=True`).
 
@@ -24,17 +26,29 @@ def make_target(target=None, norm_pix_loss=None, norm_pix_eps=None, **pixel_opti
     False
     """
     if target is None:
-        return PixelTarget(
+        target = PixelTarget(
             normalize=True if norm_pix_loss is None else bool(norm_pix_loss),
             eps=1e-6 if norm_pix_eps is None else norm_pix_eps,
             **pixel_options,
         )
-    if norm_pix_loss is not None or norm_pix_eps is not None:
+    elif norm_pix_loss is not None or norm_pix_eps is not None:
         raise ValueError(
             "`norm_pix_loss`/`norm_pix_eps` configure the default pixel target; with "
             f"`target`={target!r} leave them unset (use `PixelTarget(normalize=...)`)."
         )
-    return get_target(target)
+    else:
+        target = get_target(target)
+    return target if encoder is None else check_target(target, encoder)
+
+
+def check_target(target, encoder):
+    """Raise before any training unless `target` can score the student `encoder`: a
+    teacher target must wrap another model and cut the image into the same token grid
+    (`Target.check_compatible`); returns `target`."""
+    if getattr(target, "model", None) is encoder:
+        raise ValueError("The teacher of a `target` must be a different model from the student `encoder`.")
+    target.check_compatible(tuple(encoder.input_size) + (encoder.num_channels,), encoder.num_patches)
+    return target
 
 
 def pixel_reconstruction(target, images, pred, mask, patch_size):

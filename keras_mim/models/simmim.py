@@ -12,12 +12,13 @@ from keras import ops
 
 from keras_mim.layers.patching import unpatchify
 from keras_mim.layers.pixel_shuffle import PixelShuffleHead
-from keras_mim.losses import masked_mean, mse_per_token
+from keras_mim.losses import masked_mean
 from keras_mim.masking import SimMIMMaskGenerator, get_mask_generator
 from keras_mim.models.methods import MethodSpec, register_method
 from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder, encoder_stride, feature_map
-from keras_mim.targets import PixelTarget, get_target
+from keras_mim.models.reconstruction import make_target
+from keras_mim.targets import PixelTarget
 from keras_mim.utils import check_mask_ratio
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -34,8 +35,9 @@ class SimMIM(PretrainingModel):
     token mask repeated over each patch's pixels, in float32.
 
     With `target` (a `keras_mim.targets.Target` or a name such as `"hog"`), a Dense head
-    maps each token to `target.output_dim` values, and the loss is the per-token MSE
-    averaged over hidden tokens (MaskFeat).
+    maps each token to `target.output_dim` values, and the loss is the target's per-token
+    loss (MSE; a `TeacherFeatures`' own, e.g. cosine) averaged over hidden tokens
+    (MaskFeat; EVA-style with a frozen teacher's features, see `EVA`).
 
     Args:
         encoder: an encoder with a mask token (`ViTEncoder(mask_token=True)`; presets
@@ -68,7 +70,7 @@ class SimMIM(PretrainingModel):
         super().__init__(**kwargs)
         self.encoder = check_encoder(encoder, "SimMIM", mask_token=True)
         self.patch_size = encoder.patch_size
-        self.target = None if target is None else get_target(target)
+        self.target = None if target is None else make_target(target, encoder=encoder)
         self.mask_generator = self.make_mask_generator(mask_generator, mask_ratio, mask_patch_size, seed)
         self.mask_patch_size = getattr(self.mask_generator, "mask_patch_size", None)
         # The generator's own ratio rules; fail now if it leaves no token visible.
@@ -150,7 +152,7 @@ class SimMIM(PretrainingModel):
             mask = ops.ones_like(mask)  # nothing hidden (ratio 0): score everything
         if self.target is not None:
             target = self.target(images, patch_size=self.patch_size)  # (B, N, P)
-            return masked_mean(mse_per_token(pred, target), mask)
+            return masked_mean(self.target.loss_per_token(pred, target), mask)
         m = ops.cast(self.pixel_mask(mask), "float32")  # (B, H, W, 1)
         l1 = ops.abs(ops.cast(images, "float32") - ops.cast(pred, "float32"))  # (B, H, W, C)
         return ops.sum(l1 * m) / (ops.sum(m) + 1e-5) / self.encoder.num_channels

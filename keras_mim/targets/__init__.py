@@ -1,5 +1,6 @@
-"""Targets: what predictions are scored against (pixels, HOG, spectrum; `get_target`), and the
-frozen-teacher features that MaskAlign and MR-MAE take as `teacher=` (not a `Target`)."""
+"""Targets: what predictions are scored against (pixels, HOG, spectrum by name; `get_target`),
+and a frozen teacher's features (`TeacherFeatures`: a `Target` of one teacher layer, which EVA
+and MILAN regress, and the layers MaskAlign and MR-MAE align with, as `teacher=`)."""
 
 import keras
 
@@ -24,7 +25,8 @@ TARGETS = {
 
 
 def get_target(identifier):
-    """A `Target` from a name in `TARGETS`, a serialized config dict, or an instance."""
+    """A `Target` from a name in `TARGETS`, a serialized config dict, or an instance (e.g. a
+    `TeacherFeatures`, which needs a model and so has no name)."""
     if isinstance(identifier, Target):
         return identifier
     if isinstance(identifier, dict):
@@ -35,5 +37,5 @@ def get_target(identifier):
         return TARGETS[identifier]()
     raise ValueError(
         f"Unknown `target` {identifier!r}; expected one of {sorted(TARGETS)}, a Target "
-        "instance or its serialized config."
+        "instance (such as TeacherFeatures(model)) or its serialized config."
     )

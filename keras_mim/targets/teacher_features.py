@@ -1,48 +1,30 @@
 """Teacher features: per-token features of a frozen Keras model, run on the full image.
 
-What feature-target methods (MaskAlign, MR-MAE) align their students with. Any Keras
-model can teach: a keras_mim `ViTEncoder` (block outputs, [CLS] attention for guided
-masks), a functional model such as a keras-hub backbone (outputs of named layers), or
-any other model (its own outputs).
+A `Target` (what `MaskedAutoencoder(target=...)` and `SimMIM(target=...)` regress at the
+hidden tokens: EVA / MILAN style), and what feature-alignment methods (MaskAlign, MR-MAE)
+align their students with, through `features(...)`. Any Keras model can teach: a
+keras_mim `ViTEncoder` (block outputs, [CLS] attention for guided masks), a functional
+model such as a keras-hub backbone (outputs of named layers), or any other model (its own
+outputs).
 """
 
 import keras
 from keras import ops
 
 from keras_mim.layers.token_ops import gather_tokens
-from keras_mim.masking import GuidedMaskGenerator
+from keras_mim.losses import cosine_per_token, mse_per_token
+from keras_mim.targets.target import Target
+from keras_mim.targets.teacher_layers import (  # noqa: F401 (is_block_encoder, teacher_guided_masking: re-exported)
+    functional_extractor, is_block_encoder, teacher_guided_masking, trace_features,
+)
 
 NORMALIZATIONS = (None, "layer_norm")
-
-
-def is_block_encoder(model):
-    """Whether `model` keeps keras_mim's encoder protocol with readable blocks (a
-    `ViTEncoder`): `forward_features`, `layer_indices`, `depth`, `num_prefix_tokens`.
-    Duck-typed, so that targets need not import the models package."""
-    return all(hasattr(model, a) for a in ("forward_features", "layer_indices", "depth", "num_prefix_tokens"))
-
-
-class _Trace(keras.layers.Layer):
-    """Runs a function under Keras' shape-only tracing (`compute_output_spec`)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def call(self, x):
-        return self.fn(x)
-
-
-class _Untracked:
-    """Holds the layer-extraction view of a functional teacher out of Keras tracking:
-    it shares the teacher's layers, which are tracked (and saved) once, via the teacher."""
-
-    def __init__(self, model):
-        self.model = model
+#: Per-token losses of a teacher target: MSE, or cosine (`1 - cos`, EVA's `-cos` plus 1).
+LOSSES = {"mse": mse_per_token, "cosine": cosine_per_token}
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
-class TeacherFeatures(keras.layers.Layer):
+class TeacherFeatures(Target):
     """Frozen features of chosen teacher layers as patch tokens `(B, N, D_l)`, float32.
 
     The teacher runs on the whole image with `training=False`; it is frozen when wrapped
@@ -73,6 +55,14 @@ class TeacherFeatures(keras.layers.Layer):
     at construction): it traces the teacher symbolically and raises if a layer's token
     count differs from the student's patch count or a width from `feature_dims`.
 
+    Two ways to read it: `features(images, ids_keep=None, with_cls=False)` gives a list,
+    one tensor per chosen layer (MaskAlign, MR-MAE); as a `Target` of ONE chosen layer,
+    `teacher(images)` gives its `(B, N, D)` patch tokens, `output_dim(...)` is `D`
+    (after `check_compatible`) and `loss_per_token` is the per-token `loss`: `"mse"` or
+    `"cosine"`, `1 - cos(pred, target)`. EVA's official loss is `-cos` (the same
+    gradients, shifted by 1 so that 0 is a perfect match); MILAN's is `2 - 2 cos` of
+    L2-normalised vectors (twice this one).
+
     Args:
         model: the teacher, a built Keras model taking images `(B, H, W, C)`.
         layers: which features (see above).
@@ -82,6 +72,7 @@ class TeacherFeatures(keras.layers.Layer):
         epsilon: epsilon of that normalisation.
         feature_dims: optional declared width(s) `D_l` (an int for every layer or one
             per layer), checked by `check_compatible`.
+        loss: per-token loss as a target: `"mse"` (default) or `"cosine"`.
         **kwargs: standard layer arguments.
 
     Example:
@@ -91,12 +82,17 @@ class TeacherFeatures(keras.layers.Layer):
     >>> teacher = TeacherFeatures(vit, layers=[0, 1])
     >>> teacher.check_compatible((16, 16, 3), num_patches=16)
     [32, 32]
-    >>> [tuple(f.shape) for f in teacher(np.zeros((2, 16, 16, 3), "float32"))]
+    >>> [tuple(f.shape) for f in teacher.features(np.zeros((2, 16, 16, 3), "float32"))]
     [(2, 16, 32), (2, 16, 32)]
+    >>> target = TeacherFeatures(vit, loss="cosine")  # one layer: a Target
+    >>> target.check_compatible((16, 16, 3), num_patches=16), target.output_dim(4, 3)
+    ([32], 32)
+    >>> tuple(target(np.zeros((2, 16, 16, 3), "float32"), patch_size=4).shape)
+    (2, 16, 32)
     """
 
     def __init__(self, model, layers=None, num_prefix_tokens=None, normalize="layer_norm", epsilon=1e-5,
-                 feature_dims=None, **kwargs):
+                 feature_dims=None, loss="mse", **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, dict):
             model = keras.saving.deserialize_keras_object(model)
@@ -109,6 +105,9 @@ class TeacherFeatures(keras.layers.Layer):
             raise ValueError(f"`normalize` must be one of {list(NORMALIZATIONS)}, got {normalize!r}.")
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(f"`epsilon` must be a float > 0, got {epsilon!r}.")
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {sorted(LOSSES)}, got {loss!r}.")
+        self.loss = loss
         self.model = model
         # Through the setter itself: on TensorFlow `model.trainable = False` is skipped when
         # the flag is already False (e.g. a deserialized frozen model), leaving its
@@ -120,7 +119,7 @@ class TeacherFeatures(keras.layers.Layer):
         self.feature_layers = self._resolve_layers(layers)
         self.num_prefix_tokens = self._resolve_prefix(num_prefix_tokens)
         self.feature_dims = self._resolve_dims(feature_dims)
-        self.built = True  # the teacher arrives built; nothing else holds state
+        self._dims = None  # the widths of the chosen outputs, known after `check_compatible`
 
     # The teacher never trains: setting `trainable` (e.g. `model.trainable = True` on
     # the pretraining model) leaves it frozen.
@@ -140,32 +139,8 @@ class TeacherFeatures(keras.layers.Layer):
                 return self.model.layer_indices(layers)
             except ValueError as e:
                 raise ValueError(f"Bad teacher `layers`={layers!r}: {e}") from None
-        if layers is None:
-            self._extractor = _Untracked(self.model)
-            return None
-        if isinstance(layers, str):
-            layers = [layers]
-        if not getattr(self.model, "inputs", None):  # not functional: no graph to read layers from
-            raise TypeError(
-                f"Choosing teacher `layers`={layers!r} needs a ViTEncoder or a functional "
-                f"keras.Model; {type(self.model).__name__} is neither (pass `layers=None` to "
-                "use its outputs)."
-            )
-        names = [layer.name for layer in self.model.layers]
-        outputs = []
-        for name in layers:
-            if not isinstance(name, str):
-                raise TypeError(
-                    f"A functional teacher's `layers` are layer names, got {name!r} in {layers!r}."
-                )
-            if name not in names:
-                raise ValueError(f"Unknown teacher layer {name!r} in `layers`; the teacher has layers {names}.")
-            try:
-                outputs.append(self.model.get_layer(name).output)
-            except (AttributeError, ValueError) as e:
-                raise ValueError(f"Cannot read the output of teacher layer {name!r}: {e}") from None
-        self._extractor = _Untracked(keras.Model(self.model.inputs, outputs, name=f"{self.model.name}_features"))
-        return list(layers)
+        layers, self._extractor = functional_extractor(self.model, layers)
+        return layers
 
     def _resolve_prefix(self, num_prefix_tokens):
         if self.is_vit:
@@ -226,7 +201,7 @@ class TeacherFeatures(keras.layers.Layer):
         mean, var = ops.moments(x, axes=[-1], keepdims=True)
         return (x - mean) / ops.sqrt(var + self.epsilon)
 
-    def call(self, images, ids_keep=None, with_cls=False):
+    def features(self, images, ids_keep=None, with_cls=False):
         """Teacher features, one float32 tensor per chosen layer.
 
         Args:
@@ -255,6 +230,42 @@ class TeacherFeatures(keras.layers.Layer):
             out.append(ops.stop_gradient(patches))
         return out
 
+    # ------------------------------------------------------------------ as a Target
+    def single_layer(self, count=None):
+        """Raise a `ValueError` unless one layer is chosen (`count` outputs, when known)."""
+        count = len(self.feature_layers) if count is None and self.feature_layers is not None else count
+        if count is not None and count != 1:
+            raise ValueError(
+                f"A TeacherFeatures used as a target regresses ONE teacher layer, but this one reads "
+                f"{count} ({self.feature_layers if self.feature_layers is not None else 'outputs'}); "
+                "choose one with `layers=`."
+            )
+
+    def output_dim(self, patch_size=None, num_channels=None):
+        """Width `D` of the one chosen layer (the patch size and channels do not change
+        it); known after `check_compatible`, or from `feature_dims`."""
+        self.single_layer()
+        dims = self._dims if self._dims is not None else self.feature_dims
+        if dims is None:
+            raise ValueError(
+                "The teacher's feature width is not known yet: call `check_compatible(image_shape, "
+                "num_patches)` first (MaskedAutoencoder and SimMIM do), or declare `feature_dims`."
+            )
+        self.single_layer(len(dims))
+        return dims[0]
+
+    def call(self, images, patch_size=None):
+        """As a `Target`: the one chosen layer's patch tokens `(B, N, D)`, float32,
+        without gradient (`patch_size` is unused: the teacher cuts its own grid)."""
+        self.single_layer()
+        out = self.features(images)
+        self.single_layer(len(out))
+        return out[0]
+
+    def loss_per_token(self, pred, target):
+        """`loss` per token, float32: `(B, N, D) -> (B, N)`."""
+        return LOSSES[self.loss](pred, target)
+
     @property
     def has_cls(self):
         """Whether every chosen output carries a [CLS] prefix token (known after
@@ -275,22 +286,7 @@ class TeacherFeatures(keras.layers.Layer):
         """Symbolic `(patch tokens, width)` and prefix-token count of each chosen output
         for images `(H, W, C)`, from one shape-only trace of the teacher; raises a
         `ValueError` if the teacher cannot take such images."""
-        image_shape = tuple(image_shape)
-        inputs = None if self.is_vit else getattr(self.model, "inputs", None)
-        if inputs:
-            expected = tuple(inputs[0].shape[1:])
-            if len(expected) != len(image_shape) or any(
-                e is not None and e != s for e, s in zip(expected, image_shape)
-            ):
-                raise ValueError(
-                    f"The teacher takes inputs of shape {expected} (None = any) but the student's "
-                    f"images are {image_shape}."
-                )
-        try:  # shapes only: no weights are read and nothing runs
-            specs = _Trace(self.raw_features).compute_output_spec(keras.KerasTensor((1,) + image_shape))
-        except Exception as e:  # the teacher's own error, without Keras' tracing preamble
-            reason = str(e).split("Error encountered:")[-1].strip()
-            raise ValueError(f"The teacher cannot take images of shape {image_shape}: {reason}") from None
+        specs = trace_features(self.raw_features, self.model, image_shape, check_inputs=not self.is_vit)
         shapes, prefixes = [], []
         for i, spec in enumerate(specs):
             if len(spec.shape) not in (3, 4):
@@ -328,6 +324,7 @@ class TeacherFeatures(keras.layers.Layer):
                     f"`feature_dims`={self.feature_dims} does not match the teacher's feature widths "
                     f"{dims} (layers {self.feature_layers})."
                 )
+        self._dims = tuple(dims)
         return dims
 
     def get_config(self):
@@ -339,11 +336,12 @@ class TeacherFeatures(keras.layers.Layer):
             normalize=self.normalize,
             epsilon=self.epsilon,
             feature_dims=self.feature_dims,
+            loss=self.loss,
         )
         return config
 
 
-def get_teacher(teacher, layers=None, normalize="layer_norm", default_vit_layers=None, student=None):
+def get_teacher(teacher, layers=None, normalize="layer_norm", default_vit_layers=None, student=None, loss=None):
     """A `TeacherFeatures` from a `TeacherFeatures` (returned as is), its serialized
     config, or a Keras model wrapped with `layers` (for a ViTEncoder without `layers`:
     `default_vit_layers`) and `normalize`.
@@ -355,6 +353,9 @@ def get_teacher(teacher, layers=None, normalize="layer_norm", default_vit_layers
         normalize: normalisation when wrapping a model.
         default_vit_layers: block indices used for a ViTEncoder teacher without `layers`.
         student: the student encoder, which must not be the teacher itself.
+        loss: the per-token loss as a target (`"mse"`, `"cosine"`) when wrapping a model
+            (None: `"mse"`); a `TeacherFeatures` keeps its own, and a different `loss`
+            raises.
     """
     if teacher is None:
         raise TypeError("A `teacher` is required: a Keras model (e.g. a ViTEncoder) or a TeacherFeatures.")
@@ -366,22 +367,25 @@ def get_teacher(teacher, layers=None, normalize="layer_norm", default_vit_layers
                 f"`teacher_layers`={layers!r} applies when `teacher` is a model; this "
                 f"TeacherFeatures already reads layers {teacher.feature_layers}."
             )
+        if loss is not None and loss != teacher.loss:
+            raise ValueError(f"`loss`={loss!r} but the TeacherFeatures `teacher` has loss={teacher.loss!r}.")
     else:
         if is_block_encoder(teacher) and layers is None:
             layers = default_vit_layers
-        teacher = TeacherFeatures(teacher, layers=layers, normalize=normalize, name="teacher")
+        teacher = TeacherFeatures(teacher, layers=layers, normalize=normalize, loss=loss or "mse", name="teacher")
     if student is not None and teacher.model is student:
         raise ValueError("The `teacher` must be a different model from the student `encoder`.")
     return teacher
 
 
-def teacher_guided_masking(mask_generator, teacher, images, grid_shape, noise=None):
-    """Masks for `images` (dict of `ids_keep`, `ids_restore`, `mask`).
-
-    A `GuidedMaskGenerator` is fed the teacher's [CLS] attention as `importance`
-    (MaskAlign's attention-guided masks); with a teacher that has no attention it draws
-    plain random masks. `noise` fixes the mask whatever the generator.
-    """
-    if noise is None and isinstance(mask_generator, GuidedMaskGenerator) and teacher.has_attention:
-        return mask_generator(images, grid_shape=grid_shape, importance=teacher.attention(images))
-    return mask_generator(images, grid_shape=grid_shape, noise=noise)
+def teacher_target(teacher, layer=None, loss=None, student=None, default_loss="cosine"):
+    """The `TeacherFeatures` target of EVA / MILAN-style models: `teacher` (a model, wrapped
+    with `layer`, `normalize="layer_norm"` and `loss`, default `default_loss`; or a
+    `TeacherFeatures` / its config, which keeps its own loss unless `loss` differs) reading
+    ONE layer (a ViTEncoder's last block by default)."""
+    wrapping = teacher is not None and not isinstance(teacher, (dict, TeacherFeatures))
+    layers = [layer] if isinstance(layer, (int, str)) and not isinstance(layer, bool) else layer
+    target = get_teacher(teacher, layers, normalize="layer_norm", default_vit_layers=[-1], student=student,
+                         loss=default_loss if wrapping and loss is None else loss)
+    target.single_layer()
+    return target

@@ -44,8 +44,8 @@ def test_vit_teacher_features_are_normalised_block_outputs(rng):
     x = rng.random((2, 16, 16, 3)).astype("float32")
     _, raw = vit.forward_features(x, [0, 1])
     ids = np.array([[3, 0, 7], [15, 2, 9]], "int32")
-    full = teacher(x)
-    kept = teacher(x, ids_keep=ids, with_cls=True)
+    full = teacher.features(x)
+    kept = teacher.features(x, ids_keep=ids, with_cls=True)
     for f, k, r in zip(full, kept, raw):
         ref = layer_norm(to_numpy(r))  # (B, 1 + N, D)
         np.testing.assert_allclose(to_numpy(f), ref[:, 1:], atol=1e-4)
@@ -60,7 +60,7 @@ def test_functional_teacher_flattens_maps_and_drops_prefix(rng):
     assert teacher.check_compatible((16, 16, 3), num_patches=16) == [8, 12]
     assert not teacher.has_cls  # the spatial map has no [CLS]
     x = rng.random((2, 16, 16, 3)).astype("float32")
-    grid, tokens = teacher(x)
+    grid, tokens = teacher.features(x)
     kernel, bias = (to_numpy(w) for w in model.get_layer("patchify").weights)
     # A conv with kernel = stride = 4 is a Dense on each flattened patch, row-major order.
     ref = official_patchify(x.astype(np.float64), 4) @ kernel.reshape(48, 8) + bias
@@ -73,7 +73,7 @@ def test_model_outputs_by_default_and_cls_detection():
     teacher = TeacherFeatures(patch_teacher(), num_prefix_tokens=1)
     assert teacher.feature_layers is None
     assert teacher.check_compatible((16, 16, 3), 16) == [12] and teacher.has_cls
-    out = teacher(np.zeros((2, 16, 16, 3), "float32"), ids_keep=np.zeros((2, 4), "int32"), with_cls=True)
+    out = teacher.features(np.zeros((2, 16, 16, 3), "float32"), ids_keep=np.zeros((2, 4), "int32"), with_cls=True)
     assert [tuple(o.shape) for o in out] == [(2, 5, 12)]
 
 
@@ -98,15 +98,14 @@ def test_frozen_after_deserialization():
 
 
 def test_keras_file_carries_the_teacher_weights(tmp_path, rng):
-    teacher = TeacherFeatures(patch_teacher(), layers=["patchify", "mlp"])
+    teacher = TeacherFeatures(patch_teacher(), layers=["mlp"], loss="cosine")  # one layer: a Target
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, teacher(inputs))
     x = rng.random((2, 16, 16, 3)).astype("float32")
     model.save(tmp_path / "t.keras")
     loaded = keras.saving.load_model(tmp_path / "t.keras")
-    for a, b in zip(model(x), loaded(x)):
-        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
-    assert loaded.layers[-1].get_config()["layers"] == ["patchify", "mlp"]
+    np.testing.assert_allclose(to_numpy(model(x)), to_numpy(loaded(x)), atol=1e-6)
+    assert loaded.layers[-1].get_config()["layers"] == ["mlp"] and loaded.layers[-1].loss == "cosine"
 
 
 def test_attention_of_vit_teachers_only(rng):
