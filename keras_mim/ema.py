@@ -1,9 +1,11 @@
-"""Exponential moving averages of weights: what EMA teachers (data2vec, HPM) share.
+"""Exponential moving averages of weights: what EMA teachers (data2vec, HPM, iBOT) share.
 
 A teacher is a frozen copy of a student model (`frozen_copy`) whose weights follow the
 student's, `t <- m * t + (1 - m) * s` after every step (`ema_update`), with the momentum `m`
-often ramped up over training (`momentum_schedule`).
+often ramped up over training (`momentum_schedule`, `cosine_schedule`).
 """
+
+import math
 
 from keras import ops
 
@@ -99,4 +101,17 @@ def momentum_schedule(step, start, end, steps):
     return start + (end - start) * frac
 
 
-__all__ = ["frozen_copy", "check_same_variables", "ema_update", "momentum_schedule"]
+def cosine_schedule(step, start, end, steps):
+    """DINO / iBOT's cosine ramp of the EMA momentum (their `cosine_scheduler`),
+    `end + (start - end) (1 + cos(pi step / steps)) / 2`, then `end` from step `steps` on;
+    arguments and result as `momentum_schedule`.
+
+    Example:
+    >>> [round(float(cosine_schedule(s, 0.996, 1.0, 10)), 4) for s in (0, 5, 10, 20)]
+    [0.996, 0.998, 1.0, 1.0]
+    """
+    linear = momentum_schedule(step, 0.0, 1.0, steps)  # the fraction of the ramp done, in [0, 1]
+    return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * linear))
+
+
+__all__ = ["frozen_copy", "check_same_variables", "ema_update", "momentum_schedule", "cosine_schedule"]

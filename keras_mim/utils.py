@@ -71,6 +71,18 @@ def check_mask_ratio(mask_ratio, num_tokens=None, name="mask_ratio"):
     return float(mask_ratio)
 
 
+def check_mask_ratio_range(mask_ratio, num_tokens=None, name="mask_ratio"):
+    """`(low, high)` from a ratio (`(r, r)`) or a pair of ratios, each as `check_mask_ratio`,
+    `low <= high`; raise naming `name` otherwise."""
+    pair = tuple(mask_ratio) if isinstance(mask_ratio, (tuple, list)) else (mask_ratio, mask_ratio)
+    if len(pair) != 2:
+        raise ValueError(f"`{name}` must be a float or a pair (low, high), got {mask_ratio!r}.")
+    low, high = (check_mask_ratio(r, num_tokens, name=name) for r in pair)
+    if low > high:
+        raise ValueError(f"`{name}` must be (low, high) with low <= high, got {mask_ratio!r}.")
+    return low, high
+
+
 def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")

@@ -5,8 +5,9 @@ child process (the device count must be fixed before the backend starts).
     KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/distribute_worker.py model 4
     KERAS_BACKEND=tensorflow python tests/distribute_worker.py data 2
     KERAS_BACKEND=jax|tensorflow python tests/distribute_worker.py cli 2 RUN_FOLDER
+    KERAS_BACKEND=jax|tensorflow python tests/distribute_worker.py ibot 2   (XLA_FLAGS as above on JAX)
 
-`data` / `model` print one JSON line (prefixed RESULT) that the test asserts on; `cli`
+`data` / `model` / `ibot` print one JSON line (prefixed RESULT) that the test asserts on; `cli`
 runs `keras-mim pretrain --distribute data` in this process and prints exit statuses.
 """
 
@@ -136,6 +137,38 @@ def tf_data_checks():
     return out
 
 
+def ibot_centering_checks():
+    """iBOT's centers after one step on 2 devices vs one device: the batch mean must be over
+    the global batch. The teacher's scores (hence the centers) do not depend on the masks,
+    which differ across TensorFlow replicas, and the first step leaves the teacher as the
+    student's copy, so the expected center is 0.1 x the teacher's mean score over the batch."""
+    rng = np.random.default_rng(0)
+    views = {"reference": rng.random((BATCH, 16, 16, 3)).astype("float32"),
+             "target": rng.random((BATCH, 16, 16, 3)).astype("float32")}
+    views["reference"][: BATCH // 2] *= 0.2  # the halves (one per device) differ in their scores
+    out = {"devices": list_devices()}
+    for kind in ("none", "data"):
+        keras.utils.set_random_seed(0)  # same initial weights in every run
+        with distribution_scope(kind):
+            model = keras_mim.IBOT.from_preset("ibot_vit_test", seed=0)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            model.fit(views, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        out[f"center_{kind}"] = np.asarray(ops.convert_to_numpy(model.center)).tolist()
+        out[f"center2_{kind}"] = np.asarray(ops.convert_to_numpy(model.center2)).tolist()
+        out[f"updates_{kind}"] = int(ops.convert_to_numpy(model.teacher.num_updates))
+        copies = getattr(getattr(model.center, "value", None), "values", None)  # tf.distribute replicas
+        if copies is not None:
+            out[f"center_replicas_{kind}"] = [np.asarray(c.numpy()).tolist() for c in copies]
+    images = np.concatenate([views["reference"], views["target"]])
+    scores = np.asarray(ops.convert_to_numpy(model.teacher_head(model.teacher.encoder(images, training=False))))
+    scores = scores.reshape((2, BATCH) + scores.shape[1:])  # (views, B, 1 + N, K)
+    out["center_expected"] = (0.1 * scores[:, :, 0].mean((0, 1))).tolist()
+    out["center2_expected"] = (0.1 * scores[:, :, 1:].mean((0, 1, 2))).tolist()
+    half = scores[:, : BATCH // 2]  # what device 0 alone would average
+    out["center_first_half"] = (0.1 * half[:, :, 0].mean((0, 1))).tolist()
+    return out
+
+
 def cli(output):
     """`keras-mim pretrain --distribute data` (after a batch it must refuse), then the
     same run on one device (`--distribute none`) into `output`-single."""
@@ -159,5 +192,6 @@ if __name__ == "__main__":
         cli(sys.argv[3])
     else:
         checks = {("jax", "data"): jax_data_checks, ("jax", "model"): jax_model_checks,
-                  ("tensorflow", "data"): tf_data_checks}[BACKEND, mode]
+                  ("tensorflow", "data"): tf_data_checks, ("jax", "ibot"): ibot_centering_checks,
+                  ("tensorflow", "ibot"): ibot_centering_checks}[BACKEND, mode]
         print("RESULT " + json.dumps(checks()))

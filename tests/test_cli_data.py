@@ -54,6 +54,17 @@ def test_folder_run_writes_skipped_files_and_holds_out_images(tmp_path, capsys):
     assert history["value_check"] is None and not (run / "value_check.json").exists()  # no class subfolders
 
 
+def test_view_pair_method_cuts_its_views_from_the_folder(tmp_path):
+    folder, run = write_folder(tmp_path / "images"), tmp_path / "run"
+    argv = ["pretrain", "--data", str(folder), "--method", "ibot", "--preset", "ibot_vit_test", "--epochs", "1",
+            "--batch-size", "2", "--output", str(run)]
+    assert cli.main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["augmentation"] == "none"  # the view recipe crops
+    assert config["resolved"]["num_train_images"] == 6 and config["resolved"]["steps_per_epoch"] == 3
+    assert np.isfinite(json.loads((run / "history.json").read_text())["final_loss"])
+
+
 def test_class_subfolders_end_with_the_value_check(tmp_path, capsys):
     digits = load_digits()
     for i in np.flatnonzero(digits.target < 3)[:36]:  # 3 classes of real digits, 12 each

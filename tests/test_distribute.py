@@ -27,6 +27,11 @@ on one fixed global batch of 8, same initial weights and seed):
   the per-replica masked means average to the global one), i.e. each replica's loss must
   be divided by the number of replicas before the gradients are summed. Same tolerances
   as JAX (measured ~3e-6 on the weights).
+
+iBOT's centers (EMAs of the teacher's batch-mean scores) must average the global batch on
+2 devices: JAX does in its one program; under `tf.distribute` the center variables
+aggregate by mean (without it, replica 0 keeps its own half's mean and the replicas drift
+apart, measured).
 """
 
 import json
@@ -269,7 +274,24 @@ def check_cli_run(backend, tmp_path, devices=2):
         assert history[key] == pytest.approx(single[key], rel=rtol), key
 
 
+def check_ibot_centering(results):
+    """iBOT's centers after one step on 2 devices: 0.1 x the teacher's mean score over the
+    global batch (as on one device), not over one device's half."""
+    assert len(results["devices"]) == 2 and results["updates_none"] == results["updates_data"] == 1
+    for key in ("center", "center2"):
+        expected = np.array(results[f"{key}_expected"])
+        np.testing.assert_allclose(results[f"{key}_none"], expected, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(results[f"{key}_data"], expected, rtol=1e-4, atol=1e-7)
+    # the check can tell: one device's half gives another center
+    assert np.abs(np.array(results["center_first_half"]) - results["center_expected"]).max() > 1e-3
+    for replica in results.get("center_replicas_data", []):  # tf.distribute: every replica's copy agrees
+        np.testing.assert_allclose(replica, results["center_expected"], rtol=1e-4, atol=1e-7)
+
+
 if BACKEND == "jax":
+
+    def test_jax_data_parallel_ibot_centers_average_the_global_batch():
+        check_ibot_centering(worker_checks("jax", "ibot", 2))
 
     @pytest.fixture(scope="module")
     def jax_data():
@@ -305,6 +327,9 @@ if BACKEND == "jax":
 
 
 if BACKEND == "tensorflow":
+
+    def test_tf_mirrored_ibot_centers_average_the_global_batch():
+        check_ibot_centering(worker_checks("tensorflow", "ibot", 2))
 
     @pytest.fixture(scope="module")
     def tf_data():

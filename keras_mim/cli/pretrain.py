@@ -106,7 +106,8 @@ def add_pretrain_parser(commands):
     p.add_argument("--split", default="train", help="with --data tfds:NAME: the split to pretrain on")
     p.add_argument("--augmentation", choices=("mae", "medical", "none"), default=None,
                    help="with --data: 'mae' (RandomResizedCrop scale 0.2-1 + horizontal flip, the default), "
-                        "'medical' (scale 0.5-1, no flip) or 'none' (resize to --image-size)")
+                        "'medical' (scale 0.5-1, no flip) or 'none' (resize to --image-size; the default of "
+                        "view-pair methods, whose views are crops of their own)")
     p.add_argument("--preset", default=None,
                    help="model preset (see keras_mim.list_presets()); default "
                         + ", ".join(f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()))
@@ -350,15 +351,15 @@ def check_method_options(parser, args, spec, grid, patch):
 
 
 def check_data_flags(parser, args, spec):
-    """--data: only with single-image methods and without --dataset."""
+    """--data: only with image methods (view-pair ones cut their views from its images) and
+    without --dataset."""
     if args.dataset is not None:
         parser.error(f"--data and --dataset both choose the training images; give one (got --data "
                      f"{args.data!r} and --dataset {args.dataset})")
-    if spec.data != "images" or spec.two_views:
-        parser.error(f"--data holds single images; --method {args.method} needs "
-                     f"{'view pairs' if spec.two_views else 'clips'} (use --dataset)")
-    if args.augmentation is None:
-        args.augmentation = "mae"
+    if spec.data != "images":
+        parser.error(f"--data holds single images; --method {args.method} needs clips (use --dataset)")
+    if args.augmentation is None:  # view-pair methods: the view recipe crops and flips
+        args.augmentation = "none" if spec.two_views else "mae"
     if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):
         parser.error("--data-dir and --split apply to --data tfds:NAME only")
 

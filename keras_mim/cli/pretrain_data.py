@@ -141,13 +141,16 @@ def few_updates_hint(num_images, batch_size, epochs, accumulation=1):
 
 def view_pairs(args, train, heldout):
     """Two-view methods: a tf.data pipeline of fresh view pairs for training, and fixed
-    held-out pairs as a dict of arrays."""
+    held-out pairs as a dict of arrays. `train` is an array of images or clips, or the
+    batched pipeline of `--data`, whose images it unbatches."""
     import numpy as np
 
     from keras_mim.data import view_dataset
 
     views = get_method_spec(args.method).views
     options = {"min_gap": 4, "max_gap": SIAMMAE_CLIP_FRAMES - 1} if views == "siammae" else {}
+    if hasattr(train, "unbatch"):  # --data: full batches of images, `steps` of them an epoch
+        train = train.unbatch()
     train = view_dataset(train, method=views, image_size=args.image_size, batch_size=args.batch_size,
                          seed=args.seed, shuffle=True, **options)
     fixed = view_dataset(heldout, method=views, image_size=args.image_size, batch_size=len(heldout),

@@ -14,4 +14,4 @@ from keras_mim.data.sample_datasets import (
     load_labelled_digits,
     load_sample_images,
 )
-from keras_mim.data.views import cropmae_views, random_resized_crop_box, siammae_views, view_dataset
+from keras_mim.data.views import cropmae_views, ibot_views, random_resized_crop_box, siammae_views, view_dataset

@@ -1,10 +1,11 @@
-"""Two-view pairs for reference-conditioned MIM (CropMAE, SiamMAE) as tf.data functions.
+"""Two-view pairs for reference-conditioned MIM (CropMAE, SiamMAE) and self-distillation
+(iBOT) as tf.data functions.
 
 Every function here is made of TensorFlow ops with stateless random numbers, so it runs
 inside `tf.data` (which Keras accepts on every backend) and gives the same views for the
 same seed. A pair is a dict `{"reference": (H, W, C), "target": (H, W, C)}` of float32
 images: the reference view is shown whole to the encoder, the target view is masked and
-reconstructed.
+reconstructed. iBOT's two global crops use the same keys and are treated alike.
 
 Follows the official CropMAE code (alexandre-eymael/CropMAE, `data/util/CropMAEStrategies.py`
 `GlobalToLocal`, `data/SiamMAE_PIPE.py`, `data/util/video_utils.py`, `data/util/image_utils.py`
@@ -21,7 +22,7 @@ from keras_mim.layers.random_resized_crop import CROP_METHODS, crop_boxes
 from keras_mim.layers.random_resized_crop import check_range as _check_range
 from keras_mim.utils import check_positive_int, to_2tuple
 
-METHODS = ("cropmae", "siammae")
+METHODS = ("cropmae", "siammae", "ibot")
 
 
 def _check_probability(value, name):
@@ -225,26 +226,69 @@ def siammae_views(clip, image_size=224, min_gap=4, max_gap=47, scale=(0.5, 1.0),
     return {"reference": pair[0], "target": pair[1]}
 
 
+def ibot_views(image, image_size=224, scale=(0.14, 1.0), ratio=(3 / 4, 4 / 3), flip_probability=0.5,
+               seed=(0, 0), crop_method="torchvision"):
+    """iBOT's two global crops of one image (official `DataAugmentationiBOT`, geometry only).
+
+    Each crop is an independent random resized crop of the image (area `scale`, default
+    the official `--global_crops_scale 0.14 1` recommended without local crops), resized
+    to `image_size` and flipped horizontally with its own coin. The official colour
+    jitter, grayscale, Gaussian blur and solarization, its bicubic resize (bilinear,
+    antialiased here) and its local crops are left out. The two crops play the same part
+    (iBOT masks both and distils each into the other); they take the keys of the other
+    view pairs.
+
+    Args:
+        image: `(H, W, C)` float image in `[0, 1]`, or uint8 (divided by 255).
+        image_size: int or `(H, W)` of both crops.
+        scale: area range of each crop (fraction of the image).
+        ratio: aspect-ratio range `w / h` of each crop.
+        flip_probability: probability of flipping each crop.
+        seed: stateless seed, a pair of ints or a shape-`(2,)` int tensor.
+        crop_method: `"torchvision"` (official) or `"clamped"`.
+
+    Returns:
+        `{"reference": first crop, "target": second crop}`, float32 `(*image_size, C)` tensors.
+
+    Example:
+    >>> image = np.random.default_rng(0).random((40, 32, 1), dtype="float32")
+    >>> views = ibot_views(image, image_size=16, seed=(3, 4))
+    >>> sorted(views), tuple(views["reference"].shape)
+    (['reference', 'target'], (16, 16, 1))
+    """
+    import tensorflow as tf
+
+    size = to_2tuple(image_size, "image_size")
+    scale = _check_range(scale, "scale", upper=1.0)
+    flip_probability = _check_probability(flip_probability, "flip_probability")
+    image = _as_float(image, "image", rank=3)
+    seeds = _seeds(seed, 4)
+    crops = [_crop_resize(image, random_resized_crop_box(tf.shape(image)[:2], scale, ratio, seeds[i], crop_method),
+                          size) for i in range(2)]
+    return {key: _maybe_flip(crop, flip_probability, seeds[2 + i])
+            for i, (key, crop) in enumerate(zip(("reference", "target"), crops))}
+
+
 def view_dataset(source, method="cropmae", image_size=224, batch_size=32, seed=0, shuffle=False,
                  shuffle_buffer=1024, **view_kwargs):
     """A batched `tf.data.Dataset` of `{"reference", "target"}` view pairs.
 
-    Each element of `source` (an image for CropMAE, a clip for SiamMAE) gives one pair per
+    Each element of `source` (an image for CropMAE and iBOT, a clip for SiamMAE) gives one pair per
     pass, drawn anew at every pass (repeatably for a given `seed`). Batches are built with
     `drop_remainder=True`, so shapes are static, and prefetched.
 
     Args:
-        source: a numpy array `(N, H, W, C)` of images (`"cropmae"`) or `(N, T, H, W, C)`
+        source: a numpy array `(N, H, W, C)` of images (`"cropmae"`, `"ibot"`) or `(N, T, H, W, C)`
             of clips (`"siammae"`), float in `[0, 1]` or uint8; or a `tf.data.Dataset`
             of such single images or clips (e.g. from `clip_dataset` without batching).
-        method: `"cropmae"` or `"siammae"`.
+        method: `"cropmae"`, `"siammae"` or `"ibot"`.
         image_size: int or `(H, W)` of the views.
         batch_size: pairs per batch, a positive int.
         seed: int seed of the shuffling and of the view randomness.
         shuffle: shuffle the elements at every pass.
         shuffle_buffer: shuffle buffer size for a `tf.data.Dataset` source (arrays are
             shuffled whole).
-        **view_kwargs: further arguments of `cropmae_views` or `siammae_views`.
+        **view_kwargs: further arguments of `cropmae_views`, `siammae_views` or `ibot_views`.
 
     Returns:
         A `tf.data.Dataset` of dicts of float32 `(batch_size, *image_size, C)` tensors.
@@ -263,7 +307,7 @@ def view_dataset(source, method="cropmae", image_size=224, batch_size=32, seed=0
     check_positive_int(shuffle_buffer, "shuffle_buffer")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"`seed` must be an int, got {seed!r}.")
-    rank = 3 if method == "cropmae" else 4
+    rank = 4 if method == "siammae" else 3
     element = "image (H, W, C)" if rank == 3 else "clip (T, H, W, C)"
     if isinstance(source, tf.data.Dataset):
         spec = source.element_spec
@@ -279,7 +323,7 @@ def view_dataset(source, method="cropmae", image_size=224, batch_size=32, seed=0
         if len(array) < batch_size:
             raise ValueError(f"`source` has {len(array)} elements, fewer than `batch_size`={batch_size}.")
         dataset, buffer = tf.data.Dataset.from_tensor_slices(array), len(array)
-    views = cropmae_views if method == "cropmae" else siammae_views
+    views = {"cropmae": cropmae_views, "siammae": siammae_views, "ibot": ibot_views}[method]
     size = to_2tuple(image_size, "image_size")
     views(np.zeros((2,) * rank, "float32"), size, **view_kwargs)  # bad arguments raise here, untraced
     if shuffle:

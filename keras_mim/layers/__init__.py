@@ -8,6 +8,7 @@ from keras_mim.layers.mlp import MLP
 from keras_mim.layers.patching import PatchEmbedding, patchify, unpatchify
 from keras_mim.layers.pixel_shuffle import PixelShuffleHead, pixel_shuffle
 from keras_mim.layers.pos_embed import PositionEmbedding, sincos_2d, sincos_3d, sincos_flat
+from keras_mim.layers.projection_head import ProjectionHead
 from keras_mim.layers.random_resized_crop import RandomResizedCrop
 from keras_mim.layers.token_ops import gather_tokens, pool_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock

@@ -11,13 +11,12 @@ import math
 import keras
 from keras import ops
 
-from keras_mim.ema import check_same_variables
 from keras_mim.losses import masked_mean
 from keras_mim.masking import get_mask_generator
 from keras_mim.models.methods import MethodSpec, register_method
 from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
-from keras_mim.targets.ema_teacher import EMATeacher
+from keras_mim.targets.ema_teacher import EMATeacher, check_teacher
 from keras_mim.utils import check_mask_ratio
 
 def regression_per_token(pred, target, beta=0.0, scale=None):
@@ -139,14 +138,7 @@ class Data2Vec(PretrainingModel):
                 f"`{names}` configure the teacher Data2Vec makes; with `teacher` given, set them on "
                 "the EMATeacher instead."
             )
-        if isinstance(teacher, dict):
-            teacher = keras.saving.deserialize_keras_object(teacher)
-        if not isinstance(teacher, EMATeacher):
-            raise TypeError(f"`teacher` must be an EMATeacher, its config or None, got {type(teacher).__name__}.")
-        if teacher.encoder is self.encoder:
-            raise ValueError("The teacher's encoder must be a copy, not the student `encoder` itself.")
-        check_same_variables(teacher.encoder, self.encoder)
-        return teacher
+        return check_teacher(teacher, self.encoder)
 
     # The teacher's settings, read through.
     top_k = property(lambda self: self.teacher.top_k)

@@ -11,14 +11,13 @@ the predictor), `loss_fn` (smooth L1), then the momentum update.
 import keras
 from keras import ops
 
-from keras_mim.ema import check_same_variables
 from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.masking import MultiBlockMaskGenerator, get_mask_generator
 from keras_mim.models.jepa_predictor import JEPAPredictor
 from keras_mim.models.methods import MethodSpec, register_method
 from keras_mim.models.presets import TEST_VIT, VIT_BASE_16, VIT_HUGE_14, vit
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
-from keras_mim.targets.ema_teacher import EMATeacher
+from keras_mim.targets.ema_teacher import EMATeacher, check_teacher
 
 #: The official target encoder: momentum 0.996 -> 1.0, linear over the whole run.
 MOMENTUM, FINAL_MOMENTUM = 0.996, 1.0
@@ -148,15 +147,7 @@ class IJEPA(PretrainingModel):
         if given:
             raise ValueError(f"`{', '.join(given)}` configure the target encoder IJEPA makes; with "
                              "`target_encoder` given, set them on that EMATeacher instead.")
-        if isinstance(target_encoder, dict):
-            target_encoder = keras.saving.deserialize_keras_object(target_encoder)
-        if not isinstance(target_encoder, EMATeacher) or target_encoder.source != "output":
-            raise TypeError("`target_encoder` must be an EMATeacher with source='output', its config or None, "
-                            f"got {target_encoder!r}.")
-        if target_encoder.encoder is self.encoder:
-            raise ValueError("The target encoder must be a copy, not the context `encoder` itself.")
-        check_same_variables(target_encoder.encoder, self.encoder)
-        return target_encoder
+        return check_teacher(target_encoder, self.encoder, name="target_encoder", source="output")
 
     @property
     def mask_ratio(self):

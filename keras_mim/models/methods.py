@@ -28,6 +28,7 @@ FAMILIES = {
     "corrupted": "the encoder sees every token, hidden content replaced; a light head",
     "features": "feature targets (frozen or EMA teacher)",
     "two-view": "a masked view rebuilt from a visible reference view",
+    "self-distillation": "two block-masked views; a student matches an EMA teacher's prototype distributions",
     "video": "clips of tubelets",
 }
 
@@ -43,7 +44,8 @@ class MethodSpec:
         description: one line for the CLI help and the README's methods table.
         data: what the training data holds: `"images"` or `"clips"`.
         views: None, or the recipe that makes `{"reference", "target"}` view pairs of
-            the data (`keras_mim.data.view_dataset(method=...)`: `"cropmae"`, `"siammae"`).
+            the data (`keras_mim.data.view_dataset(method=...)`: `"cropmae"`, `"siammae"`,
+            `"ibot"`).
         teacher: whether the model needs a frozen `teacher` model.
         pixels: whether the model predicts pixels (reconstruction figures, pixel metrics).
         kwargs: model arguments that make the class this method, applied when it is

@@ -1,8 +1,6 @@
 """SiamMAE (Gupta et al., 2023) and CropMAE (Eymaël et al., 2024): reconstruct a hard-masked
 target view from its own few visible patches and a fully visible reference view."""
 
-from collections.abc import Mapping
-
 import keras
 
 from keras_mim.losses import masked_mean, mse_per_token
@@ -13,18 +11,11 @@ from keras_mim.models.methods import MethodSpec, register_method
 from keras_mim.models.presets import TEST_DECODER, TEST_VIT, VIT_SMALL_16, decoder
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
 from keras_mim.models.reconstruction import make_target, pixel_reconstruction
+from keras_mim.models.view_pairs import VIEWS, ViewPairInputs  # noqa: F401  (VIEWS: its home was here)
 from keras_mim.utils import check_mask_ratio
 
-#: The keys of the input dict: the fully visible view, and the masked view to reconstruct.
-VIEWS = ("reference", "target")
-
-
-def _shape(x):
-    return tuple(None if d is None else int(d) for d in x.shape)
-
-
 @keras.saving.register_keras_serializable(package="keras_mim")
-class SiameseMAE(PretrainingModel):
+class SiameseMAE(ViewPairInputs, PretrainingModel):
     """Two-view masked autoencoder (SiamMAE, CropMAE): one shared encoder sees the whole
     reference view and only the few visible patches of the target view; a
     cross-attention decoder predicts the target view's hidden patches from both.
@@ -118,42 +109,6 @@ class SiameseMAE(PretrainingModel):
             p, d = enc.num_prefix_tokens, enc.output_dim
             self.decoder.build((None, p + k, d), (None, enc.num_patches), (None, p + enc.num_patches, d))
         self.built = True
-
-    # ------------------------------------------------------------------ inputs
-    def split_views(self, views, name="views"):
-        """`(reference, target)` from the input dict; raise a clear error on anything else.
-
-        Works on tensors, arrays and shape specs (tf.data `element_spec`)."""
-        if not isinstance(views, Mapping):
-            raise TypeError(
-                f"`{name}` must be a dict {{'reference': images, 'target': images}} of two views "
-                f"(B, H, W, C), got {type(views).__name__}."
-            )
-        missing = [k for k in VIEWS if k not in views]
-        extra = sorted(str(k) for k in views if k not in VIEWS)
-        if missing or extra:
-            raise ValueError(
-                f"`{name}` must have exactly the keys {list(VIEWS)}, got {sorted(map(str, views))}"
-                f"{' (missing ' + ', '.join(missing) + ')' if missing else ''}."
-            )
-        reference, target = views["reference"], views["target"]
-        for key in VIEWS:
-            self.encoder.check_images(views[key], name=f"{name}['{key}']")
-        ref_shape, tgt_shape = _shape(reference), _shape(target)
-        batches = (ref_shape[0], tgt_shape[0])
-        if ref_shape[1:] != tgt_shape[1:] or (None not in batches and batches[0] != batches[1]):
-            raise ValueError(
-                f"The two views must have the same shape: `{name}['reference']` is {ref_shape} but "
-                f"`{name}['target']` is {tgt_shape}; resize the crops to the encoder's image size."
-            )
-        self.check_input_size(ref_shape, name=name, what="views")
-        return reference, target
-
-    def _check_data(self, x):
-        spec = self.data_spec(x)  # (views, labels): labels are ignored
-        if isinstance(spec, Mapping) or hasattr(spec, "shape"):
-            self.split_views(spec, name="x")
-        # Generators / PyDatasets cannot be inspected without drawing a batch: `call` checks.
 
     # ------------------------------------------------------------------ the method
     def forward_encoder(self, reference, target, noise=None, training=None):

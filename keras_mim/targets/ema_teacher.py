@@ -210,3 +210,28 @@ class EMATeacher(keras.layers.Layer):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(copy=False, **config)
+
+
+def check_teacher(teacher, student, name="teacher", source=None):
+    """A teacher given to a model, checked against its `student` encoder: an `EMATeacher`
+    (or its config; with `source`, of that source) holding a copy of `student` with the
+    same variables. Raises TypeError / ValueError naming `name` otherwise.
+
+    Example:
+    >>> from keras_mim.models.vit_encoder import ViTEncoder
+    >>> student = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2)
+    >>> config = keras.saving.serialize_keras_object(EMATeacher(student, top_k=1))  # as in a model's config
+    >>> teacher = check_teacher(config, student)
+    >>> type(teacher).__name__, teacher.encoder is student
+    ('EMATeacher', False)
+    """
+    if isinstance(teacher, dict):
+        teacher = keras.saving.deserialize_keras_object(teacher)
+    if not isinstance(teacher, EMATeacher) or (source is not None and teacher.source != source):
+        kind = "an EMATeacher" + (f" with source={source!r}" if source else "")
+        raise TypeError(f"`{name}` must be {kind}, its config or None, got {type(teacher).__name__}.")
+    if teacher.encoder is student:
+        raise ValueError(f"The {name.replace('_', ' ')}'s encoder must be a copy, not the student `encoder` itself.")
+    check_same_variables(teacher.encoder, student)
+    return teacher
+

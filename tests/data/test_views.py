@@ -11,6 +11,7 @@ from scipy import stats
 from keras_mim.data import (
     clip_dataset,
     cropmae_views,
+    ibot_views,
     moving_shapes,
     random_resized_crop_box,
     siammae_views,
@@ -151,6 +152,23 @@ def test_cropmae_torchvision_method_and_uint8():
     assert 0.0 <= float(tf.reduce_min(views["target"])) and float(tf.reduce_max(views["target"])) <= 1.0
 
 
+# ------------------------------------------------------------------------------------ iBOT
+def test_ibot_global_crops_are_independent_with_their_own_flips():
+    views = many_views(coordinate_image(96, 128), "ibot", 300, image_size=16, seed=2)
+    ref, tgt = views["reference"], views["target"]
+    assert ref.shape == tgt.shape == (300, 16, 16, 2)
+    span = lambda v: (v[..., 0].max(axis=(1, 2)) - v[..., 0].min(axis=(1, 2))) * (  # noqa: E731
+        v[..., 1].max(axis=(1, 2)) - v[..., 1].min(axis=(1, 2)))
+    for view in (ref, tgt):  # area fraction in the default global scale (0.14, 1)
+        assert span(view).min() > 0.1 and span(view).max() <= 1.0 and span(view).max() > 0.8
+    # two crops of the image, neither inside the other as CropMAE's local crop is
+    assert np.corrcoef(span(ref), span(tgt))[0, 1] < 0.2
+    counts = np.bincount(2 * flipped(ref) + flipped(tgt), minlength=4)
+    assert stats.chisquare(counts).pvalue > 1e-3, counts
+    assert tuple(ibot_views(np.zeros((20, 30, 3), "uint8"), image_size=(8, 12), seed=(0, 1))["target"].shape) == (
+        8, 12, 3)
+
+
 # ------------------------------------------------------------------------------------ SiamMAE
 def coded_clip(t, size=16):
     """Channel 0 = frame index / 100, channels 1, 2 = row and column coordinates."""
@@ -245,6 +263,8 @@ def test_dict_dataset_feeds_model_fit():
         (lambda: cropmae_views(np.zeros((8, 8)), 4), ValueError, r"`image` must be an image \(H, W, C\)"),
         (lambda: cropmae_views(np.zeros((8, 8, 1)), 4, flip_probability=2), ValueError, "flip_probability"),
         (lambda: cropmae_views(np.zeros((8, 8, 1)), 4, seed=(1,)), ValueError, "seed"),
+        (lambda: ibot_views(np.zeros((8, 8, 1)), 4, scale=(0.5, 1.5)), ValueError, "scale"),
+        (lambda: view_dataset(np.zeros((4, 2, 8, 8, 3)), "ibot"), ValueError, "must be an array of images"),
         (lambda: siammae_views(np.zeros((1, 8, 8, 1)), 4), ValueError, "at least 2 frames"),
         (lambda: siammae_views(np.zeros((8, 8, 1)), 4), ValueError, r"`clip` must be a clip"),
         (lambda: siammae_views(np.zeros((4, 8, 8, 1)), 4, min_gap=5, max_gap=3), ValueError, "max_gap"),

@@ -3,7 +3,8 @@
 For each method: its test preset builds and keeps the encoder protocol; `fit` runs under
 `jit_compile` where the backend has it and moves the weights (a frozen teacher excepted);
 the loss falls on real digits (clips of moving digits, or view pairs of digits, as the
-method's record says); a `.keras` round trip keeps the config, the weights and the
+method's record says; except where the loss does not measure progress,
+`LOSS_IS_NOT_PROGRESS`); a `.keras` round trip keeps the config, the weights and the
 outputs; and bad input fails with a clear error before any training, leaving the weights
 alone. A method's own test file then holds only its defining property.
 """
@@ -60,6 +61,12 @@ EVERY_PASS = ("mae",)
 #: Pinned instead of rotated: cropmae's step (two views, two encoders) took 51 s to compile
 #: under TensorFlow + XLA, where the hash put it.
 PINNED = {"cropmae": "torch"}
+#: Methods whose loss does not measure learning over 5 short epochs, and why; their own test
+#: file checks what does instead. Self-distillation: the loss falls fastest when the teacher
+#: collapses to one prototype (iBOT without centering: 13-17% of its first epoch's loss after
+#: 5 epochs, measured), while a healthy teacher's loss first rises, as its centers remove
+#: the mode all images share, and falls only once the features tell images apart.
+LOSS_IS_NOT_PROGRESS = {"ibot": "tests/models/test_ibot.py::test_no_collapse_on_digits"}
 
 
 @pytest.mark.parametrize("name", [n if n in EVERY_PASS else pytest.param(n, marks=pytest.mark.one_backend(
@@ -76,7 +83,8 @@ def test_fit_runs_compiled_moves_the_weights_and_the_loss_falls(name):
         assert not teacher_ids & {id(v) for v in model.trainable_weights}
         for a, b in zip(teacher, frozen_teacher(model).weights):
             np.testing.assert_array_equal(a, to_numpy(b))
-    assert history[-1] < FACTOR * history[0], history  # on real digits (clips, view pairs)
+    if name not in LOSS_IS_NOT_PROGRESS:
+        assert history[-1] < FACTOR * history[0], history  # on real digits (clips, view pairs)
 
 
 def outputs(out):
