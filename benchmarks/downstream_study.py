@@ -9,7 +9,9 @@ reproduced on its own. Usage:
     KERAS_BACKEND=jax python benchmarks/downstream_study.py --output runs/study \
         --json benchmarks/results/downstream_digits_jax.json
 
-About 25 minutes on a 2-core CPU with the defaults.
+About 25 minutes on a 2-core CPU with the defaults. `--attentive` adds V-JEPA's attentive probe
+(`keras-mim probe --head attentive`, the evaluation of JEPA-style encoders) with all labels and
+with 10 per class.
 """
 
 import argparse
@@ -34,6 +36,10 @@ EVALS = [  # (name, command, extra arguments)
     ("finetune", "finetune", MAE_RECIPE + DIGIT_SAFE),
     ("knn_10_per_class", "knn", ["--labels-per-class", "10", "--k", "10"]),
     ("probe_10_per_class", "probe", ["--labels-per-class", "10"] + LAST_BLOCK),
+]
+ATTENTIVE_EVALS = [  # opt-in (--attentive, or by name in --evals)
+    ("attentive_probe", "probe", ["--head", "attentive"]),
+    ("attentive_probe_10_per_class", "probe", ["--head", "attentive", "--labels-per-class", "10"]),
 ]
 
 
@@ -87,9 +93,16 @@ def main():
     parser.add_argument("--preset", default="mae_vit_nano_patch2_16")
     parser.add_argument("--method", default="mae",
                         help="the pretraining method (keras-mim pretrain --method); norm-pix targets where it takes them")
-    parser.add_argument("--evals", nargs="+", default=[name for name, _, _ in EVALS],
-                        choices=[name for name, _, _ in EVALS], help="which evaluations to run (default: all)")
+    parser.add_argument("--evals", nargs="+", default=None,
+                        choices=[name for name, _, _ in EVALS + ATTENTIVE_EVALS],
+                        help="which evaluations to run (default: all but the attentive probes)")
+    parser.add_argument("--attentive", action="store_true",
+                        help="also run the attentive probe rows (keras-mim probe --head attentive)")
     args = parser.parse_args()
+    if args.evals is None:
+        args.evals = [name for name, _, _ in EVALS + (ATTENTIVE_EVALS if args.attentive else [])]
+    elif args.attentive:
+        args.evals += [name for name, _, _ in ATTENTIVE_EVALS if name not in args.evals]
     os.makedirs(args.output, exist_ok=True)
     import keras
 
@@ -105,7 +118,7 @@ def main():
          str(args.pretrain_epochs), "--output", out("pretrain")], out("pretrain"), "history.json", log)
     model = out("pretrain/model.keras")
     for weights, flag in (("pretrained", []), ("random_init", ["--random-init"])):
-        for name, command, extra in EVALS:
+        for name, command, extra in EVALS + ATTENTIVE_EVALS:
             if name not in args.evals:
                 continue
             run = out(f"{name}-{weights}")

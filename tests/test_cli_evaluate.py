@@ -55,6 +55,55 @@ def test_probe_trains_only_the_head_on_the_saved_encoder(saved_mae, tmp_path):
     assert json.loads((run / "config.json").read_text())["resolved"]["head_init"] == "ridge"
 
 
+def test_attentive_probe_trains_a_pooler_on_the_saved_encoders_tokens(saved_mae, tmp_path):
+    run = tmp_path / "probe"
+    assert cli.main(["probe", str(saved_mae), "--head", "attentive", "--output", str(run), "--epochs", "2",
+                     "--batch-size", "256"]) == 0
+    result = _results(run)
+    assert result["head"] == "attentive" and result["block"] is None and len(result["train_loss"]) == 2
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    probe = keras.saving.load_model(run / "probe.keras")
+    assert type(probe).__name__ == "AttentiveProbe" and probe.standardize_tokens and probe.num_queries == 1
+    mae = keras.saving.load_model(saved_mae)
+    for a, b in zip(probe.encoder.get_weights(), mae.encoder.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # the token norm's statistics: all the training tokens' (cls and patches), per channel
+    tokens = keras.ops.convert_to_numpy(mae.encoder(load_labelled_digits("train")[0])).astype("float64")
+    tokens = tokens.reshape(-1, tokens.shape[-1])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(probe.token_norm.moving_variance), tokens.var(0), rtol=1e-3)
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["head"] == "attentive" and config["resolved"]["standardize_tokens"] is True
+    assert (config["args"]["learning_rate"], config["args"]["weight_decay"], config["args"]["warmup_epochs"]) == (
+        1e-3, 1e-3, 0)  # V-JEPA's
+    assert (run / "history.csv").read_text().splitlines()[2].startswith("2,")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], (90, 128, 10, 0.1, None)),  # MAE's linear probe
+    (["--head", "attentive"], (20, 32, 0, None, 1e-3)),  # V-JEPA's attentive probe, batch 32
+    (["--head", "attentive", "--epochs", "90", "--batch-size", "128"], (90, 128, 0, None, 1e-3)),  # given: kept
+])
+def test_each_head_takes_its_own_defaults_unless_given(saved_mae, tmp_path, argv, expected):
+    from keras_mim.cli.probe import resolve_probe
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["probe", str(saved_mae), "--output", str(tmp_path / "o"), *argv])
+    resolve_probe(parser.subparsers["probe"], args)
+    assert (args.epochs, args.batch_size, args.warmup_epochs, args.base_learning_rate, args.learning_rate) == expected
+
+
+def test_attentive_default_epochs_give_at_least_the_minimum_steps(saved_mae, tmp_path, monkeypatch):
+    from keras_mim.cli import probe as probe_command
+
+    monkeypatch.setattr(probe_command, "ATTENTIVE_MIN_STEPS", 60)  # the default is 1000
+    run = tmp_path / "probe"
+    argv = ["probe", str(saved_mae), "--head", "attentive", "--labels-per-class", "2", "--batch-size", "10"]
+    assert cli.main(argv + ["--output", str(run)]) == 0  # 20 images: 2 steps an epoch, so 30 epochs, not 20
+    assert len(_results(run)["train_loss"]) == 30 == json.loads((run / "config.json").read_text())["args"]["epochs"]
+    assert cli.main(argv + ["--epochs", "3", "--output", str(tmp_path / "given")]) == 0  # given: kept
+    assert len(_results(tmp_path / "given")["train_loss"]) == 3
+
+
 def test_random_init_is_a_fresh_encoder_of_the_same_architecture(saved_mae, tmp_path):
     run = tmp_path / "probe"
     argv = ["probe", str(saved_mae), "--random-init", "--seed", "1", "--output", str(run), "--epochs", "1",
@@ -101,6 +150,9 @@ def test_bad_npz_exits_2_before_writing(saved_mae, tmp_path, capsys, arrays, mes
     (["knn", "{model}", "--k", "5000"], "--k 5000 is more than the 1438 training digits"),
     (["probe", "{model}", "--epochs", "0"], "must be a positive int"),
     (["knn", "{model}", "--pooling", "max"], "invalid choice"),
+    (["probe", "{model}", "--head", "attentive", "--pooling", "cls"], "--pooling applies to --head linear only"),
+    (["probe", "{model}", "--learning-rate", "0.01"], "--learning-rate applies to --head attentive only"),
+    (["probe", "{model}", "--head", "attentive", "--block", "auto"], "--block auto chooses by ridge probes"),
 ])
 def test_bad_arguments_exit_2(saved_mae, tmp_path, capsys, argv, message):
     argv = [a.replace("{model}", str(saved_mae)) for a in argv] + ["--output", str(tmp_path / "out")]

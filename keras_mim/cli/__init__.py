@@ -6,7 +6,7 @@ Subcommands:
   see `keras_mim.list_methods()`) on a built-in sample dataset (offline) or your own
   images, writing a run folder with the model, the loss history and, for methods that
   predict pixels, reconstruction figures.
-- `probe`, `knn`, `finetune`: linear probe / k-NN accuracy / MAE's fine-tuning recipe for
+- `probe`, `knn`, `finetune`: linear or attentive probe / k-NN accuracy / MAE's fine-tuning recipe for
   the encoder of a saved `.keras` model (or of the same architecture freshly initialised,
   `--random-init`), on labelled images; each writes a run folder with results.json.
 - `masks`: a gallery of every masking strategy on a real photo.
@@ -41,7 +41,7 @@ from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of th
     resolve_pretrain,
     run_pretrain,
 )
-from keras_mim.cli.probe import add_probe_parser, run_probe
+from keras_mim.cli.probe import add_probe_parser, resolve_probe, run_probe
 
 
 def build_parser():
@@ -79,7 +79,7 @@ def main(argv=None):
     # command -> (check its arguments, run it); looked up here so tests can patch either
     commands = {
         "pretrain": (resolve_pretrain, run_pretrain),
-        "probe": (resolve_eval, run_probe),
+        "probe": (resolve_probe, run_probe),
         "knn": (resolve_eval, run_knn),
         "finetune": (resolve_finetune, run_finetune),
         "masks": (resolve_masks, run_masks),

@@ -1,7 +1,7 @@
 """Evaluating pretrained encoders: k-NN on frozen features, MAE's linear-probe recipe (its head
-started at the features' ridge classifier), the encoder of a saved `.keras` file and labelled
-evaluation data (the linear probe and the fine-tuned classifier are models:
-`keras_mim.models.LinearProbe`, `keras_mim.models.ImageClassifier`).
+started at the features' ridge classifier), V-JEPA's attentive-probe recipe, the encoder of a
+saved `.keras` file and labelled evaluation data (the probes and the fine-tuned classifier are models:
+`keras_mim.models.LinearProbe`, `keras_mim.models.AttentiveProbe`, `keras_mim.models.ImageClassifier`).
 
 Names are imported on first use (PEP 562), so the `keras-mim` commands can check a model file
 (`inspect_keras_file`) before Keras is imported.
@@ -15,7 +15,7 @@ _NAMES = {
     **dict.fromkeys(("first_per_class", "load_labelled_npz", "read_labelled_folder", "scan_labelled_folder"),
                     "labelled_data"),
     **dict.fromkeys(("inspect_keras_file", "load_encoder"), "model_file"),
-    "fit_linear_probe": "probe",
+    **dict.fromkeys(("fit_attentive_probe", "fit_linear_probe"), "probe"),
     "ProbeMonitor": "probe_monitor",
     "ridge_head_init": "ridge_head",
     **dict.fromkeys(("pretraining_value", "random_init_encoder"), "value_check"),

@@ -30,6 +30,10 @@ class MultiHeadCrossAttention(keras.layers.Layer):
         qkv_bias: whether the q and kv projections have a bias (torch: True).
         dropout: dropout rate after the output projection.
         seed: optional int seed of that dropout.
+        output_projection: whether the merged heads go through the output projection
+            (default). False returns the merged heads themselves, as the official
+            attentive probe of V-JEPA (`keras_mim.models.AttentiveProbe`), whose
+            cross-attention declares a projection but does not apply it.
         **kwargs: standard layer arguments.
 
     Example:
@@ -39,7 +43,7 @@ class MultiHeadCrossAttention(keras.layers.Layer):
     (2, 5, 32)
     """
 
-    def __init__(self, num_heads, qkv_bias=True, dropout=0.0, seed=None, **kwargs):
+    def __init__(self, num_heads, qkv_bias=True, dropout=0.0, seed=None, output_projection=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
             raise ValueError(f"`num_heads` must be a positive int, got {num_heads!r}.")
@@ -49,6 +53,7 @@ class MultiHeadCrossAttention(keras.layers.Layer):
         self.qkv_bias = bool(qkv_bias)
         self.dropout = float(dropout)
         self.seed = seed
+        self.output_projection = bool(output_projection)
         self.proj_drop = keras.layers.Dropout(self.dropout, seed=seed, dtype=self.dtype_policy,
                                               name="proj_drop")
 
@@ -68,8 +73,9 @@ class MultiHeadCrossAttention(keras.layers.Layer):
         self.kv = keras.layers.Dense(2 * dim, use_bias=self.qkv_bias, dtype=p, name="kv",
                                      kernel_initializer=_glorot(0.75 if same else 1.0))
         self.kv.build(context_shape)
-        self.proj = keras.layers.Dense(dim, dtype=p, name="proj")
-        self.proj.build(x_shape)
+        if self.output_projection:
+            self.proj = keras.layers.Dense(dim, dtype=p, name="proj")
+            self.proj.build(x_shape)
 
     def call(self, x, context, values=None, training=None):
         n, m, dim = x.shape[1], context.shape[1], x.shape[2]
@@ -81,7 +87,8 @@ class MultiHeadCrossAttention(keras.layers.Layer):
             k, v = self.kv_half(context, 0), self.kv_half(values, 1)  # each (B, M, H, hd)
         x = ops.dot_product_attention(q, k, v, flash_attention=FLASH_ATTENTION)  # (B, N, H, hd)
         x = ops.reshape(x, (-1, n, dim))
-        x = self.proj(x)  # (B, N, D)
+        if self.output_projection:
+            x = self.proj(x)  # (B, N, D)
         return self.proj_drop(x, training=training) if self.dropout else x  # rate 0: no layer call
 
     def kv_half(self, tokens, part):
@@ -98,5 +105,5 @@ class MultiHeadCrossAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_heads=self.num_heads, qkv_bias=self.qkv_bias, dropout=self.dropout,
-                      seed=self.seed)
+                      seed=self.seed, output_projection=self.output_projection)
         return config

@@ -8,6 +8,7 @@ exported here by its class name (a new method needs no line in this file).
 import importlib
 import pkgutil
 
+from keras_mim.models.attentive_probe import AttentiveProbe
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 from keras_mim.models.linear_probe import LinearProbe
@@ -27,7 +28,8 @@ for _spec in METHODS.values():
     globals()[_spec.model.__name__] = _spec.model
 
 __all__ = sorted(
-    {"CrossAttentionDecoder", "ImageClassifier", "LinearProbe", "MAEDecoder", "PartialDecoding", "ViTEncoder",
+    {"AttentiveProbe", "CrossAttentionDecoder", "ImageClassifier", "LinearProbe", "MAEDecoder", "PartialDecoding",
+     "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
      "list_methods", "list_presets", "register_method"}
     | {spec.model.__name__ for spec in METHODS.values()}

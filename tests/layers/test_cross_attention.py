@@ -88,6 +88,21 @@ def test_cross_attention_matches_numpy(rng):
     assert tuple(layer.q.kernel.shape) == (16, 16) and tuple(layer.kv.kernel.shape) == (12, 32)
 
 
+def test_cross_attention_without_output_projection_returns_the_merged_heads(rng):
+    # V-JEPA's attentive pooler: the output projection is declared but not applied
+    x = rng.normal(size=(2, 3, 16)).astype("float32")
+    context = rng.normal(size=(2, 7, 16)).astype("float32")
+    layer = MultiHeadCrossAttention(4, output_projection=False)
+    layer(x, context)
+    randomize(layer, rng)
+    assert not hasattr(layer, "proj") and len(layer.trainable_weights) == 4
+    d = x.shape[-1]
+    (wq, bq), (wkv, bkv) = kb(layer.q), kb(layer.kv)
+    expected = np_attention(x.astype(np.float64), context, wq, bq, wkv[:, :d], bkv[:d], wkv[:, d:], bkv[d:],
+                            np.eye(d), np.zeros(d), heads=4)
+    np.testing.assert_allclose(to_numpy(layer(x, context)), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_cross_attention_takes_values_from_another_sequence(rng):
     # CAE's regressor: keys from the context (with positions), values from `values`
     x = rng.normal(size=(2, 5, 16)).astype("float32")
@@ -210,6 +225,7 @@ def test_block_matches_torch_post_norm_decoder_block(rng):
 
 @pytest.mark.parametrize("make", [
     lambda: MultiHeadCrossAttention(2, qkv_bias=False, dropout=0.1, seed=4),
+    lambda: MultiHeadCrossAttention(2, output_projection=False),
     lambda: CrossAttentionBlock(2, mlp_ratio=2.0, norm_first=True, seed=1),
 ])
 def test_two_input_layers_roundtrip(make, tmp_path, rng):
