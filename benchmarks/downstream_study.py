@@ -93,6 +93,9 @@ def main():
     parser.add_argument("--preset", default="mae_vit_nano_patch2_16")
     parser.add_argument("--method", default="mae",
                         help="the pretraining method (keras-mim pretrain --method); norm-pix targets where it takes them")
+    parser.add_argument("--teacher", default=None,
+                        help="a frozen teacher's .keras file, for the methods that need one (keras-mim pretrain "
+                             "--teacher)")
     parser.add_argument("--evals", nargs="+", default=None,
                         choices=[name for name, _, _ in EVALS + ATTENTIVE_EVALS],
                         help="which evaluations to run (default: all but the attentive probes)")
@@ -113,8 +116,9 @@ def main():
     from keras_mim.models.methods import get_method_spec
 
     norm_pix = ["--norm-pix-loss", "true"] if takes_norm_pix_loss(get_method_spec(args.method)) else []
+    teacher = [] if args.teacher is None else ["--teacher", args.teacher]
     commands["pretrain"], times["pretrain"] = run_once(
-        ["pretrain", "--method", args.method, "--preset", args.preset, *norm_pix, "--epochs",
+        ["pretrain", "--method", args.method, "--preset", args.preset, *norm_pix, *teacher, "--epochs",
          str(args.pretrain_epochs), "--output", out("pretrain")], out("pretrain"), "history.json", log)
     model = out("pretrain/model.keras")
     for weights, flag in (("pretrained", []), ("random_init", ["--random-init"])):
@@ -132,7 +136,7 @@ def main():
     record = {
         "what": "digits (scikit-learn), fixed split 1438 train / 359 test; pretraining on the train "
                 "images only; test top-1 accuracy",
-        "method": args.method, "preset": args.preset, "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
+        "method": args.method, "preset": args.preset, "teacher": args.teacher, "pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
         "results": results, "commands": commands, "wall_time_s": times,
         "backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",

@@ -112,7 +112,7 @@ API_CASES = [
          image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), num_classes=0),
      ValueError, r"`num_classes` must be a positive int, got 0"),
     ("unknown view method", lambda: data.view_dataset(_images(4, 16, 16, 3), method="nope"),
-     ValueError, r"`method` must be one of \('cropmae', 'siammae'\), got 'nope'"),
+     ValueError, r"`method` must be one of \('cropmae', 'siammae', 'ibot'\), got 'nope'"),
     ("figure of an array, not a model",
      lambda: keras_mim.viz.plot_reconstructions(_images(2, 16, 16, 3), _images(2, 16, 16, 3)),
      TypeError, r"`model` must have a `reconstruct\(images, noise=None\)` method .* got ndarray"),

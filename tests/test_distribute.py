@@ -29,8 +29,8 @@ on one fixed global batch of 8, same initial weights and seed):
   as JAX (measured ~3e-6 on the weights).
 
 iBOT's centers (EMAs of the teacher's batch-mean scores) must average the global batch on
-2 devices: JAX does in its one program; under `tf.distribute` the center variables
-aggregate by mean (without it, replica 0 keeps its own half's mean and the replicas drift
+several devices: JAX does in its one program (checked in the data-parallel worker's
+process); under `tf.distribute` the center variables aggregate by mean (without it, replica 0 keeps its own half's mean and the replicas drift
 apart, measured).
 """
 
@@ -275,9 +275,9 @@ def check_cli_run(backend, tmp_path, devices=2):
 
 
 def check_ibot_centering(results):
-    """iBOT's centers after one step on 2 devices: 0.1 x the teacher's mean score over the
+    """iBOT's centers after one step on several devices: 0.1 x the teacher's mean score over the
     global batch (as on one device), not over one device's half."""
-    assert len(results["devices"]) == 2 and results["updates_none"] == results["updates_data"] == 1
+    assert len(results["devices"]) >= 2 and results["updates_none"] == results["updates_data"] == 1
     for key in ("center", "center2"):
         expected = np.array(results[f"{key}_expected"])
         np.testing.assert_allclose(results[f"{key}_none"], expected, rtol=1e-4, atol=1e-7)
@@ -290,12 +290,12 @@ def check_ibot_centering(results):
 
 if BACKEND == "jax":
 
-    def test_jax_data_parallel_ibot_centers_average_the_global_batch():
-        check_ibot_centering(worker_checks("jax", "ibot", 2))
-
     @pytest.fixture(scope="module")
     def jax_data():
         return worker_checks("jax", "data", 4)
+
+    def test_jax_data_parallel_ibot_centers_average_the_global_batch(jax_data):
+        check_ibot_centering(jax_data["ibot"])
 
     def test_jax_data_parallel_masks_differ_across_devices(jax_data):
         assert jax_data["devices"] == ["cpu:0", "cpu:1", "cpu:2", "cpu:3"]

@@ -36,7 +36,10 @@ def test_weights_update_every_second_step(kind):
     model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
     x = digits(64, channels=3)
     model(x[:2])
-    model.compile(optimizer=make_optimizer(kind, model), jit_compile=jit_for_backend())
+    # TensorFlow compiles layer-wise decay's per-variable rates under XLA in ~50 s (CI); the
+    # accumulation itself is the optimizer's either way, and "adamw" keeps the XLA path.
+    jit = jit_for_backend() and not (kind == "layer_decay" and keras.backend.backend() == "tensorflow")
+    model.compile(optimizer=make_optimizer(kind, model), jit_compile=jit)
     before = [np.array(w) for w in model.encoder.get_weights()]
     spy = WeightsPerBatch()
     model.fit(x, batch_size=16, epochs=1, verbose=0, callbacks=[spy])

@@ -16,7 +16,7 @@ from keras_mim.ema import check_same_variables, cosine_schedule, ema_update, fro
 from keras_mim.layers.projection_head import ProjectionHead
 from keras_mim.masking import get_mask_generator
 from keras_mim.models.methods import MethodSpec, register_method
-from keras_mim.models.presets import TEST_VIT, VIT_BASE_16
+from keras_mim.models.presets import TEST_VIT, VIT_BASE_16, vit
 from keras_mim.models.pretraining_model import PretrainingModel, check_encoder
 from keras_mim.models.view_pairs import ViewPairInputs
 from keras_mim.targets.ema_teacher import EMATeacher, check_teacher
@@ -372,12 +372,11 @@ class IBOT(ViewPairInputs, PretrainingModel):
         return config
 
 
-#: The test preset's head: one Dense layer to a 64-wide bottleneck, 64 prototypes. At this width
-#: the official three layers (std 0.02 init) shrink their output to ~1e-4, so that the biases,
-#: not the image, set its direction after a few steps, and the teacher collapses.
+#: Small presets' head: one Dense layer to a 64-wide bottleneck. At this width the official three
+#: layers (std 0.02 init) shrink their output to ~1e-4, the biases set its direction, and the
+#: teacher collapses. Temperatures: the test ViT's [CLS] scores differ between digits by ~0.015,
+#: near-uniform at 0.04-0.07; 0.02 sharpens them (without centering it collapses).
 TEST_HEAD = dict(out_dim=64, bottleneck_dim=64, num_layers=1)
-#: Its teacher temperatures: the test ViT's [CLS] scores differ between digits by ~0.015, which
-#: 0.04-0.07 leaves a near-uniform teacher; 0.02 sharpens them (without centering it collapses).
 TEST_TEMPERATURES = dict(warmup_teacher_temp=0.02, teacher_temp=0.02, warmup_teacher_patch_temp=0.02,
                          teacher_patch_temp=0.02, teacher_temp_steps=0)
 
@@ -391,6 +390,11 @@ register_method(MethodSpec(
             description="iBOT ViT-B/16: shared head 2048-256 to 8192 weight-normalised prototypes, block masks "
                         "on half the views (ratio 0.1-0.5), teacher 0.996 -> 1, temperatures 0.04 -> 0.07.",
             encoder=dict(VIT_BASE_16, drop_path_rate=0.1), kwargs={"head": dict(HEAD)}),
+        "ibot_vit_nano_patch2_16": dict(
+            description="iBOT on the 64 x 4 x 4 nano ViT (16 px, patch 2: digits-sized images): the test "
+                        "head widened to 256 prototypes, its temperatures and momentum.",
+            encoder=vit(16, 2, 64, 4, 4), kwargs={"head": dict(TEST_HEAD, out_dim=256), "momentum": 0.99,
+                                                   **TEST_TEMPERATURES}),
         "ibot_vit_test": dict(
             description="iBOT on the test ViT: a one-layer head to 64 prototypes, teacher temperatures 0.02, "
                         "teacher momentum 0.99.",

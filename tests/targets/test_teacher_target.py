@@ -10,7 +10,6 @@ from keras_mim.models.eva import EVA
 from keras_mim.models.milan import MILAN
 from keras_mim.targets import PixelTarget, Target, TeacherFeatures, get_target
 from tests.conftest import to_numpy
-from tests.training import digits, fit_history
 
 
 def small_vit(channels=3, **kw):
@@ -121,19 +120,15 @@ def test_milan_is_mae_with_teacher_features_and_attention_masks(rng):
 
 
 @pytest.mark.parametrize("cls,preset", [(EVA, "eva_vit_test"), (MILAN, "milan_vit_test")])
-def test_the_teacher_never_moves(cls, preset):
-    keras.utils.set_random_seed(0)
+def test_the_teacher_stays_frozen_when_the_model_is_made_trainable(cls, preset):
+    """`model.trainable = True` (e.g. after a frozen phase) leaves the teacher out of the
+    trainable weights; that a compiled fit never moves it is the method suite's check
+    (tests/models/test_method_suite.py, every teacher method)."""
     model = cls.from_preset(preset, teacher=small_vit(channels=1), seed=0, num_channels=1)
-    model.trainable = True  # e.g. after a frozen phase: the teacher stays frozen
+    model.trainable = True
     teacher_ids = {id(v) for v in model.teacher.weights}
-    assert not teacher_ids & {id(v) for v in model.trainable_weights}
-    before = [to_numpy(w).copy() for w in model.teacher.weights]
-    student = [to_numpy(w).copy() for w in model.encoder.trainable_weights]
-    history = fit_history(model, digits(16), epochs=1, batch_size=8)
-    assert np.isfinite(history).all()
-    for a, w in zip(before, model.teacher.weights):
-        np.testing.assert_array_equal(a, to_numpy(w), err_msg=w.path)
-    assert any(not np.array_equal(a, to_numpy(w)) for a, w in zip(student, model.encoder.trainable_weights))
+    assert teacher_ids and not teacher_ids & {id(v) for v in model.trainable_weights}
+    assert {id(v) for v in model.encoder.trainable_weights} <= {id(v) for v in model.trainable_weights}
 
 
 @pytest.mark.parametrize(
