@@ -22,6 +22,9 @@ SINGLE_INPUT = {
     "ViTEncoder(video)": (lambda: ViTEncoder(8, 4, 2, 16, 1, 2, num_frames=4, tubelet_size=2), (4, 8, 8, 2)),
     "PatchEmbedding(tubelet)": (lambda: layers.PatchEmbedding((2, 4, 4), 8), (4, 8, 8, 3)),
     "PositionEmbedding(3D)": (lambda: layers.PositionEmbedding((2, 2, 2), mode="sincos_1d"), (8, 8)),
+    "GlobalResponseNorm": (lambda: layers.GlobalResponseNorm(), (4, 4, 8)),
+    "ConvNeXtBlock": (lambda: layers.ConvNeXtBlock(8, drop_path_rate=0.1), (8, 8, 8)),
+    "UNetBlock": (lambda: layers.UNetBlock(8, 4), (4, 4, 8)),
 }
 
 

@@ -12,3 +12,7 @@ from keras_mim.layers.projection_head import ProjectionHead
 from keras_mim.layers.random_resized_crop import RandomResizedCrop
 from keras_mim.layers.token_ops import gather_tokens, pool_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
+from keras_mim.layers.convnext_block import ConvNeXtBlock
+from keras_mim.layers.global_response_norm import GlobalResponseNorm
+from keras_mim.layers.sparse_batch_norm import SparseBatchNormalization
+from keras_mim.layers.unet_block import UNetBlock
