@@ -10,10 +10,10 @@ from sklearn.datasets import load_digits
 from tests.conftest import to_numpy
 
 
-def digits(n=256, channels=1):
-    """Real 8x8 digits upscaled to `(n, 16, 16, channels)` float32 in [0, 1]."""
+def digits(n=256, channels=1, size=16):
+    """Real 8x8 digits upscaled to `(n, size, size, channels)` float32 in [0, 1]."""
     x = load_digits().images[:n].astype("float32") / 16.0
-    x = np.kron(x, np.ones((2, 2), "float32"))[..., None]
+    x = np.kron(x, np.ones((size // 8, size // 8), "float32"))[..., None]
     return np.repeat(x, channels, axis=-1)
 
 
@@ -72,8 +72,8 @@ def method_inputs(spec, encoder, n=256):
     `(n, H, W, C)`, clips of moving digits `(n, T, H, W, C)`, or view pairs (CropMAE-style:
     a digit and the same digit shifted; SiamMAE-style: two frames of a moving digit)."""
     channels, size = encoder.num_channels, tuple(encoder.image_size)
-    if size != (16, 16):
-        raise ValueError(f"test presets are 16 px; got {size}")
+    if size not in ((16, 16), (64, 64)):
+        raise ValueError(f"test presets are 16 px (64 px for 32 px mask cells); got {size}")
     if spec.two_views:
         if spec.data == "clips":
             frames = moving_digits(n, frames=3, channels=channels)
@@ -82,7 +82,7 @@ def method_inputs(spec, encoder, n=256):
         return {"reference": x, "target": np.roll(x, 2, axis=2)}
     if spec.data == "clips":
         return moving_digits(n, frames=encoder.num_frames, channels=channels)
-    return digits(n, channels=channels)
+    return digits(n, channels=channels, size=size[0])
 
 
 def map_inputs(fn, x):

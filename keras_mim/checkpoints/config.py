@@ -73,8 +73,8 @@ def _ratio(hidden, width, what):
 def _heads(width, depth, patch, arch, stack):
     """Heads of an encoder (`stack="blocks"`) or decoder from the official arch name,
     the preset table, or the convention (head width 64 / 32), in that order."""
-    specs = [PRESETS[n] for n in (arch, f"mae_{arch}") if arch and n in PRESETS]
-    specs += [s for s in PRESETS.values() if not s["encoder"].get("num_frames")]
+    specs = [PRESETS[n] for n in (arch, f"mae_{arch}") if arch and n in PRESETS and "encoder_class" not in PRESETS[n]]
+    specs += [s for s in PRESETS.values() if not s["encoder"].get("num_frames") and "encoder_class" not in s]
     for spec in specs:
         if stack == "blocks":
             enc = spec["encoder"]

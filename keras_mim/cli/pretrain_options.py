@@ -166,7 +166,7 @@ def check_architecture(error, args, spec, preset):
     """The patch size of the run (`--patch-size` or the preset's, as a pair), after checking
     the architecture options against method `spec` and `preset` (a `PRESETS` entry);
     `error(message)` reports."""
-    from keras_mim.utils import to_2tuple
+    from keras_mim.models.presets import preset_patch_size
 
     for option, value in (("--decoder-dim", args.decoder_dim), ("--decoder-depth", args.decoder_depth)):
         if value is not None and not spec.takes("decoder"):
@@ -178,7 +178,7 @@ def check_architecture(error, args, spec, preset):
               f"{args.preset!r}")
     if args.patch_size is not None:
         return (args.patch_size, args.patch_size)
-    return to_2tuple(preset["encoder"]["patch_size"], "patch_size")
+    return preset_patch_size(args.preset)
 
 
 def architecture_overrides(args):

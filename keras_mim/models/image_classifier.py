@@ -12,7 +12,7 @@ from keras_mim.utils import check_positive_int
 def get_encoder(model):
     """The encoder inside `model`: `model` itself if it is one, else `model.encoder`
     (a pretraining model, a classifier, a probe)."""
-    if hasattr(model, "blocks") and hasattr(model, "num_prefix_tokens"):
+    if (hasattr(model, "blocks") or hasattr(model, "forward_stages")) and hasattr(model, "num_prefix_tokens"):
         return model
     encoder = getattr(model, "encoder", None)
     if encoder is None:
@@ -40,10 +40,13 @@ class ImageClassifier(EncoderModel):
     The classifier trains its own copy of the encoder (config and weights), so the
     pretraining model the encoder came from is left as it was, and several heads can
     be fine-tuned from one pretrained encoder. Clips work too (a video encoder).
+    A convolutional encoder (`ConvNeXtEncoder`, `SparseCNN`, e.g. from FCMAE or SparK)
+    is pooled as ConvNeXt's classifier: the mean of its last stage, then `fc_norm`
+    (official ConvNeXt V2; a ResNet's own head has no norm there).
 
     Args:
-        encoder: a `ViTEncoder`, or a model holding one in `.encoder` (e.g. a trained
-            `MaskedAutoencoder`).
+        encoder: a `ViTEncoder` or a convolutional encoder, or a model holding one in
+            `.encoder` (e.g. a trained `MaskedAutoencoder`).
         num_classes: number of classes.
         pooling: `"avg"` or `"cls"` (needs an encoder with a cls token).
         drop_path_rate: stochastic depth of the fine-tuned encoder (MAE: 0.1 for ViT-B,
@@ -111,7 +114,8 @@ class ImageClassifier(EncoderModel):
         self.fc_norm = None
         if self.pooling == "avg" or self.block is not None:
             self.fc_norm = LayerNorm(epsilon=encoder.norm_epsilon, dtype=p, name="fc_norm")
-            keras.layers.Layer.trainable.fset(encoder.norm, False)  # unused, as the official `del self.norm`
+            if getattr(encoder, "norm", None) is not None:  # unused, as the official `del self.norm`
+                keras.layers.Layer.trainable.fset(encoder.norm, False)
         for unused in encoder.blocks[self.block + 1 :] if self.block is not None else ():
             keras.layers.Layer.trainable.fset(unused, False)
         self.head_norm = self.make_head_norm()
@@ -142,6 +146,8 @@ class ImageClassifier(EncoderModel):
     def forward_features(self, images, training=None):
         """Pooled features `(B, D)` the head reads."""
         enc = self.encoder
+        if hasattr(enc, "pooled_features"):  # a convolutional encoder: ConvNeXt's head, norm after the mean
+            return self.fc_norm(enc.pooled_features(images, training=training))
         if self.pooling == "cls" and self.block is None:
             return pool_tokens(enc(images, training=training), "cls", enc.num_prefix_tokens)
         block = -1 if self.block is None else self.block
@@ -185,6 +191,9 @@ def check_block(encoder, block):
     block (the encoder's output); raises ValueError naming it otherwise."""
     if block is None:
         return None
+    if hasattr(encoder, "pooled_features"):
+        raise ValueError(f"`block` applies to ViT encoders; a {type(encoder).__name__} is pooled at its last stage "
+                         f"(block=None), got {block!r}.")
     depth = encoder.depth
     if isinstance(block, bool) or not isinstance(block, int) or not -depth <= block < depth:
         raise ValueError(f"`block` must be None or a block index in [{-depth}, {depth - 1}] for an encoder of "

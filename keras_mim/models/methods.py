@@ -30,6 +30,7 @@ FAMILIES = {
     "two-view": "a masked view rebuilt from a visible reference view",
     "self-distillation": "two block-masked views; a student matches an EMA teacher's prototype distributions",
     "video": "clips of tubelets",
+    "convnets": "sparse convolutional encoders on visible 32 px cells; convolutional decoders",
 }
 
 
@@ -51,8 +52,9 @@ class MethodSpec:
         kwargs: model arguments that make the class this method, applied when it is
             built on another method's preset (MaskFeat: `{"target": "hog", ...}`).
         presets: preset name -> `dict(description=..., encoder=..., [decoder=...],
-            [kwargs=...])`: ViTEncoder arguments, decoder arguments, and this method's
-            own model arguments tuned to that size.
+            [kwargs=...], [encoder_class=...])`: encoder arguments (of `ViTEncoder`
+            unless `encoder_class` names another encoder class), decoder arguments, and
+            this method's own model arguments tuned to that size.
         test_preset: the tiny preset of the generic test suite (default `NAME_vit_test`).
         cli_preset: the preset `keras-mim pretrain --method NAME` trains when no
             `--preset` is given; None: the dataset's default preset.

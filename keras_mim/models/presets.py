@@ -75,6 +75,17 @@ def list_presets():
     return {name: spec["description"] for name, spec in PRESETS.items()}
 
 
+def preset_patch_size(preset):
+    """`(ph, pw)` of a preset's encoder: the ViT patch, or a convolutional encoder's cell
+    (its total stride)."""
+    from keras_mim.utils import to_2tuple
+
+    spec = PRESETS[preset]
+    if "encoder_class" in spec:
+        return to_2tuple(spec["encoder_class"].cell_size(**spec["encoder"]), "patch_size")
+    return to_2tuple(spec["encoder"]["patch_size"], "patch_size")
+
+
 def check_preset(preset):
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
@@ -106,7 +117,8 @@ def build_preset(model_cls, preset, apply_preset_kwargs=None, **overrides):
     check_preset(preset)
     spec = PRESETS[preset]
     takes = set(inspect.signature(model_cls.__init__).parameters) - {"self", "kwargs", "encoder"}
-    enc_args = set(inspect.signature(ViTEncoder.__init__).parameters) - {"self", "kwargs"}
+    encoder_cls = spec.get("encoder_class", ViTEncoder)
+    enc_args = set(inspect.signature(encoder_cls.__init__).parameters) - {"self", "kwargs"}
     enc_kw = {**getattr(model_cls, "encoder_defaults", {}), **spec["encoder"]}
     dec_kw = dict(spec.get("decoder") or {}) if "decoder" in takes else None
     own = get_method_spec(spec["method"]).model is model_cls
@@ -115,7 +127,9 @@ def build_preset(model_cls, preset, apply_preset_kwargs=None, **overrides):
     model_kw = dict(spec.get("kwargs", {})) if own else {}
     for key, value in overrides.items():
         if key == "seed" and "seed" in takes:
-            model_kw["seed"] = enc_kw["seed"] = value  # masks (model) and drop path (encoder)
+            model_kw["seed"] = value  # masks (model)
+            if "seed" in enc_args:
+                enc_kw["seed"] = value  # and drop path (encoder)
         elif key in enc_args:
             enc_kw[key] = value
         elif key in DECODER_OVERRIDES and dec_kw is not None:
@@ -133,7 +147,7 @@ def build_preset(model_cls, preset, apply_preset_kwargs=None, **overrides):
         enc_kw["dtype"] = model_kw["dtype"]
         if dec_kw is not None:
             dec_kw["dtype"] = model_kw["dtype"]
-    encoder = ViTEncoder(**enc_kw, name="encoder")
+    encoder = encoder_cls(**enc_kw, name="encoder")
     if dec_kw is not None:
         model_kw["decoder"] = dec_kw
     model = model_cls(encoder, **model_kw)

@@ -5,6 +5,9 @@ Layer ids, found by object identity through the encoder protocol (not by names):
 the patch embedding, the position embedding and the cls / mask tokens are layer 0,
 `encoder.blocks[i]` is layer `i + 1`, everything else (the encoder's final norm, a
 classifier's `fc_norm` and head) is layer `L + 1` with `L = len(encoder.blocks)`.
+An encoder with its own table (`encoder.layer_groups()`: a list of lists of layers,
+group `i` = layer id `i`, e.g. `ConvNeXtEncoder`'s official ConvNeXt V2 grouping)
+uses it instead; everything outside it is layer `len(groups)`.
 A variable of layer `i` trains with `layer_decay ** (L + 1 - i)` times the learning rate.
 Weight decay skips every variable with at most one axis (biases, norm scales, LayerScale)
 and the tokens and position embeddings (the official `ndim == 1 or in no_weight_decay()`).
@@ -24,7 +27,7 @@ def _encoder(model):
     """`model` if it is an encoder (has `blocks`), else `model.encoder`; checks the parts
     the layer table reads."""
     encoder = model if hasattr(model, "blocks") else getattr(model, "encoder", None)
-    needed = ("blocks", "patch_embed", "pos_embed")
+    needed = ("blocks",) if hasattr(encoder, "layer_groups") else ("blocks", "patch_embed", "pos_embed")
     missing = [a for a in needed if not hasattr(encoder, a)] if encoder is not None else list(needed)
     if missing:
         raise TypeError(
@@ -47,8 +50,15 @@ def _variables(obj):
 def _stem(encoder):
     """Variables of layer 0 `(all, tokens and position embeddings)`."""
     tokens = [v for a in TOKEN_ATTRIBUTES for v in _variables(getattr(encoder, a, None))]
-    pos = _variables(encoder.pos_embed)
-    return _variables(encoder.patch_embed) + tokens + pos, tokens + pos
+    pos = _variables(getattr(encoder, "pos_embed", None))
+    return _variables(getattr(encoder, "patch_embed", None)) + tokens + pos, tokens + pos
+
+
+def _groups(encoder):
+    """Layer id -> list of layers: the encoder's own `layer_groups()`, or MAE's (stem, blocks)."""
+    if hasattr(encoder, "layer_groups"):
+        return [list(group) for group in encoder.layer_groups()]
+    return [[]] + [[block] for block in encoder.blocks]
 
 
 def _trainable(model):
@@ -88,10 +98,11 @@ def layer_ids(model):
     """
     encoder = _encoder(model)
     table = {id(v): 0 for v in _stem(encoder)[0]}
-    for i, block in enumerate(encoder.blocks):
-        for v in _variables(block):
-            table.setdefault(id(v), i + 1)
-    top = len(encoder.blocks) + 1
+    groups = _groups(encoder)
+    for i, layers in enumerate(groups):
+        for v in (v for layer in layers for v in _variables(layer)):
+            table.setdefault(id(v), i)
+    top = len(groups)
     return {v.path: table.get(id(v), top) for v in _trainable(model)}
 
 
@@ -116,7 +127,7 @@ def layer_decay_multipliers(model, layer_decay=0.75):
     if isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1:
         raise ValueError(f"`layer_decay` must be a float in (0, 1], got {layer_decay!r}.")
     ids = layer_ids(model)
-    top = len(_encoder(model).blocks) + 1
+    top = len(_groups(_encoder(model)))
     return {path: float(layer_decay) ** (top - i) for path, i in ids.items()}
 
 
