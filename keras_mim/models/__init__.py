@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 
 from keras_mim.models.attentive_probe import AttentiveProbe
+from keras_mim.models.convnext_encoder import ConvNeXtEncoder
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 from keras_mim.models.linear_probe import LinearProbe
@@ -16,6 +17,7 @@ from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.methods import METHODS, MethodSpec, get_method, get_method_spec, list_methods, register_method
 from keras_mim.models.partial_decoding import PartialDecoding
 from keras_mim.models.presets import build_method, list_presets
+from keras_mim.models.sparse_cnn import SparseCNN
 from keras_mim.models.vit_encoder import ViTEncoder
 
 for _module in pkgutil.iter_modules(__path__):
@@ -28,8 +30,8 @@ for _spec in METHODS.values():
     globals()[_spec.model.__name__] = _spec.model
 
 __all__ = sorted(
-    {"AttentiveProbe", "CrossAttentionDecoder", "ImageClassifier", "LinearProbe", "MAEDecoder", "PartialDecoding",
-     "ViTEncoder",
+    {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "ImageClassifier", "LinearProbe", "MAEDecoder",
+     "PartialDecoding", "SparseCNN", "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
      "list_methods", "list_presets", "register_method"}
     | {spec.model.__name__ for spec in METHODS.values()}
