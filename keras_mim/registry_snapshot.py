@@ -25,6 +25,8 @@ METHODS = {
     'ibot': "iBOT: self-distillation of an EMA teacher's prototypes, [CLS] across two views and block-masked patches within each.",
     'videomae': 'VideoMAE: MAE on clips, tubelet tokens, tube masks at 0.9.',
     'videomaev2': 'VideoMAE V2: dual masking, the decoder reconstructs a running-cell subset.',
+    'fcmae': 'ConvNeXt V2 FCMAE: sparse ConvNeXt on visible 32 px cells, one-block decoder, pixel loss.',
+    'spark': 'SparK: any CNN made sparse on visible 32 px cells, UNet light decoder, pixel loss.',
 }
 
 #: Method name -> the name of its model class (exported by keras_mim and keras_mim.models).
@@ -47,6 +49,8 @@ METHOD_MODELS = {
     'ibot': 'IBOT',
     'videomae': 'VideoMAE',
     'videomaev2': 'VideoMAE',
+    'fcmae': 'FCMAE',
+    'spark': 'SparK',
 }
 
 #: Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).
@@ -69,6 +73,8 @@ METHOD_OPTIONS = {
     'ibot': ('masking',),
     'videomae': ('masking', 'norm_pix_loss'),
     'videomaev2': ('masking', 'norm_pix_loss'),
+    'fcmae': ('masking', 'norm_pix_loss'),
+    'spark': ('masking', 'norm_pix_loss'),
 }
 
 #: Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.

@@ -234,6 +234,12 @@ def test_jit_compile_auto_weighs_the_expected_steps():
          "--num-images 8 is fewer than one batch of --batch-size 16 view pairs"),
         (["--gradient-accumulation", "5", "--epochs", "2", "--num-images", "32", "--batch-size", "16"],
          "--gradient-accumulation 5 exceeds the 4 training steps (2 epoch(s) x 2)"),
+        (["--method", "spark", "--encoder", "vgg16"], "--encoder 'vgg16' is not an encoder of --method spark; "
+                                                     "expected one of ['convnext_tiny', 'convnextv2_atto_64'"),
+        (["--method", "mae", "--encoder", "resnet50"], "--encoder applies to convolutional methods"),
+        (["--method", "fcmae", "--encoder", "convnextv2_atto", "--preset", "fcmae_convnextv2_atto"],
+         "give --encoder or --preset, not both"),
+        (["--method", "fcmae", "--image-size", "48"], "--image-size 48 is not divisible by the patch size (32, 32)"),
     ],
 )
 def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):
@@ -287,6 +293,14 @@ def test_data_runs_take_the_value_study_recipe(tmp_path, capsys, monkeypatch, ex
     assert (seen["epochs"], seen["batch_size"]) == expected
     assert data_recipe(40, 64) == (200, 32) and data_recipe(20000, 49) == (12, 128) and data_recipe(5991, 49) == (36, 128)
     assert ("about 15 minutes of MAE training" in capsys.readouterr().out) == (not extra)
+
+
+def test_encoder_picks_the_methods_preset(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "run_pretrain", lambda args: seen.update(vars(args)))
+    cli.main(["pretrain", "--method", "spark", "--encoder", "resnet50", "--image-size", "64",
+              "--output", str(tmp_path / "run")])
+    assert seen["preset"] == "spark_resnet50" and seen["image_size"] == 64 and seen["num_tokens"] == 4
 
 
 def test_unknown_preset_lists_presets(capsys):

@@ -111,6 +111,10 @@ def add_pretrain_parser(commands):
     p.add_argument("--preset", default=None,
                    help="model preset (see keras_mim.list_presets()); default "
                         + ", ".join(f"{v} for {k}" for k, v in DEFAULT_PRESETS.items()))
+    p.add_argument("--encoder", default=None,
+                   help="the encoder of a convolutional method, instead of --preset: trains preset "
+                        "METHOD_ENCODER, e.g. --method spark --encoder resnet50 (keras.applications ResNet50 "
+                        "made sparse), --method fcmae --encoder convnextv2_atto")
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in pixels; default: the preset's image size")
     add_architecture_arguments(p, positive_int)
@@ -221,6 +225,16 @@ def resolve_pretrain(parser, args):
     recipe = (args.data is not None and args.preset is None and args.method == "mae" and args.resume is None
               and args.config is None)
     epochs_given, batch_given = args.epochs is not None, any(option == "--batch-size" for option, _ in given)
+    if args.encoder is not None:
+        if args.preset is not None:
+            parser.error("give --encoder or --preset, not both")
+        encoders = sorted(p[len(args.method) + 1:] for p in PRESETS if p.startswith(args.method + "_")
+                          and "encoder_class" in PRESETS[p] and not p.endswith("_test"))
+        if args.encoder not in encoders:
+            parser.error(f"--encoder {args.encoder!r} is not an encoder of --method {args.method}; expected one of "
+                         f"{encoders}" if encoders else f"--encoder applies to convolutional methods (fcmae, "
+                         f"spark), not --method {args.method}")
+        args.preset = f"{args.method}_{args.encoder}"
     if args.preset is None:
         args.preset = default_preset(spec, args.dataset)
     if args.preset not in PRESETS:
