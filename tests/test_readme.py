@@ -113,6 +113,10 @@ import shutil
 os.makedirs("runs/pretrain-...", exist_ok=True)  # a keras-mim pretrain run folder
 shutil.copy("mae_digits.keras", "runs/pretrain-.../model.keras")
 """,
+    "keras.applications.ResNet50(weights=None": """
+import numpy as np
+images_64px = np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32)  # the reader's 64 px images
+""",
     "distribution_scope(": """
 import keras, keras_mim, numpy as np
 images = np.random.default_rng(0).random((64, 16, 16, 3), dtype=np.float32)  # the reader's images
@@ -147,6 +151,10 @@ for bad in (255.0, -1.0):  # 0-255 or [-1, 1] floats raise with the range found
 os.makedirs("scans16")
 Image.fromarray(np.full((4, 4), 65535, np.uint16)).save("scans16/a.png")
 assert first_batch("scans16").max() == 1.0  # 16-bit PNG divided by 65535
+""",
+    "keras.applications.ResNet50(weights=None": """
+assert model.encoder.backbone is cnn and os.path.exists("resnet50_spark.keras")
+assert tuple(classifier(images_64px[:2]).shape) == (2, 10)
 """,
     "moving_shapes(512": """
 assert clips.shape == (512, 8, 32, 32, 3)

@@ -90,6 +90,14 @@ def _mask_generators():
     return MASK_GENERATORS
 
 
+def _conv_cost_ratios(paragraph):
+    """The README's step-cost ratios of SparK and FCMAE are those of their benchmark JSON."""
+    record = json.loads(_source("benchmarks/results/convnet_step_cost_torch.json"))
+    ratios = record["ratio_to_vit"]
+    return (record["backend"] == "torch" and f"took {ratios['spark_resnet50']:.1f}x" in paragraph
+            and f"Pico {ratios['fcmae_convnextv2_pico']:.1f}x" in paragraph)
+
+
 def _preset(name):
     from keras_mim.models.presets import PRESETS
 
@@ -106,6 +114,13 @@ NUMBERS = {
     "written once in Keras 3,": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
     "support in Keras 3.15": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
     "ViT-H/14": lambda paragraph: _preset("mae_vit_huge_patch14")["encoder"]["patch_size"] == 14,
+    "a SparK step on ResNet50 took 7.0x": lambda paragraph: _conv_cost_ratios(paragraph),
+    "on ViT-S/16, FCMAE on ConvNeXt V2-Pico 1.9x": lambda paragraph: _conv_cost_ratios(paragraph),
+    "MAE on ViT-Ti/16": lambda paragraph: _conv_cost_ratios(paragraph),
+    "PyTorch, 2-core CPU)": lambda paragraph: _conv_cost_ratios(paragraph),
+    "the visible 32 px cells only": lambda paragraph: all(
+        _preset(p)["encoder_class"].cell_size(**_preset(p)["encoder"]) == 32
+        for p in ("fcmae_convnextv2_atto", "spark_resnet50", "spark_convnextv2_atto_64")),
     "all 14 strategies": lambda paragraph: len(_mask_generators()) == 14,
     "(B, N; 1 = hidden)": lambda paragraph: 'load_sample_images("digits"' in CHECKS,
     "float32 batches in [0, 1]": lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
