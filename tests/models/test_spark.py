@@ -11,6 +11,9 @@ from tests.conftest import to_numpy
 from tests.models.test_sparse_cnn import small_cnn
 
 
+# One pass trains (rotated): the sparse graph's numerics, its round trip and the SparK step run on
+# every backend in test_sparse_cnn.py and the method suite; this end-to-end fit cost 24 s on JAX.
+@pytest.mark.one_backend(backend="rotate")
 def test_a_functional_cnn_is_pretrained_and_returned_dense(rng, tmp_path):
     cnn = small_cnn()
     model = SparK(cnn, decoder_width=32, seed=0)

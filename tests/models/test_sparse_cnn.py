@@ -48,6 +48,7 @@ def test_keras_applications_made_sparse_leak_nothing_and_match_dense(name, rng):
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.one_backend  # the sparse BN update itself is tested per backend (tests/layers); 12 s on JAX
 def test_training_updates_the_dense_networks_batch_norm(rng):
     enc = SparseCNN(small_cnn())
     bn = enc.backbone.get_layer("stem_bn")
