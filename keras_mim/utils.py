@@ -15,6 +15,27 @@ def to_2tuple(value, name):
     return tuple(int(v) for v in value)
 
 
+def check_image_batch(images, num_channels, name="images", clips=False):
+    """Raise unless `images` is a float batch `(B, H, W, C)` (`(B, T, H, W, C)` with `clips`)
+    with `num_channels` channels; returns its shape as a tuple."""
+    import keras  # here, not at the top: the CLI imports this module before Keras
+
+    shape = tuple(images.shape)
+    rank = 5 if clips else 4
+    if len(shape) != rank:
+        layout = "clips (B, T, H, W, C)" if clips else "images (B, H, W, C)"
+        raise ValueError(f"`{name}` must be a batch of {layout}, got rank {len(shape)} shape {shape}.")
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if "float" not in dtype:
+        raise TypeError(
+            f"`{name}` must be a float tensor (scaled pixels), got dtype {dtype}; "
+            "cast it, e.g. `images.astype('float32') / 255`."
+        )
+    if shape[-1] != num_channels:
+        raise ValueError(f"`{name}` has {shape[-1]} channels but the encoder expects `num_channels`={num_channels}.")
+    return shape
+
+
 def to_patch_shape(value, name="patch_size"):
     """A patch shape: `(ph, pw)` for images or `(t, ph, pw)` for clips (a tubelet).
 

@@ -7,21 +7,7 @@ import keras
 from keras import ops
 
 from keras_mim.layers.sparse_ops import cell_mask_to_active
-from keras_mim.utils import check_image_size, to_2tuple
-
-
-def check_image_batch(images, num_channels, name="images"):
-    """Raise unless `images` is a float batch `(B, H, W, C)` with `num_channels` channels."""
-    shape = tuple(images.shape)
-    if len(shape) != 4:
-        raise ValueError(f"`{name}` must be a batch of images (B, H, W, C), got rank {len(shape)} shape {shape}.")
-    dtype = keras.backend.standardize_dtype(images.dtype)
-    if "float" not in dtype:
-        raise TypeError(f"`{name}` must be a float tensor (scaled pixels), got dtype {dtype}; "
-                        "cast it, e.g. `images.astype('float32') / 255`.")
-    if shape[-1] != num_channels:
-        raise ValueError(f"`{name}` has {shape[-1]} channels but the encoder expects `num_channels`={num_channels}.")
-    return shape
+from keras_mim.utils import check_image_batch, check_image_size, to_2tuple
 
 
 class ConvolutionalEncoder(keras.Model):

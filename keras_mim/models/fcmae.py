@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_mim.layers.convnext_block import ConvNeXtBlock, conv_init
+from keras_mim.layers.sparse_ops import cell_mask_to_active
 from keras_mim.models.convnext_encoder import CONVNEXT_V2_SIZES, ConvNeXtEncoder
 from keras_mim.models.methods import MethodSpec, register_method
 from keras_mim.models.sparse_conv_pretraining import SparseConvPretraining
@@ -85,8 +86,8 @@ class FCMAE(SparseConvPretraining):
     # ------------------------------------------------------------------ the method
     def forward_decoder(self, features, mask, training=None):
         x = self.proj(features[-1])  # last stage (B, gh, gw, D) -> (B, gh, gw, Dd)
-        m = ops.cast(ops.reshape(mask, (-1,) + tuple(self.encoder.grid_shape) + (1,)), x.dtype)
-        x = x * (1.0 - m) + ops.cast(self.mask_token, x.dtype) * m  # mask token at hidden cells
+        visible = ops.cast(cell_mask_to_active(mask, self.encoder.grid_shape), x.dtype)  # (B, gh, gw, 1)
+        x = x * visible + ops.cast(self.mask_token, x.dtype) * (1.0 - visible)  # mask token at hidden cells
         for block in self.decoder_blocks:
             x = block(x, training=training)
         pred = self.pred(x)  # (B, gh, gw, 32 * 32 * C)

@@ -11,7 +11,7 @@ from keras_mim.layers.patching import PatchEmbedding
 from keras_mim.layers.pos_embed import PositionEmbedding
 from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
-from keras_mim.utils import check_clip_size, check_image_size, check_positive_int, to_2tuple
+from keras_mim.utils import check_clip_size, check_image_batch, check_image_size, check_positive_int, to_2tuple
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -192,24 +192,7 @@ class ViTEncoder(keras.Model):
     def check_images(self, images, name="images"):
         """Raise a clear error unless `images` is float `(B, H, W, C)` (clips:
         `(B, T, H, W, C)`) fitting this encoder; returns its token grid."""
-        shape = tuple(images.shape)
-        rank = 4 if self.num_frames is None else 5
-        if len(shape) != rank:
-            layout = "images (B, H, W, C)" if rank == 4 else "clips (B, T, H, W, C)"
-            raise ValueError(
-                f"`{name}` must be a batch of {layout}, got rank {len(shape)} shape {shape}."
-            )
-        dtype = keras.backend.standardize_dtype(images.dtype)
-        if "float" not in dtype:
-            raise TypeError(
-                f"`{name}` must be a float tensor (scaled pixels), got dtype {dtype}; "
-                "cast it, e.g. `images.astype('float32') / 255`."
-            )
-        if shape[-1] != self.num_channels:
-            raise ValueError(
-                f"`{name}` has {shape[-1]} channels but the encoder expects "
-                f"`num_channels`={self.num_channels}."
-            )
+        shape = check_image_batch(images, self.num_channels, name, clips=self.num_frames is not None)
         if self.num_frames is None:
             return check_image_size(shape[1:3], self.patch_size, f"`{name}` size")
         if shape[1] != self.num_frames:
