@@ -33,8 +33,8 @@ _SUBMODULES = ("callbacks", "checkpoints", "data", "distribute", "evaluation", "
 _NAMES = {
     **dict.fromkeys(("export_state_dict", "load_mae_checkpoint", "save_hf_pretrained"), "checkpoints"),
     **dict.fromkeys(("MaskGenerator", "RandomMaskGenerator"), "masking"),
-    **dict.fromkeys(("AttentiveProbe", "ConvNeXtEncoder", "ImageClassifier", "LinearProbe", "MAEDecoder",
-                     "SparseCNN", "ViTEncoder",
+    **dict.fromkeys(("AttentiveProbe", "ConvNeXtEncoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
+                     "MAEDecoder", "SparseCNN", "ViTEncoder",
                      "build_method", "get_method_spec", "list_methods", "list_presets"), "models"),
     **dict.fromkeys(_METHOD_MODELS.values(), "models"),
 }

@@ -27,6 +27,7 @@ METHODS = {
     'videomaev2': 'VideoMAE V2: dual masking, the decoder reconstructs a running-cell subset.',
     'fcmae': 'ConvNeXt V2 FCMAE: sparse ConvNeXt on visible 32 px cells, one-block decoder, pixel loss.',
     'spark': 'SparK: any CNN made sparse on visible 32 px cells, UNet light decoder, pixel loss.',
+    'hiera_mae': 'Hiera MAE: hierarchical ViT on visible mask units, multi-scale fusion, pixel loss.',
 }
 
 #: Method name -> the name of its model class (exported by keras_mim and keras_mim.models).
@@ -51,6 +52,7 @@ METHOD_MODELS = {
     'videomaev2': 'VideoMAE',
     'fcmae': 'FCMAE',
     'spark': 'SparK',
+    'hiera_mae': 'HieraMAE',
 }
 
 #: Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).
@@ -75,6 +77,7 @@ METHOD_OPTIONS = {
     'videomaev2': ('masking', 'norm_pix_loss'),
     'fcmae': ('masking', 'norm_pix_loss'),
     'spark': ('masking', 'norm_pix_loss'),
+    'hiera_mae': ('masking', 'norm_pix_loss'),
 }
 
 #: Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.

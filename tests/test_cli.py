@@ -211,7 +211,7 @@ def test_jit_compile_auto_weighs_the_expected_steps():
         (["--patch-size", "3"], "--image-size 16 is not divisible by the patch size (3, 3) of --patch-size"),
         (["--patch-size", "0"], "argument --patch-size: must be a positive int"),
         (["--decoder-dim", "30"], "--decoder-dim 30 is not a multiple of the 4 decoder heads of preset"),
-        (["--method", "simmim", "--decoder-depth", "2"], "--decoder-depth applies to methods with a decoder; SimMIM"),
+        (["--method", "simmim", "--decoder-depth", "2"], "--decoder-depth applies to methods with a decoder of that setting; SimMIM"),
         (["--num-images", "5000"], "more than the 1438 digits of the train split"),
         (["--seed", "-1"], "argument --seed: must be a non-negative int"),
         (["--steps-per-execution", "0"], "argument --steps-per-execution: must be a positive int"),
@@ -236,10 +236,12 @@ def test_jit_compile_auto_weighs_the_expected_steps():
          "--gradient-accumulation 5 exceeds the 4 training steps (2 epoch(s) x 2)"),
         (["--method", "spark", "--encoder", "vgg16"], "--encoder 'vgg16' is not an encoder of --method spark; "
                                                      "expected one of ['convnext_tiny', 'convnextv2_atto_64'"),
-        (["--method", "mae", "--encoder", "resnet50"], "--encoder applies to convolutional methods"),
+        (["--method", "mae", "--encoder", "resnet50"], "--encoder applies to the methods with encoder presets (fcmae, "
+                                                       "hiera_mae, spark)"),
         (["--method", "fcmae", "--encoder", "convnextv2_atto", "--preset", "fcmae_convnextv2_atto"],
          "give --encoder or --preset, not both"),
         (["--method", "fcmae", "--image-size", "48"], "--image-size 48 is not divisible by the patch size (32, 32)"),
+        (["--method", "hiera_mae", "--image-size", "40"], "--image-size 40 is not divisible by the patch size (16, 16)"),
     ],
 )
 def test_bad_arguments_exit_2_before_training(argv, message, tmp_path, capsys, monkeypatch):
@@ -301,6 +303,10 @@ def test_encoder_picks_the_methods_preset(tmp_path, monkeypatch):
     cli.main(["pretrain", "--method", "spark", "--encoder", "resnet50", "--image-size", "64",
               "--output", str(tmp_path / "run")])
     assert seen["preset"] == "spark_resnet50" and seen["image_size"] == 64 and seen["num_tokens"] == 4
+    cli.main(["pretrain", "--method", "hiera_mae", "--encoder", "hiera_tiny", "--image-size", "64",
+              "--decoder-dim", "64", "--output", str(tmp_path / "run2")])
+    assert seen["preset"] == "hiera_mae_hiera_tiny" and seen["num_tokens"] == 4  # 2 x 2 mask units of 32 px
+    assert seen["decoder_dim"] == 64  # a decoder setting of the model itself (FCMAE, HieraMAE)
 
 
 def test_unknown_preset_lists_presets(capsys):

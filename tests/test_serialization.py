@@ -25,6 +25,10 @@ SINGLE_INPUT = {
     "GlobalResponseNorm": (lambda: layers.GlobalResponseNorm(), (4, 4, 8)),
     "ConvNeXtBlock": (lambda: layers.ConvNeXtBlock(8, drop_path_rate=0.1), (8, 8, 8)),
     "UNetBlock": (lambda: layers.UNetBlock(8, 4), (4, 4, 8)),
+    "MaskUnitAttention": (lambda: layers.MaskUnitAttention(16, 2, q_stride=4, window_size=4, use_mask_unit_attn=True),
+                          (64, 8)),
+    "HieraBlock": (lambda: layers.HieraBlock(16, 2, q_stride=4, window_size=4, use_mask_unit_attn=True,
+                                             drop_path=0.1), (64, 8)),
 }
 
 

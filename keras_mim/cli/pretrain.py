@@ -228,12 +228,15 @@ def resolve_pretrain(parser, args):
     if args.encoder is not None:
         if args.preset is not None:
             parser.error("give --encoder or --preset, not both")
-        encoders = sorted(p[len(args.method) + 1:] for p in PRESETS if p.startswith(args.method + "_")
-                          and "encoder_class" in PRESETS[p] and not p.endswith("_test"))
+        by_method = {}
+        for p, preset in PRESETS.items():
+            if "encoder_class" in preset and not p.endswith("_test"):
+                by_method.setdefault(preset["method"], []).append(p[len(preset["method"]) + 1:])
+        encoders = sorted(by_method.get(args.method, []))
         if args.encoder not in encoders:
             parser.error(f"--encoder {args.encoder!r} is not an encoder of --method {args.method}; expected one of "
-                         f"{encoders}" if encoders else f"--encoder applies to convolutional methods (fcmae, "
-                         f"spark), not --method {args.method}")
+                         f"{encoders}" if encoders else f"--encoder applies to the methods with encoder presets "
+                         f"({', '.join(sorted(by_method))}), not --method {args.method}")
         args.preset = f"{args.method}_{args.encoder}"
     if args.preset is None:
         args.preset = default_preset(spec, args.dataset)

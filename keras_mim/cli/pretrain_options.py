@@ -169,10 +169,11 @@ def check_architecture(error, args, spec, preset):
     from keras_mim.models.presets import preset_patch_size
 
     for option, value in (("--decoder-dim", args.decoder_dim), ("--decoder-depth", args.decoder_depth)):
-        if value is not None and not spec.takes("decoder"):
-            error(f"{option} applies to methods with a decoder; {spec.model.__name__} (--method {args.method}) "
-                  "has none")
-    heads = (preset.get("decoder") or {}).get("num_heads")
+        name = option[2:].replace("-", "_")
+        if value is not None and not (spec.takes("decoder") or spec.takes(name)):
+            error(f"{option} applies to methods with a decoder of that setting; {spec.model.__name__} (--method "
+                  f"{args.method}) has none")
+    heads = (preset.get("decoder") or {}).get("num_heads") or preset.get("kwargs", {}).get("decoder_num_heads")
     if args.decoder_dim is not None and heads and args.decoder_dim % heads:
         error(f"--decoder-dim {args.decoder_dim} is not a multiple of the {heads} decoder heads of preset "
               f"{args.preset!r}")

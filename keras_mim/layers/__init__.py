@@ -16,3 +16,5 @@ from keras_mim.layers.convnext_block import ConvNeXtBlock
 from keras_mim.layers.global_response_norm import GlobalResponseNorm
 from keras_mim.layers.sparse_batch_norm import SparseBatchNormalization
 from keras_mim.layers.unet_block import UNetBlock
+from keras_mim.layers.hiera_block import HieraBlock
+from keras_mim.layers.mask_unit_attention import MaskUnitAttention

@@ -11,6 +11,7 @@ import pkgutil
 from keras_mim.models.attentive_probe import AttentiveProbe
 from keras_mim.models.convnext_encoder import ConvNeXtEncoder
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
+from keras_mim.models.hiera_encoder import HieraEncoder
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 from keras_mim.models.linear_probe import LinearProbe
 from keras_mim.models.mae_decoder import MAEDecoder
@@ -30,8 +31,8 @@ for _spec in METHODS.values():
     globals()[_spec.model.__name__] = _spec.model
 
 __all__ = sorted(
-    {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "ImageClassifier", "LinearProbe", "MAEDecoder",
-     "PartialDecoding", "SparseCNN", "ViTEncoder",
+    {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
+     "MAEDecoder", "PartialDecoding", "SparseCNN", "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
      "list_methods", "list_presets", "register_method"}
     | {spec.model.__name__ for spec in METHODS.values()}

@@ -31,6 +31,7 @@ FAMILIES = {
     "self-distillation": "two block-masked views; a student matches an EMA teacher's prototype distributions",
     "video": "clips of tubelets",
     "convnets": "sparse convolutional encoders on visible 32 px cells; convolutional decoders",
+    "hierarchical": "hierarchical ViTs on visible mask units; stages fused into one light decoder",
 }
 
 
