@@ -1,12 +1,13 @@
-"""Training-step cost of the convolutional methods next to MAE on a ViT of similar FLOPs,
-alternated in one run (one process, same batch, same backend).
+"""Training-step cost of the convolutional and hierarchical methods next to MAE on a ViT of
+similar FLOPs, alternated in one run (one process, same batch, same backend).
 
 Pairs (encoder forward FLOPs at 224 px, as published): FCMAE on ConvNeXt V2-Pico (1.37 G,
 ConvNeXt V2 paper) against MAE on ViT-Ti/16 (1.3 G, DeiT paper); SparK on keras.applications
-ResNet50 (4.1 G, ResNet paper) against MAE on ViT-S/16 (4.6 G, DeiT paper). Each at
-`--image-size` (default 128 px, 4 x 4 cells of 32 px, 8 x 8 ViT tokens, to keep a CPU run
-short), with the methods' own mask ratios (0.6 cells; 0.75 tokens) and presets (decoders
-included: MAE ViT-Ti 256 x 4, ViT-S 256 x 8; FCMAE 512 x 1 block; SparK width 768). Steps
+ResNet50 (4.1 G, ResNet paper) and Hiera MAE on Hiera-Tiny (4.9 G, Hiera paper) against MAE
+on ViT-S/16 (4.6 G, DeiT paper). Each at `--image-size` (default 128 px, 4 x 4 cells or mask
+units of 32 px, 8 x 8 ViT tokens, to keep a CPU run short), with the methods' own mask ratios
+(0.6 cells or units; 0.75 tokens) and presets (decoders included: MAE ViT-Ti 256 x 4, ViT-S
+256 x 8; FCMAE 512 x 1 block; SparK width 768; Hiera MAE 512 x 8). Steps
 are `fit` steps, jit-compiled on JAX / TensorFlow, eager on PyTorch; the median of
 `--steps` timed steps after two warm-up steps, per round. Writes JSON:
 
@@ -32,9 +33,11 @@ PAIRS = {  # name -> (method, preset, published encoder GFLOPs at 224 px)
     "fcmae_convnextv2_pico": ("fcmae", "fcmae_convnextv2_pico", 1.37),
     "mae_vit_tiny_patch16": ("mae", "mae_vit_tiny_patch16", 1.3),
     "spark_resnet50": ("spark", "spark_resnet50", 4.1),
+    "hiera_mae_hiera_tiny": ("hiera_mae", "hiera_mae_hiera_tiny", 4.9),
     "mae_vit_small_patch16": ("mae", "mae_vit_small_patch16", 4.6),
 }
-VERSUS = {"fcmae_convnextv2_pico": "mae_vit_tiny_patch16", "spark_resnet50": "mae_vit_small_patch16"}
+VERSUS = {"fcmae_convnextv2_pico": "mae_vit_tiny_patch16", "spark_resnet50": "mae_vit_small_patch16",
+          "hiera_mae_hiera_tiny": "mae_vit_small_patch16"}
 
 
 def step_seconds(name, x, batch_size, steps):
@@ -68,7 +71,7 @@ def main(argv=None):
             print(f"round {r + 1}: {name:24s} {seconds:.3f} s/step", flush=True)
     median = {name: statistics.median(t) for name, t in rounds.items()}
     record = {
-        "what": "fit-step seconds, convolutional MIM vs MAE on a ViT of similar published encoder FLOPs",
+        "what": "fit-step seconds, convolutional and hierarchical MIM vs MAE on a ViT of similar published encoder FLOPs",
         "backend": keras.backend.backend(), "keras": keras.__version__, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "image_size": args.image_size, "batch_size": args.batch_size, "steps": args.steps,

@@ -156,6 +156,11 @@ assert first_batch("scans16").max() == 1.0  # 16-bit PNG divided by 65535
 assert model.encoder.backbone is cnn and os.path.exists("resnet50_spark.keras")
 assert tuple(classifier(images_64px[:2]).shape) == (2, 10)
 """,
+    'HieraMAE.from_preset("hiera_mae_hiera_mini_64")': """
+assert [tuple(m.shape) for m in maps] == [(8, 32, 32, 32), (8, 16, 16, 64), (8, 8, 8, 128), (8, 8, 8, 256)]
+assert classifier.encoder.q_pool == 3 and model.encoder.q_pool == 2 and model.encoder.grid_shape == (4, 4)
+assert tuple(classifier(images_64px[:2]).shape) == (2, 10)
+""",
     "moving_shapes(512": """
 assert clips.shape == (512, 8, 32, 32, 3)
 """,

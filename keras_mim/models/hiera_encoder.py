@@ -251,6 +251,13 @@ class HieraEncoder(keras.Model):
         """Average of the last stage `(B, D)` (what the official head normalises and reads)."""
         return ops.mean(self(images, training=training), axis=1)
 
+    def with_q_pool(self, q_pool):
+        """A copy that pools at `q_pool` stage transitions, with these weights (pooling has
+        none). The official fine-tuning turns MAE's `q_pool=2` encoder into a `q_pool=3` one."""
+        encoder = type(self).from_config({**self.get_config(), "q_pool": q_pool})
+        encoder.set_weights(self.get_weights())
+        return encoder
+
     def get_config(self):
         config = super().get_config()
         config.update(image_size=self.image_size, num_channels=self.num_channels, embed_dim=self.embed_dim,

@@ -86,6 +86,10 @@ def test_classifier_pools_the_last_stage_and_round_trips(tmp_path, rng):
     loaded = keras.saving.load_model(tmp_path / "clf.keras")
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(clf(x)), atol=1e-5)
     assert loaded.encoder.get_config() == clf.encoder.get_config()
+    pooled3 = enc.with_q_pool(3)  # as the official fine-tuning: same weights, one more pooling
+    assert pooled3.output_grid_shape == (4, 4) and tuple(pooled3(x).shape) == (2, 16, 64)
+    for a, b in zip(pooled3.weights, enc.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
 
 
 @pytest.mark.parametrize("kwargs, match", [
