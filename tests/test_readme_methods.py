@@ -94,6 +94,8 @@ def _conv_cost_ratios(paragraph):
     """The README's step-cost ratios of SparK and FCMAE are those of their benchmark JSON."""
     record = json.loads(_source("benchmarks/results/convnet_step_cost_torch.json"))
     ratios = record["ratio_to_vit"]
+    if "Hiera-Tiny" in paragraph:
+        return record["backend"] == "torch" and f"Hiera-Tiny took {ratios['hiera_mae_hiera_tiny']:.1f}x" in paragraph
     return (record["backend"] == "torch" and f"took {ratios['spark_resnet50']:.1f}x" in paragraph
             and f"Pico {ratios['fcmae_convnextv2_pico']:.1f}x" in paragraph)
 
@@ -114,10 +116,14 @@ NUMBERS = {
     "written once in Keras 3,": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
     "support in Keras 3.15": lambda paragraph: KERAS_PIN in _source("pyproject.toml"),
     "ViT-H/14": lambda paragraph: _preset("mae_vit_huge_patch14")["encoder"]["patch_size"] == 14,
-    "a SparK step on ResNet50 took 7.0x": lambda paragraph: _conv_cost_ratios(paragraph),
-    "on ViT-S/16, FCMAE on ConvNeXt V2-Pico 1.9x": lambda paragraph: _conv_cost_ratios(paragraph),
+    "a SparK step on ResNet50 took 6.0x": lambda paragraph: _conv_cost_ratios(paragraph),
+    "on ViT-S/16, FCMAE on ConvNeXt V2-Pico 1.7x": lambda paragraph: _conv_cost_ratios(paragraph),
     "MAE on ViT-Ti/16": lambda paragraph: _conv_cost_ratios(paragraph),
     "PyTorch, 2-core CPU)": lambda paragraph: _conv_cost_ratios(paragraph),
+    "A step on Hiera-Tiny took 2.3x an MAE step on ViT-S/16": lambda paragraph: _conv_cost_ratios(paragraph),
+    "(units of 8 x 8 tokens, 32 px at the official size)": lambda paragraph: (
+        _preset("hiera_mae_hiera_tiny")["encoder_class"].cell_size(**_preset("hiera_mae_hiera_tiny")["encoder"]) == 32
+        and _preset("hiera_mae_hiera_tiny")["encoder"].get("patch_stride", 4) == 4),
     "the visible 32 px cells only": lambda paragraph: all(
         _preset(p)["encoder_class"].cell_size(**_preset(p)["encoder"]) == 32
         for p in ("fcmae_convnextv2_atto", "spark_resnet50", "spark_convnextv2_atto_64")),
