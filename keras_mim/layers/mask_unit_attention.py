@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mim.layers.attention import FLASH_ATTENTION
+from keras_mim.layers.hiera_ops import pool_first
 from keras_mim.utils import check_positive_int
 
 
@@ -68,10 +69,8 @@ class MaskUnitAttention(keras.layers.Layer):
         qkv = ops.reshape(self.qkv(x), (-1, t, w, 3, self.num_heads, self.head_dim))
         qkv = ops.transpose(qkv, (0, 2, 1, 3, 4, 5))  # (B, W, T, 3, H, hd)
         q, k, v = ops.unstack(qkv, 3, axis=3)  # each (B, W, T, H, hd)
-        if self.q_stride > 1:  # max pool of the queries over the leading q_stride blocks
-            q = ops.max(ops.reshape(q, (-1, w, self.q_stride, t // self.q_stride, self.num_heads, self.head_dim)),
-                        axis=2)
-        tq = q.shape[2]
+        q = pool_first(ops.reshape(q, (-1, t, self.dim_out)), self.q_stride)  # max over the leading blocks
+        tq = q.shape[1]
         q = ops.reshape(q, (-1, tq, self.num_heads, self.head_dim))
         k = ops.reshape(k, (-1, t, self.num_heads, self.head_dim))
         v = ops.reshape(v, (-1, t, self.num_heads, self.head_dim))

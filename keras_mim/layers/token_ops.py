@@ -46,6 +46,17 @@ def restore_tokens(visible, ids_restore, mask_token):
     return gather_tokens(shuffled, ids_restore)
 
 
+def hidden_mask(ids_keep, num_tokens):
+    """The mask `(B, N)` float32 (1 = hidden) of the tokens that `ids_keep` `(B, K)` does not keep.
+
+    Example:
+    >>> import numpy as np
+    >>> ops.convert_to_numpy(hidden_mask(np.array([[2, 0]]), 4)).tolist()
+    [[0.0, 1.0, 0.0, 1.0]]
+    """
+    return 1.0 - ops.sum(ops.one_hot(ops.cast(ids_keep, "int32"), num_tokens, dtype="float32"), axis=1)
+
+
 POOLINGS = ("avg", "cls")
 
 

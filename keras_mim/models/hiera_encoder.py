@@ -10,6 +10,7 @@ from keras_mim.layers.hiera_block import HieraBlock
 from keras_mim.layers.hiera_ops import keep_units, reroll, undo_windowing, unroll
 from keras_mim.layers.patching import _dense_glorot_scale
 from keras_mim.layers.sparse_ops import apply_active, active_like, cell_mask_to_active
+from keras_mim.layers.token_ops import hidden_mask
 from keras_mim.utils import check_image_batch, check_image_size, check_positive_int, to_2tuple
 
 #: Official sizes (facebookresearch/hiera `hiera.py`): name -> (embed_dim, num_heads, stages).
@@ -21,11 +22,6 @@ HIERA_SIZES = {
     "large": (144, 2, (2, 6, 36, 4)),
     "huge": (256, 4, (2, 6, 36, 4)),
 }
-
-
-def visible_units(ids_keep, num_units):
-    """`(B, K)` kept unit ids -> `(B, U)` float32, 1 = visible."""
-    return ops.sum(ops.one_hot(ops.cast(ids_keep, "int32"), num_units, dtype="float32"), axis=1)
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -105,7 +101,8 @@ class HieraEncoder(keras.Model):
             raise ValueError(f"`q_pool` must be an int in [0, {levels}] (stage transitions), got {q_pool!r}.")
         self.mask_unit_attn = tuple(bool(a) for a in mask_unit_attn)
         if len(self.mask_unit_attn) != len(self.stage_depths):
-            raise ValueError(f"`mask_unit_attn` {mask_unit_attn!r} must give one flag per stage ({len(self.stage_depths)}).")
+            raise ValueError(f"`mask_unit_attn` {mask_unit_attn!r} must give one flag per stage "
+                             f"({len(self.stage_depths)}).")
         self.image_size = to_2tuple(image_size, "image_size")
         self.num_channels = check_positive_int(num_channels, "num_channels")
         self.embed_dim = check_positive_int(embed_dim, "embed_dim")
@@ -116,7 +113,8 @@ class HieraEncoder(keras.Model):
         self.patch_stride = check_positive_int(patch_stride, "patch_stride")
         self.patch_padding = int(patch_padding)
         for size in self.image_size:
-            if (size + 2 * self.patch_padding - self.patch_kernel) // self.patch_stride + 1 != size // self.patch_stride:
+            tokens = (size + 2 * self.patch_padding - self.patch_kernel) // self.patch_stride + 1
+            if tokens != size // self.patch_stride:
                 raise ValueError(f"`patch_kernel` {patch_kernel}, `patch_stride` {patch_stride} and `patch_padding` "
                                  f"{patch_padding} must give image_size / patch_stride tokens a side (official "
                                  f"7, 4, 3).")
@@ -212,7 +210,7 @@ class HieraEncoder(keras.Model):
         """Patch embedding + position embedding, unrolled, visible units only: `(B, J * K, D)`."""
         x = images
         if ids_keep is not None:  # hidden units' pixels are zero before the overlapping kernel
-            active = cell_mask_to_active(1.0 - visible_units(ids_keep, self.num_patches), self.grid_shape)
+            active = cell_mask_to_active(hidden_mask(ids_keep, self.num_patches), self.grid_shape)
             x = apply_active(x, active_like(active, x))
         p = self.patch_padding
         if p:
@@ -222,17 +220,20 @@ class HieraEncoder(keras.Model):
         x = unroll(x, self.token_shape, self.q_stride, self.levels)  # (B, J * U, D)
         return x if ids_keep is None else keep_units(x, ids_keep, self.num_patches)
 
-    def stage_units(self, images, ids_keep=None, training=None):
+    def stage_units(self, images, ids_keep=None, training=None, stages=None):
         """Each stage's output as units `(B, K, u, u, C)` (K = every unit in order without
-        `ids_keep`); the official intermediates with a mask."""
+        `ids_keep`); the official intermediates with a mask. `stages` (indices, default all)
+        picks the stages to return, in stage order: only those are rerolled."""
+        num_stages = len(self.stage_depths)
+        wanted = range(num_stages) if stages is None else sorted({s % num_stages for s in stages})
         x = self.embed(images, ids_keep)
         k = self.num_patches if ids_keep is None else ids_keep.shape[1]
-        out, stage = [], 0
+        out = []
         for i, block in enumerate(self.blocks):
             x = block(x, training=training)
-            if i in self.stage_ends:
+            stage = self.stage_ends.index(i) if i in self.stage_ends else None
+            if stage in wanted:
                 out.append(reroll(x, k, self.q_stride, self.stage_levels(stage)))
-                stage += 1
         return out
 
     def feature_maps(self, images, training=None):
@@ -242,14 +243,15 @@ class HieraEncoder(keras.Model):
     def call(self, images, ids_keep=None, training=None):
         """The last stage's tokens: `(B, N, D)` row-major over `output_grid_shape`, or with
         `ids_keep` the visible units' tokens `(B, K * u * u, D)`, unit by unit."""
-        last = self.stage_units(images, ids_keep, training=training)[-1]  # (B, K, u, u, D)
+        [last] = self.stage_units(images, ids_keep, training=training, stages=[-1])  # (B, K, u, u, D)
         if ids_keep is None:
             last = undo_windowing(last, self.grid_shape)
         return ops.reshape(last, (-1, math.prod(last.shape[1:-1]), last.shape[-1]))
 
     def pooled_features(self, images, training=None):
         """Average of the last stage `(B, D)` (what the official head normalises and reads)."""
-        return ops.mean(self(images, training=training), axis=1)
+        [last] = self.stage_units(images, training=training, stages=[-1])  # (B, U, u, u, D), any order
+        return ops.mean(last, axis=(1, 2, 3))
 
     def with_q_pool(self, q_pool):
         """A copy that pools at `q_pool` stage transitions, with these weights (pooling has

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_mim.layers.hiera_ops import undo_windowing
 from keras_mim.layers.layer_norm import LayerNorm
+from keras_mim.layers.sparse_ops import cells_to_pixels
 from keras_mim.layers.token_ops import restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
 from keras_mim.losses import masked_mean
@@ -136,7 +137,8 @@ class HieraMAE(PretrainingModel):
         masking = self.random_masking(images, noise=noise)  # over mask units; mask 1 = hidden
         ids_keep = masking["ids_keep"]
         k = ids_keep.shape[1]
-        stages = self.encoder.stage_units(images, ids_keep, training=training)  # each (B, K, u, u, C)
+        fused = list(range(self.encoder.q_pool)) + [-1]  # the stages of changing resolution, and the last
+        stages = self.encoder.stage_units(images, ids_keep, training=training, stages=fused)  # each (B, K, u, u, C)
         x = stages[-1]  # the last stage: no transform
         for head, units in zip(self.fusion_heads, stages):  # the first q_pool stages
             u, c = units.shape[2], units.shape[-1]
@@ -160,10 +162,9 @@ class HieraMAE(PretrainingModel):
 
     def prediction_mask(self, mask):
         """Unit mask `(B, U)` -> the mask of the prediction grid `(B, Np)` (1 = hidden)."""
-        uf = self.unit_final
-        units = ops.broadcast_to(ops.reshape(ops.cast(mask, "float32"), (-1, self.encoder.num_patches, 1, 1, 1)),
-                                 (ops.shape(mask)[0], self.encoder.num_patches, uf, uf, 1))
-        return ops.reshape(undo_windowing(units, self.encoder.grid_shape), (-1, math.prod(self.encoder.output_grid_shape)))
+        enc = self.encoder
+        units = ops.reshape(ops.cast(mask, "float32"), (-1,) + tuple(enc.grid_shape) + (1,))  # (B, uh, uw, 1)
+        return ops.reshape(cells_to_pixels(units, enc.output_grid_shape), (-1, math.prod(enc.output_grid_shape)))
 
     def forward_loss(self, images, pred, pred_mask):
         target = self.target(images, patch_size=self.pred_patch)  # (B, Np, P) float32

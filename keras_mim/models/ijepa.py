@@ -11,7 +11,7 @@ the predictor), `loss_fn` (smooth L1), then the momentum update.
 import keras
 from keras import ops
 
-from keras_mim.layers.token_ops import gather_tokens
+from keras_mim.layers.token_ops import gather_tokens, hidden_mask
 from keras_mim.masking import MultiBlockMaskGenerator, get_mask_generator
 from keras_mim.models.jepa_predictor import JEPAPredictor
 from keras_mim.models.methods import MethodSpec, register_method
@@ -180,7 +180,7 @@ class IJEPA(PretrainingModel):
             raise ValueError(f"`masks` must hold ids_keep (B, {c}) and target_ids (B, {m}, {t}), got "
                              f"{tuple(context.shape)} and {tuple(targets.shape)}.")
         n = self.encoder.num_patches
-        mask = 1.0 - ops.sum(ops.one_hot(ops.cast(context, "int32"), n), axis=1)  # (B, N), 1 = not context
+        mask = hidden_mask(context, n)  # (B, N), 1 = not context
         return {"ids_keep": context, "target_ids": targets, "mask": mask}
 
     def forward_context(self, images, masking, training=None):
