@@ -35,7 +35,7 @@ _NAMES = {
     **dict.fromkeys(("MaskGenerator", "RandomMaskGenerator"), "masking"),
     **dict.fromkeys(("AttentiveProbe", "ConvNeXtEncoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
                      "MAEDecoder", "SparseCNN", "ViTEncoder",
-                     "build_method", "get_method_spec", "list_methods", "list_presets"), "models"),
+                     "build_method", "get_method_spec", "list_methods", "list_presets", "to_keras_hub"), "models"),
     **dict.fromkeys(_METHOD_MODELS.values(), "models"),
 }
 

@@ -172,7 +172,9 @@ assert (defaults["k"].default, defaults["temperature"].default) == (20, 0.07)
 }
 
 # Blocks the README marks as not runnable here, with the reason it gives.
-SKIPPED = {"keras_mim.load_mae_checkpoint(": "official weights: you download them"}
+SKIPPED = {"keras_mim.load_mae_checkpoint(": "official weights: you download them",
+           "keras_mim.to_keras_hub(": "needs the keras-hub extra and a download; tests/keras_hub runs these calls on "
+                                      "every backend"}
 
 RUNNER = r"""
 import inspect, json, sys, time

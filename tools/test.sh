@@ -4,7 +4,8 @@
 # (end-to-end runs whose per-backend parts are tested on every backend) run in one of the
 # passes only: the one their marker pins (`backend=...`), else one chosen by a stable hash
 # of the test id (tests/conftest.py, `one_pass_backend`). Prints each pass's time and the
-# 15 slowest tests of the run. See docs/ci.md.
+# 15 slowest tests of the run; then the keras-hub tier (tests/keras_hub, keras-hub importable)
+# on each backend. See docs/ci.md.
 # Usage: bash tools/test.sh [extra pytest args]      BACKENDS="jax" bash tools/test.sh
 # (with one backend, that pass runs every test). Tests run on PYTEST_WORKERS processes
 # (pytest-xdist; default 2, one per core of the CI machine).
@@ -36,9 +37,22 @@ for backend in $KERAS_MIM_TEST_PASSES; do
   start=$(date +%s)
   result=passed
   KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" \
-    --junitxml="$shared/$backend.xml" "$@" || { result=FAILED; status=1; }
+    --junitxml="$shared/$backend.xml" --ignore=tests/keras_hub "$@" || { result=FAILED; status=1; }
   summary+=("$backend: $result in $(( $(date +%s) - start )) s")
 done
+# The keras-hub tier: tests/keras_hub with keras-hub importable (installed beside the venv by
+# tools/setup_env.sh), once per backend, one process each (a dozen small tests). Runs with the
+# whole suite (no extra pytest arguments) or when KERAS_HUB_TIER=1.
+if [ $# -eq 0 ] || [ "${KERAS_HUB_TIER:-}" = 1 ]; then
+  for backend in $KERAS_MIM_TEST_PASSES; do
+    echo "=== keras-hub tier, $backend ==="
+    start=$(date +%s)
+    result=passed
+    PYTHONPATH=.venv/keras-hub KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider \
+      --junitxml="$shared/keras_hub_$backend.xml" tests/keras_hub || { result=FAILED; status=1; }
+    summary+=("keras-hub tier, $backend: $result in $(( $(date +%s) - start )) s")
+  done
+fi
 printf '%s\n' "${summary[@]}"
 .venv/bin/python tools/slowest_tests.py "$shared"/*.xml --top 15 || true
 if [ -n "${KERAS_MIM_TEST_REPORTS:-}" ]; then  # keep the JUnit reports (per-test times) for tools/slowest_tests.py

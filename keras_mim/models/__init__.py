@@ -13,6 +13,7 @@ from keras_mim.models.convnext_encoder import ConvNeXtEncoder
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
 from keras_mim.models.hiera_encoder import HieraEncoder
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
+from keras_mim.models.keras_hub_vit import to_keras_hub
 from keras_mim.models.linear_probe import LinearProbe
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.methods import METHODS, MethodSpec, get_method, get_method_spec, list_methods, register_method
@@ -34,7 +35,7 @@ __all__ = sorted(
     {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
      "MAEDecoder", "PartialDecoding", "SparseCNN", "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
-     "list_methods", "list_presets", "register_method"}
+     "list_methods", "list_presets", "register_method", "to_keras_hub"}
     | {spec.model.__name__ for spec in METHODS.values()}
 )
 del _module, _spec

@@ -7,10 +7,12 @@ import keras
 from keras import ops
 
 from keras_mim.layers.sparse_ops import cell_mask_to_active
+from keras_mim.models.feature_export import FeatureExport
+from keras_mim.models.preset_io import EncoderPresetMixin
 from keras_mim.utils import check_image_batch, check_image_size, to_2tuple
 
 
-class ConvolutionalEncoder(keras.Model):
+class ConvolutionalEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
     """Base of the hierarchical convolutional encoders that masked pretraining sees through
     a grid of mask cells (SparK, FCMAE).
 

@@ -3,6 +3,7 @@ sub-objects and input checks made before Keras traces a step."""
 
 import keras
 
+from keras_mim.models.preset_io import PresetMixin
 from keras_mim.utils import copy_model  # noqa: F401  (its home was here; kept importable)
 
 
@@ -14,7 +15,7 @@ def deserialize_nested(value):
     return value
 
 
-class EncoderModel(keras.Model):
+class EncoderModel(PresetMixin, keras.Model):
     """Base class of the models built around `self.encoder` (pretraining models,
     classifiers, probes).
 
@@ -22,7 +23,7 @@ class EncoderModel(keras.Model):
     against `self.encoder` before Keras traces a step: an error raised inside a traced
     step on JAX leaves the model's variables purged (Keras 3.15), losing the user's
     weights. Subclasses set `self.encoder` (an encoder keeping the protocol of
-    `ViTEncoder`). `from_config` turns every serialized Keras object in the config
+    `ViTEncoder`). `from_preset` / `save_to_preset` come from `PresetMixin`. `from_config` turns every serialized Keras object in the config
     (sub-models, layers, targets, mask generators) back into an object.
     """
 

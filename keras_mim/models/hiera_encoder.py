@@ -11,6 +11,8 @@ from keras_mim.layers.hiera_ops import keep_units, reroll, undo_windowing, unrol
 from keras_mim.layers.patching import _dense_glorot_scale
 from keras_mim.layers.sparse_ops import apply_active, active_like, cell_mask_to_active
 from keras_mim.layers.token_ops import hidden_mask
+from keras_mim.models.feature_export import FeatureExport
+from keras_mim.models.preset_io import EncoderPresetMixin
 from keras_mim.utils import check_image_batch, check_image_size, check_positive_int, to_2tuple
 
 #: Official sizes (facebookresearch/hiera `hiera.py`): name -> (embed_dim, num_heads, stages).
@@ -25,7 +27,7 @@ HIERA_SIZES = {
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
-class HieraEncoder(keras.Model):
+class HieraEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
     """Hiera (facebookresearch/hiera `hiera.py`) for images, channels last, as a keras_mim encoder.
 
     A `patch_kernel` convolution of stride `patch_stride` makes tokens, a learned absolute

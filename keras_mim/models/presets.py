@@ -14,7 +14,8 @@ the ViT sizes of the MAE paper, the decoders), so that a preset reads as one lin
 import collections.abc
 import inspect
 
-from keras_mim.models.methods import METHODS, get_method_spec
+from keras_mim.models.methods import get_method_spec
+from keras_mim.models.preset_io import builtin_presets
 
 
 def vit(image_size, patch_size, embed_dim, depth, num_heads, **kwargs):
@@ -52,8 +53,7 @@ class _Presets(collections.abc.Mapping):
     """name -> preset dict (with its `method`), read from the registry at each access."""
 
     def _all(self):
-        return {name: dict(preset, method=spec.name)
-                for spec in METHODS.values() for name, preset in spec.presets.items()}
+        return builtin_presets()
 
     def __getitem__(self, name):
         return self._all()[name]

@@ -65,14 +65,16 @@ class PretrainingModel(EncoderModel):
     encoder_defaults = {}
 
     @classmethod
-    def from_preset(cls, preset, **kwargs):
-        """A freshly initialised, built model from a preset name (see `list_presets()`).
+    def from_builtin_preset(cls, preset, **kwargs):
+        """A freshly initialised, built model from a built-in preset name (see `list_presets()`).
 
         Keyword arguments override the preset: encoder ones (`image_size`,
         `num_channels`, `drop_path_rate`, ...), decoder ones prefixed `decoder_`
         (`decoder_dim`, `decoder_depth`, `decoder_num_heads`, `decoder_mlp_ratio`) for
         models with a decoder, and this model's own (`mask_ratio`, `seed`, `teacher`, ...).
         The preset's own model settings apply when it belongs to this class's method.
+        `from_preset` (from `PresetMixin`) also takes preset folders and `hf://` /
+        `kaggle://` handles, with their weights.
         """
         return build_preset(cls, preset, **kwargs)
 

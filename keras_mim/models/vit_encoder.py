@@ -11,11 +11,13 @@ from keras_mim.layers.patching import PatchEmbedding
 from keras_mim.layers.pos_embed import PositionEmbedding
 from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
+from keras_mim.models.feature_export import FeatureExport
+from keras_mim.models.preset_io import EncoderPresetMixin
 from keras_mim.utils import check_clip_size, check_image_batch, check_image_size, check_positive_int, to_2tuple
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
-class ViTEncoder(keras.Model):
+class ViTEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
     """Vision Transformer encoder (pre-norm blocks, fused qkv, exact GELU), as in MAE.
 
     `encoder(images)` encodes all tokens. `encoder(images, ids_keep=ids)` encodes only
@@ -73,6 +75,9 @@ class ViTEncoder(keras.Model):
     >>> video.grid_shape, tuple(video(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
     ((2, 4, 4), (2, 32, 32))
     """
+
+    #: Presets without an `encoder_class` are ViTs: `ViTEncoder.from_preset(name)` builds theirs.
+    takes_vit_presets = True
 
     def __init__(
         self,
@@ -310,3 +315,26 @@ class ViTEncoder(keras.Model):
             seed=self.seed,
         )
         return config
+
+    @classmethod
+    def from_keras_hub(cls, backbone, **overrides):
+        """An encoder with the weights of a keras-hub `ViTBackbone` or `DINOV2Backbone`
+        (outputs identical at the backbone's image size); `overrides` set what the backbone
+        does not fix (`mask_token=True`, `drop_path_rate`, `seed`). What maps and what is
+        refused: `keras_mim.models.keras_hub_vit`.
+
+        Example:
+        >>> import keras_hub  # doctest: +SKIP
+        >>> backbone = keras_hub.models.DINOV2Backbone.from_preset("dinov2_small")  # doctest: +SKIP
+        >>> encoder = ViTEncoder.from_keras_hub(backbone)  # doctest: +SKIP
+        """
+        from keras_mim.models.keras_hub_vit import from_keras_hub
+
+        return from_keras_hub(backbone, encoder_class=cls, **overrides)
+
+    def to_keras_hub(self):
+        """This encoder as a keras-hub `ViTBackbone` with the same weights (see `to_keras_hub`
+        in `keras_mim.models.keras_hub_vit`)."""
+        from keras_mim.models.keras_hub_vit import to_keras_hub
+
+        return to_keras_hub(self)

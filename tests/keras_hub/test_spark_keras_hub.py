@@ -1,6 +1,6 @@
 """SparK over a keras-hub backbone (the optional `keras-hub` extra): a `ResNetBackbone` made
 sparse leaks nothing from hidden cells, equals the dense backbone with nothing hidden, trains,
-and comes back as the same keras-hub backbone. Skipped where keras-hub is not installed."""
+and comes back as the same keras-hub backbone. The keras-hub tier of tools/test.sh runs it."""
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ def resnet18_like():
         use_pre_activation=False, image_shape=(64, 64, 3))
 
 
+@pytest.mark.one_backend(backend="torch")  # SparK's sparse path is tested on every backend in tests/models
 def test_keras_hub_resnet_made_sparse_leaks_nothing_and_comes_back_pretrained(rng):
     backbone = resnet18_like()
     enc = SparseCNN(backbone)
