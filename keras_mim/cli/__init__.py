@@ -10,6 +10,8 @@ Subcommands:
   the encoder of a saved `.keras` model (or of the same architecture freshly initialised,
   `--random-init`), on labelled images; each writes a run folder with results.json.
 - `masks`: a gallery of every masking strategy on a real photo.
+- `score`: anomaly scores by reconstruction error for a folder of images (a CSV ranking,
+  the AUROC when labels are given).
 
 Run `keras-mim pretrain --help` for the options, or `python -m keras_mim.cli ...`.
 
@@ -42,6 +44,7 @@ from keras_mim.cli.pretrain import (  # noqa: F401  (the defaults are part of th
     run_pretrain,
 )
 from keras_mim.cli.probe import add_probe_parser, resolve_probe, run_probe
+from keras_mim.cli.score import add_score_parser, resolve_score, run_score
 
 
 def build_parser():
@@ -57,6 +60,7 @@ def build_parser():
         "knn": add_knn_parser(commands),
         "finetune": add_finetune_parser(commands),
         "masks": add_masks_parser(commands),
+        "score": add_score_parser(commands),
     }
     for subparser in parser.subparsers.values():
         add_verbose_argument(subparser)
@@ -83,6 +87,7 @@ def main(argv=None):
         "knn": (resolve_eval, run_knn),
         "finetune": (resolve_finetune, run_finetune),
         "masks": (resolve_masks, run_masks),
+        "score": (resolve_score, run_score),
     }
     resolve, run = commands[args.command]
     resolve(subparser, args)
