@@ -51,16 +51,16 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
             epochs' figures (for a resumed run whose earlier figures are in
             `output_dir`); cannot be combined with `overwrite`.
 
-    Example:
-    >>> import numpy as np, keras, keras_mim, tempfile
-    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
-    >>> folder = tempfile.mkdtemp()
-    >>> callback = ReconstructionFigureCallback(x[:2], folder, seed=0)
-    >>> history = model.fit(x, epochs=2, verbose=0, callbacks=[callback])
-    >>> sorted(os.listdir(folder))
-    ['reconstruction_epoch0001.png', 'reconstruction_epoch0002.png']
+    Examples:
+        >>> import numpy as np, keras, keras_mim, tempfile
+        >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
+        >>> folder = tempfile.mkdtemp()
+        >>> callback = ReconstructionFigureCallback(x[:2], folder, seed=0)
+        >>> history = model.fit(x, epochs=2, verbose=0, callbacks=[callback])
+        >>> sorted(os.listdir(folder))
+        ['reconstruction_epoch0001.png', 'reconstruction_epoch0002.png']
     """
 
     def __init__(
@@ -234,16 +234,16 @@ class StopOnNonFiniteLoss(keras.callbacks.TerminateOnNaN):
             running mean of the epoch's losses, so it turns non-finite at the first bad
             batch and stays so).
 
-    Example:
-    >>> import numpy as np, keras, keras_mim
-    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.SGD(1e30))
-    >>> x = np.random.rand(16, 16, 16, 3).astype("float32")
-    >>> try:
-    ...     model.fit(x, epochs=2, batch_size=4, verbose=0, callbacks=[StopOnNonFiniteLoss()])
-    ... except NonFiniteLossError as error:
-    ...     print("stopped at epoch", error.epoch + 1, "batch", error.batch + 1)
-    stopped at epoch 1 batch ...
+    Examples:
+        >>> import numpy as np, keras, keras_mim
+        >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.SGD(1e30))
+        >>> x = np.random.rand(16, 16, 16, 3).astype("float32")
+        >>> try:
+        ...     model.fit(x, epochs=2, batch_size=4, verbose=0, callbacks=[StopOnNonFiniteLoss()])
+        ... except NonFiniteLossError as error:
+        ...     print("stopped at epoch", error.epoch + 1, "batch", error.batch + 1)
+        stopped at epoch 1 batch ...
     """
 
     def __init__(self, monitor="loss"):

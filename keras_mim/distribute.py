@@ -61,10 +61,10 @@ def list_devices(backend=None):
         list of device names as the backend writes them (JAX `"gpu:0"`, TensorFlow
         `"/device:GPU:0"`).
 
-    Example:
-    >>> import keras
-    >>> if keras.backend.backend() != "torch":
-    ...     assert len(list_devices()) >= 1
+    Examples:
+        >>> import keras
+        >>> if keras.backend.backend() != "torch":
+        ...     assert len(list_devices()) >= 1
     """
     backend = backend or keras.backend.backend()
     check_kind("data", backend)
@@ -93,9 +93,9 @@ def scale_loss(loss):
     Returns:
         the loss to return from `compute_loss`.
 
-    Example:
-    >>> float(scale_loss(keras.ops.convert_to_tensor(2.0)))  # one replica
-    2.0
+    Examples:
+        >>> float(scale_loss(keras.ops.convert_to_tensor(2.0)))  # one replica
+        2.0
     """
     if keras.backend.backend() != "tensorflow":
         return loss
@@ -139,10 +139,10 @@ def distinct_replica_seeds(model):
     Returns:
         the number of seed states given per-replica values.
 
-    Example:
-    >>> import keras_mim
-    >>> distinct_replica_seeds(keras_mim.RandomMaskGenerator(0.75, seed=0))  # one device
-    0
+    Examples:
+        >>> import keras_mim
+        >>> distinct_replica_seeds(keras_mim.RandomMaskGenerator(0.75, seed=0))  # one device
+        0
     """
     count = 0
     for variable in model.variables:
@@ -191,11 +191,11 @@ def distribution_scope(kind="data", devices=None, model_parallel_size=None):
         ValueError: on an unknown `kind` or one the running backend does not support
             (any `"data"`/`"model"` on torch), before anything is built.
 
-    Example:
-    >>> import keras_mim
-    >>> with distribution_scope("none"):  # "data" on a multi-GPU/TPU host
-    ...     model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    ...     model.compile(optimizer="adamw")
+    Examples:
+        >>> import keras_mim
+        >>> with distribution_scope("none"):  # "data" on a multi-GPU/TPU host
+        ...     model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        ...     model.compile(optimizer="adamw")
     """
     check_kind(kind)
     if kind == "none":
@@ -227,11 +227,11 @@ def data_parallel(devices=None):
     Returns:
         a context manager; see `distribution_scope`.
 
-    Example:
-    >>> import keras
-    >>> if keras.backend.backend() != "torch":
-    ...     with data_parallel():
-    ...         pass
+    Examples:
+        >>> import keras
+        >>> if keras.backend.backend() != "torch":
+        ...     with data_parallel():
+        ...         pass
     """
     return distribution_scope("data", devices=devices)
 
@@ -247,9 +247,9 @@ def num_replicas(kind="data", devices=None, model_parallel_size=None):
     Returns:
         int: the device count for `"data"`, devices / `model_parallel_size` for `"model"`.
 
-    Example:
-    >>> num_replicas("none")
-    1
+    Examples:
+        >>> num_replicas("none")
+        1
     """
     check_kind(kind)
     if kind == "none":

@@ -22,9 +22,9 @@ def check_kind(kind, backend=None, name="kind"):
     Raises:
         ValueError: naming the value and what is supported.
 
-    Example:
-    >>> check_kind("none")
-    'none'
+    Examples:
+        >>> check_kind("none")
+        'none'
     """
     if kind not in KINDS:
         raise ValueError(f"`{name}` must be one of {KINDS}, got {kind!r}.")
@@ -55,9 +55,9 @@ def check_global_batch(batch_size, num_devices, name="batch_size"):
     Returns:
         the per-device batch, `batch_size // num_devices`.
 
-    Example:
-    >>> check_global_batch(32, 4)
-    8
+    Examples:
+        >>> check_global_batch(32, 4)
+        8
     """
     if not isinstance(num_devices, int) or num_devices < 1:
         raise ValueError(f"`num_devices` must be a positive int, got {num_devices!r}.")

@@ -19,13 +19,13 @@ def frozen_copy(model, name=None):
         model: a built Keras model whose class rebuilds from `get_config()`.
         name: the copy's name (default: `model.name + "_ema"`).
 
-    Example:
-    >>> import keras_mim
-    >>> encoder = keras_mim.ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2,
-    ...                                name="encoder")
-    >>> teacher = frozen_copy(encoder)
-    >>> teacher.name, teacher.trainable, len(teacher.weights) == len(encoder.weights)
-    ('encoder_ema', False, True)
+    Examples:
+        >>> import keras_mim
+        >>> encoder = keras_mim.ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2,
+        ...                                name="encoder")
+        >>> teacher = frozen_copy(encoder)
+        >>> teacher.name, teacher.trainable, len(teacher.weights) == len(encoder.weights)
+        ('encoder_ema', False, True)
     """
     copy = copy_model(model, name=name or f"{model.name}_ema")
     copy.trainable = False
@@ -62,15 +62,15 @@ def ema_update(teacher, student, momentum):
         student: the model it follows (read only, gradients stopped).
         momentum: a float or a scalar tensor in [0, 1].
 
-    Example:
-    >>> import keras, numpy as np
-    >>> teacher, student = keras.layers.Dense(1), keras.layers.Dense(1)
-    >>> teacher.build((None, 1)); student.build((None, 1))
-    >>> teacher.set_weights([np.ones((1, 1)), np.zeros(1)])
-    >>> student.set_weights([np.full((1, 1), 3.0), np.full(1, 2.0)])
-    >>> ema_update(teacher, student, 0.75)
-    >>> [float(w.reshape(-1)[0]) for w in teacher.get_weights()]
-    [1.5, 0.5]
+    Examples:
+        >>> import keras, numpy as np
+        >>> teacher, student = keras.layers.Dense(1), keras.layers.Dense(1)
+        >>> teacher.build((None, 1)); student.build((None, 1))
+        >>> teacher.set_weights([np.ones((1, 1)), np.zeros(1)])
+        >>> student.set_weights([np.full((1, 1), 3.0), np.full(1, 2.0)])
+        >>> ema_update(teacher, student, 0.75)
+        >>> [float(w.reshape(-1)[0]) for w in teacher.get_weights()]
+        [1.5, 0.5]
     """
     m = ops.cast(momentum, "float32")
     for t, s in zip(teacher.weights, student.weights):
@@ -91,9 +91,9 @@ def momentum_schedule(step, start, end, steps):
     Returns:
         A float32 scalar tensor.
 
-    Example:
-    >>> [round(float(momentum_schedule(s, 0.9, 1.0, 4)), 3) for s in (0, 2, 4, 9)]
-    [0.9, 0.95, 1.0, 1.0]
+    Examples:
+        >>> [round(float(momentum_schedule(s, 0.9, 1.0, 4)), 3) for s in (0, 2, 4, 9)]
+        [0.9, 0.95, 1.0, 1.0]
     """
     if steps <= 0:
         return ops.convert_to_tensor(end, "float32")
@@ -106,9 +106,9 @@ def cosine_schedule(step, start, end, steps):
     `end + (start - end) (1 + cos(pi step / steps)) / 2`, then `end` from step `steps` on;
     arguments and result as `momentum_schedule`.
 
-    Example:
-    >>> [round(float(cosine_schedule(s, 0.996, 1.0, 10)), 4) for s in (0, 5, 10, 20)]
-    [0.996, 0.998, 1.0, 1.0]
+    Examples:
+        >>> [round(float(cosine_schedule(s, 0.996, 1.0, 10)), 4) for s in (0, 5, 10, 20)]
+        [0.996, 0.998, 1.0, 1.0]
     """
     linear = momentum_schedule(step, 0.0, 1.0, steps)  # the fraction of the ramp done, in [0, 1]
     return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * linear))

@@ -37,16 +37,16 @@ def transformer_layout_map(device_mesh, model_axis=MODEL_AXIS, shard_biases=True
     Returns:
         a `LayoutMap`; give it to `keras.distribution.ModelParallel(layout_map=...)`.
 
-    Example:
-    >>> import keras
-    >>> mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), devices=["cpu:0"])
-    >>> layout_map = transformer_layout_map(mesh)
-    >>> layout_map["encoder/block_0/attn/qkv/kernel"].axes
-    (None, 'model')
-    >>> layout_map["encoder/block_0/mlp/fc2/kernel"].axes
-    ('model', None)
-    >>> layout_map["encoder/patch_embed/proj/kernel"] is None
-    True
+    Examples:
+        >>> import keras
+        >>> mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), devices=["cpu:0"])
+        >>> layout_map = transformer_layout_map(mesh)
+        >>> layout_map["encoder/block_0/attn/qkv/kernel"].axes
+        (None, 'model')
+        >>> layout_map["encoder/block_0/mlp/fc2/kernel"].axes
+        ('model', None)
+        >>> layout_map["encoder/patch_embed/proj/kernel"] is None
+        True
     """
     if not isinstance(device_mesh, keras.distribution.DeviceMesh):
         raise TypeError(f"`device_mesh` must be a keras.distribution.DeviceMesh, got {device_mesh!r}.")
@@ -80,11 +80,11 @@ def model_parallel(model_parallel_size, devices=None, shard_biases=True):
         the distribution; use it as `with distribution.scope(): ...` (or through
         `distribution_scope("model", model_parallel_size=...)`).
 
-    Example:
-    >>> import keras
-    >>> if keras.backend.backend() == "jax":
-    ...     dist = model_parallel(1)
-    ...     assert tuple(dist.device_mesh.axis_names) == ("batch", "model")
+    Examples:
+        >>> import keras
+        >>> if keras.backend.backend() == "jax":
+        ...     dist = model_parallel(1)
+        ...     assert tuple(dist.device_mesh.axis_names) == ("batch", "model")
     """
     check_kind("model")  # JAX, whose devices keras.distribution lists
     devices = list(devices) if devices is not None else list(keras.distribution.list_devices())

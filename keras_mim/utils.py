@@ -105,6 +105,7 @@ def check_mask_ratio_range(mask_ratio, num_tokens=None, name="mask_ratio"):
 
 
 def check_positive_int(value, name):
+    """`value` if it is a positive int; a ValueError naming `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
     return value

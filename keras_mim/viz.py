@@ -88,12 +88,12 @@ def reconstruction_panels(model, images, noise=None):
                 visible ones;
             `mask` `(B, H, W, 1)`: 1 = hidden pixel, 0 = visible.
 
-    Example:
-    >>> import numpy as np, keras_mim
-    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    >>> panels = reconstruction_panels(model, np.random.rand(2, 16, 16, 3).astype("float32"))
-    >>> sorted(panels), panels["mask"].shape
-    (['mask', 'masked', 'original', 'pasted', 'reconstruction'], (2, 16, 16, 1))
+    Examples:
+        >>> import numpy as np, keras_mim
+        >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        >>> panels = reconstruction_panels(model, np.random.rand(2, 16, 16, 3).astype("float32"))
+        >>> sorted(panels), panels["mask"].shape
+        (['mask', 'masked', 'original', 'pasted', 'reconstruction'], (2, 16, 16, 1))
     """
     _check_model(model)
     original = _check_images(images)
@@ -150,13 +150,13 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
     Returns:
         The `matplotlib.figure.Figure` (also when `path` is given).
 
-    Example:
-    >>> import numpy as np, keras_mim
-    >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    >>> images = np.random.rand(2, 16, 16, 3).astype("float32")
-    >>> fig = plot_reconstructions(model, images, title="untrained")
-    >>> len(fig.axes)
-    8
+    Examples:
+        >>> import numpy as np, keras_mim
+        >>> model = keras_mim.MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        >>> images = np.random.rand(2, 16, 16, 3).astype("float32")
+        >>> fig = plot_reconstructions(model, images, title="untrained")
+        >>> len(fig.axes)
+        8
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -220,10 +220,10 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
 def mask_overlay(image, mask, patch_size, fill=0.5):
     """An image `(H, W, C)` with hidden patches of `mask` `(gh * gw,)` set to `fill`.
 
-    Example:
-    >>> import numpy as np
-    >>> mask_overlay(np.ones((4, 4, 1)), np.array([1.0, 0, 0, 0]), 2)[..., 0].tolist()
-    [[0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    Examples:
+        >>> import numpy as np
+        >>> mask_overlay(np.ones((4, 4, 1)), np.array([1.0, 0, 0, 0]), 2)[..., 0].tolist()
+        [[0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     """
     h, w = image.shape[:2]
     gh, gw = h // patch_size, w // patch_size
@@ -251,12 +251,12 @@ def plot_mask_gallery(image, generators, patch_size=16, num_samples=4, path=None
     Returns:
         The `matplotlib.figure.Figure`.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim.masking import RandomMaskGenerator
-    >>> fig = plot_mask_gallery(np.random.rand(64, 64, 3), {"random": RandomMaskGenerator(seed=0)})
-    >>> len(fig.axes)
-    4
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim.masking import RandomMaskGenerator
+        >>> fig = plot_mask_gallery(np.random.rand(64, 64, 3), {"random": RandomMaskGenerator(seed=0)})
+        >>> len(fig.axes)
+        4
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

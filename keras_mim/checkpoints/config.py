@@ -144,13 +144,13 @@ def infer_config(state_dict, layout="official", hf_config=None, args=None, name=
         dict with `"encoder"` (ViTEncoder arguments), `"decoder"` (MAEDecoder
         arguments, None without decoder tensors) and `"model"` (MaskedAutoencoder ones).
 
-    Example:
-    >>> import numpy as np
-    >>> sd = {"patch_embed.proj.weight": np.zeros((64, 3, 8, 8)), "cls_token": np.zeros((1, 1, 64)),
-    ...       "pos_embed": np.zeros((1, 17, 64)), "blocks.0.mlp.fc1.weight": np.zeros((256, 64))}
-    >>> enc = infer_config(sd, num_heads=4)["encoder"]
-    >>> enc["image_size"], enc["embed_dim"], enc["depth"], enc["num_heads"], enc["pos_embed"]
-    ((32, 32), 64, 1, 4, 'learned')
+    Examples:
+        >>> import numpy as np
+        >>> sd = {"patch_embed.proj.weight": np.zeros((64, 3, 8, 8)), "cls_token": np.zeros((1, 1, 64)),
+        ...       "pos_embed": np.zeros((1, 17, 64)), "blocks.0.mlp.fc1.weight": np.zeros((256, 64))}
+        >>> enc = infer_config(sd, num_heads=4)["encoder"]
+        >>> enc["image_size"], enc["embed_dim"], enc["depth"], enc["num_heads"], enc["pos_embed"]
+        ((32, 32), 64, 1, 4, 'learned')
     """
     hf = {**HF_DEFAULTS, **hf_config} if hf_config else None
     args = args or {}

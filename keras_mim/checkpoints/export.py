@@ -35,14 +35,14 @@ def export_state_dict(model, layout="official", hf_naming="legacy", include_deco
         `(out, in)`, the patch projection `(D, C, ph, pw)`). Convert with
         `torch.from_numpy` to load it into a torch model.
 
-    Example:
-    >>> from keras_mim.models import ViTEncoder
-    >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
-    >>> sd = export_state_dict(enc)
-    >>> sd["patch_embed.proj.weight"].shape, sd["blocks.0.attn.qkv.weight"].shape
-    ((32, 3, 4, 4), (96, 32))
-    >>> sorted(export_state_dict(enc, layout="hf", hf_naming="v5"))[:2]
-    ['embeddings.cls_token', 'embeddings.patch_embeddings.projection.bias']
+    Examples:
+        >>> from keras_mim.models import ViTEncoder
+        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+        >>> sd = export_state_dict(enc)
+        >>> sd["patch_embed.proj.weight"].shape, sd["blocks.0.attn.qkv.weight"].shape
+        ((32, 3, 4, 4), (96, 32))
+        >>> sorted(export_state_dict(enc, layout="hf", hf_naming="v5"))[:2]
+        ['embeddings.cls_token', 'embeddings.patch_embeddings.projection.bias']
     """
     if layout not in LAYOUTS:
         raise ValueError(f"`layout` must be one of {LAYOUTS}, got {layout!r}.")
@@ -90,12 +90,12 @@ def export_hf_config(model, model_type="vit_mae"):
             non-square images (`ViTMAEForPreTraining` builds its decoder's sin-cos table for
             a square grid; its encoder alone exports on any grid).
 
-    Example:
-    >>> from keras_mim.models import ViTEncoder
-    >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
-    >>> cfg = export_hf_config(enc)
-    >>> cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"], cfg["mask_ratio"]
-    (32, 2, 1e-06, 0.0)
+    Examples:
+        >>> from keras_mim.models import ViTEncoder
+        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+        >>> cfg = export_hf_config(enc)
+        >>> cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"], cfg["mask_ratio"]
+        (32, 2, 1e-06, 0.0)
     """
     if model_type not in ("vit_mae", "vit"):
         raise ValueError(f"`model_type` must be 'vit_mae' or 'vit', got {model_type!r}.")
@@ -148,12 +148,12 @@ def save_hf_pretrained(model, directory, model_type="vit_mae", overwrite=False):
     Returns:
         The directory.
 
-    Example:
-    >>> import os, tempfile
-    >>> from keras_mim.models import ViTEncoder
-    >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
-    >>> sorted(os.listdir(save_hf_pretrained(enc, tempfile.mkdtemp())))
-    ['config.json', 'model.safetensors']
+    Examples:
+        >>> import os, tempfile
+        >>> from keras_mim.models import ViTEncoder
+        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+        >>> sorted(os.listdir(save_hf_pretrained(enc, tempfile.mkdtemp())))
+        ['config.json', 'model.safetensors']
     """
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"`directory` {directory!r} exists and is not a folder.")

@@ -127,15 +127,15 @@ def to_official(state_dict, source="the checkpoint"):
         `(state_dict, origin, layout)`: the renamed dict, a map official key ->
         original key(s), and `"official"` or `"hf"`.
 
-    Example:
-    >>> import numpy as np
-    >>> sd = {"vit.embeddings.patch_embeddings.projection.weight": np.zeros((8, 3, 4, 4)),
-    ...       "vit.encoder.layer.0.attention.attention.query.weight": np.zeros((8, 8)),
-    ...       "vit.encoder.layer.0.attention.attention.key.weight": np.ones((8, 8)),
-    ...       "vit.encoder.layer.0.attention.attention.value.weight": np.ones((8, 8))}
-    >>> out, origin, layout = to_official(sd)
-    >>> layout, sorted(out), out["blocks.0.attn.qkv.weight"].shape
-    ('hf', ['blocks.0.attn.qkv.weight', 'patch_embed.proj.weight'], (24, 8))
+    Examples:
+        >>> import numpy as np
+        >>> sd = {"vit.embeddings.patch_embeddings.projection.weight": np.zeros((8, 3, 4, 4)),
+        ...       "vit.encoder.layer.0.attention.attention.query.weight": np.zeros((8, 8)),
+        ...       "vit.encoder.layer.0.attention.attention.key.weight": np.ones((8, 8)),
+        ...       "vit.encoder.layer.0.attention.attention.value.weight": np.ones((8, 8))}
+        >>> out, origin, layout = to_official(sd)
+        >>> layout, sorted(out), out["blocks.0.attn.qkv.weight"].shape
+        ('hf', ['blocks.0.attn.qkv.weight', 'patch_embed.proj.weight'], (24, 8))
     """
     layout, prefix = detect_layout(list(state_dict), source)
     if layout == "hf":

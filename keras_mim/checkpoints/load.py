@@ -184,18 +184,18 @@ def load_mae_checkpoint(source, model=None, *, config=None, allow_extra=False, e
             unexpected tensors, or tensors whose shapes do not fit; raised before any
             variable is assigned.
 
-    Example:
-    >>> import os, tempfile, keras, numpy as np
-    >>> from keras_mim.models import ViTEncoder
-    >>> from keras_mim.checkpoints import export_state_dict, save_safetensors
-    >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> path = os.path.join(tempfile.mkdtemp(), "vit.safetensors")
-    >>> save_safetensors(export_state_dict(enc), path)
-    >>> copy = load_mae_checkpoint(path)
-    >>> x = np.random.rand(1, 16, 16, 3).astype("float32")
-    >>> same = np.allclose(keras.ops.convert_to_numpy(copy(x)), keras.ops.convert_to_numpy(enc(x)), atol=1e-6)
-    >>> bool(same), copy.num_heads
-    (True, 2)
+    Examples:
+        >>> import os, tempfile, keras, numpy as np
+        >>> from keras_mim.models import ViTEncoder
+        >>> from keras_mim.checkpoints import export_state_dict, save_safetensors
+        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "vit.safetensors")
+        >>> save_safetensors(export_state_dict(enc), path)
+        >>> copy = load_mae_checkpoint(path)
+        >>> x = np.random.rand(1, 16, 16, 3).astype("float32")
+        >>> same = np.allclose(keras.ops.convert_to_numpy(copy(x)), keras.ops.convert_to_numpy(enc(x)), atol=1e-6)
+        >>> bool(same), copy.num_heads
+        (True, 2)
     """
     state, info = read_state_dict(source)
     label = repr(info["name"]) if info["name"] else "the checkpoint"

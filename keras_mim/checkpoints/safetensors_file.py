@@ -59,12 +59,12 @@ def load_safetensors(path, with_metadata=False):
         CheckpointError: not a safetensors file (or a damaged one), or a tensor whose
             dtype numpy cannot hold.
 
-    Example:
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "demo.safetensors")
-    >>> save_safetensors({"w": np.arange(6, dtype="float32").reshape(2, 3)}, path)
-    >>> load_safetensors(path)["w"].tolist()
-    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    Examples:
+        >>> import os, tempfile, numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "demo.safetensors")
+        >>> save_safetensors({"w": np.arange(6, dtype="float32").reshape(2, 3)}, path)
+        >>> load_safetensors(path)["w"].tolist()
+        [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     """
     path = os.fspath(path)
     source = repr(path)
@@ -103,12 +103,12 @@ def save_safetensors(tensors, path, metadata=None):
     Raises:
         TypeError: a tensor whose dtype safetensors cannot store (e.g. complex128).
 
-    Example:
-    >>> import os, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "demo.safetensors")
-    >>> save_safetensors({"b": np.ones(2, "float16")}, path)
-    >>> load_safetensors(path)["b"].dtype
-    dtype('float16')
+    Examples:
+        >>> import os, tempfile, numpy as np
+        >>> path = os.path.join(tempfile.mkdtemp(), "demo.safetensors")
+        >>> save_safetensors({"b": np.ones(2, "float16")}, path)
+        >>> load_safetensors(path)["b"].dtype
+        dtype('float16')
     """
     arrays = {str(name): np.ascontiguousarray(to_numpy(value, name)) for name, value in tensors.items()}
     header = {str(k): str(v) for k, v in (metadata or {"format": "pt"}).items()}

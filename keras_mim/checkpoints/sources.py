@@ -87,11 +87,11 @@ def read_state_dict(source):
         official MAE `args` as a dict, or None), `"hf_config"` (the directory's
         config.json, or None) and `"name"` (the file or directory name).
 
-    Example:
-    >>> import numpy as np
-    >>> sd, info = read_state_dict({"model": {"cls_token": np.zeros((1, 1, 8), "float32")}})
-    >>> sorted(sd), info["args"]
-    (['cls_token'], None)
+    Examples:
+        >>> import numpy as np
+        >>> sd, info = read_state_dict({"model": {"cls_token": np.zeros((1, 1, 8), "float32")}})
+        >>> sorted(sd), info["args"]
+        (['cls_token'], None)
     """
     info = {"args": None, "hf_config": None, "name": ""}
     if isinstance(source, Mapping):

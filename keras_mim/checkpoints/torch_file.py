@@ -235,14 +235,14 @@ def load_torch_file(path):
 
     Typical use: `state = load_torch_file("mae_pretrain_vit_base.pth")["model"]`.
 
-    Example:
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
-    >>> _ = open(path, "w").write("not a checkpoint")
-    >>> load_torch_file(path)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    keras_mim.checkpoints.common.CheckpointError: '...notes.txt' is not a PyTorch checkpoint ...
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        >>> _ = open(path, "w").write("not a checkpoint")
+        >>> load_torch_file(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        keras_mim.checkpoints.common.CheckpointError: '...notes.txt' is not a PyTorch checkpoint ...
     """
     source = repr(str(path))
     with open(path, "rb") as f:

@@ -24,11 +24,11 @@ TF_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
 def compile_cache_folder(environ=os.environ):
     """The compile cache folder that `KERAS_MIM_COMPILE_CACHE` in `environ` names (None: "off").
 
-    Example:
-    >>> compile_cache_folder({"KERAS_MIM_COMPILE_CACHE": "off"}) is None
-    True
-    >>> compile_cache_folder({"XDG_CACHE_HOME": "/cache"})
-    '/cache/keras_mim/compile'
+    Examples:
+        >>> compile_cache_folder({"KERAS_MIM_COMPILE_CACHE": "off"}) is None
+        True
+        >>> compile_cache_folder({"XDG_CACHE_HOME": "/cache"})
+        '/cache/keras_mim/compile'
     """
     value = environ.get(COMPILE_CACHE_ENV, "")
     if value == "off":

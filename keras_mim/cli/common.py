@@ -78,11 +78,11 @@ def fill_paragraphs(text):
 def help_listing(title, entries):
     """A help section: `title:`, then one `name: description` entry a line (wrapped under itself).
 
-    Example:
-    >>> print(help_listing("methods", {"mae": "MAE: pixels.", "simmim": "SimMIM: L1."}))
-    methods:
-      mae:    MAE: pixels.
-      simmim: SimMIM: L1.
+    Examples:
+        >>> print(help_listing("methods", {"mae": "MAE: pixels.", "simmim": "SimMIM: L1."}))
+        methods:
+          mae:    MAE: pixels.
+          simmim: SimMIM: L1.
     """
     pad = max(len(name) for name in entries) + 4
     lines = [f"{title}:"]
@@ -197,13 +197,13 @@ def steps_per_execution_setting(choice, steps_per_epoch, backend=None, distribut
     "auto" is 1 where `one_step_per_call` gives a reason (`distributed`: under a distribution
     strategy).
 
-    Example:
-    >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3, backend="jax")
-    (4, 3)
-    >>> steps_per_execution_setting("auto", 100, backend="jax"), steps_per_execution_setting("auto", 100, backend="torch")
-    (8, 1)
-    >>> steps_per_execution_setting("auto", 100, backend="tensorflow", distributed=True)
-    1
+    Examples:
+        >>> steps_per_execution_setting(4, 100), steps_per_execution_setting("auto", 3, backend="jax")
+        (4, 3)
+        >>> steps_per_execution_setting("auto", 100, backend="jax"), steps_per_execution_setting("auto", 100, backend="torch")
+        (8, 1)
+        >>> steps_per_execution_setting("auto", 100, backend="tensorflow", distributed=True)
+        1
     """
     if choice != "auto":
         return choice
@@ -235,9 +235,9 @@ def jit_compile_setting(choice, distributed=False, expected_steps=None):
     model, docs/speed.md) and a TensorFlow
     `tf.distribute` run keeps Keras' choice.
 
-    Example:
-    >>> jit_compile_setting("true"), jit_compile_setting("false")
-    (True, False)
+    Examples:
+        >>> jit_compile_setting("true"), jit_compile_setting("false")
+        (True, False)
     """
     import keras
 

@@ -116,11 +116,11 @@ def few_updates_hint(num_images, batch_size, epochs, accumulation=1):
     of noise), with a `--batch-size` (at least 8 steps per epoch, batches of 4 or more) and
     `--epochs` that make about 5x that many; None when there are enough.
 
-    Example:
-    >>> few_updates_hint(1000, 32, 20) is None
-    True
-    >>> print(few_updates_hint(31, 8, 20))  # doctest: +ELLIPSIS
-    keras-mim: warning: only 60 optimizer updates in all ... Try --batch-size 4 --epochs 80 ...
+    Examples:
+        >>> few_updates_hint(1000, 32, 20) is None
+        True
+        >>> print(few_updates_hint(31, 8, 20))  # doctest: +ELLIPSIS
+        keras-mim: warning: only 60 optimizer updates in all ... Try --batch-size 4 --epochs 80 ...
     """
     steps = num_images // batch_size
     updates = steps * epochs // accumulation

@@ -49,11 +49,11 @@ def data_recipe(num_images, num_tokens):
     """`(epochs, batch_size)` of `pretrain --data` with MAE's default preset, for `num_images`
     training images of `num_tokens` patches each.
 
-    Example:
-    >>> data_recipe(20000, 49)  # Fashion-MNIST's pretraining part at 28 px: 12 x 74 s
-    (12, 128)
-    >>> data_recipe(500, 64)  # 5.5 s an epoch, most of it the per-epoch cost
-    (163, 32)
+    Examples:
+        >>> data_recipe(20000, 49)  # Fashion-MNIST's pretraining part at 28 px: 12 x 74 s
+        (12, 128)
+        >>> data_recipe(500, 64)  # 5.5 s an epoch, most of it the per-epoch cost
+        (163, 32)
     """
     per_epoch = num_images * num_tokens * MAE_SECONDS_PER_IMAGE_TOKEN + MAE_SECONDS_PER_EPOCH
     epochs = int(min(DATA_MAX_EPOCHS, max(DATA_MIN_EPOCHS, DATA_BUDGET_SECONDS // per_epoch)))
@@ -131,9 +131,9 @@ def methods_taking(option):
     """Names of the built-in methods an option of `OPTION_RULES` applies to, in
     `list_methods()` order, read from the registry snapshot (no Keras import).
 
-    Example:
-    >>> methods_taking("teacher")
-    ['milan', 'eva', 'maskalign', 'mrmae']
+    Examples:
+        >>> methods_taking("teacher")
+        ['milan', 'eva', 'maskalign', 'mrmae']
     """
     return [name for name, options in registry_snapshot.METHOD_OPTIONS.items() if option in options]
 

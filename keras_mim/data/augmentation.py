@@ -44,11 +44,11 @@ def mae_augmentation(image_size, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), horizon
         A `keras.layers.Pipeline` taking `(H, W, C)` or `(B, H, W, C)` images of any size.
         At inference (`training=False`) it is a deterministic centre crop, resized.
 
-    Example:
-    >>> import numpy as np
-    >>> augment = mae_augmentation(16, seed=0)
-    >>> tuple(augment(np.random.default_rng(0).random((2, 40, 30, 3), dtype="float32")).shape)
-    (2, 16, 16, 3)
+    Examples:
+        >>> import numpy as np
+        >>> augment = mae_augmentation(16, seed=0)
+        >>> tuple(augment(np.random.default_rng(0).random((2, 40, 30, 3), dtype="float32")).shape)
+        (2, 16, 16, 3)
     """
     return _pipeline(image_size, scale, ratio, horizontal_flip, seed, "mae_augmentation")
 
@@ -64,15 +64,19 @@ def medical_augmentation(image_size, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), hor
     Every choice is an argument.
 
     Args:
-        image_size, scale, ratio, horizontal_flip, seed: as in `mae_augmentation`.
+        image_size: as in `mae_augmentation`.
+        scale: as in `mae_augmentation`.
+        ratio: as in `mae_augmentation`.
+        horizontal_flip: as in `mae_augmentation`.
+        seed: as in `mae_augmentation`.
 
     Returns:
         A `keras.layers.Pipeline`, as `mae_augmentation`.
 
-    Example:
-    >>> import numpy as np
-    >>> augment = medical_augmentation((16, 24), seed=0)
-    >>> tuple(augment(np.zeros((64, 64, 1), "float32")).shape)
-    (16, 24, 1)
+    Examples:
+        >>> import numpy as np
+        >>> augment = medical_augmentation((16, 24), seed=0)
+        >>> tuple(augment(np.zeros((64, 64, 1), "float32")).shape)
+        (16, 24, 1)
     """
     return _pipeline(image_size, scale, ratio, horizontal_flip, seed, "medical_augmentation")

@@ -26,9 +26,9 @@ _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 def looks_channels_first(shape):
     """Whether one image's `(H, W, C)` shape looks like `(C, H, W)`.
 
-    Example:
-    >>> looks_channels_first((3, 32, 32)), looks_channels_first((32, 32, 3)), looks_channels_first((4, 4, 4))
-    (True, False, False)
+    Examples:
+        >>> looks_channels_first((3, 32, 32)), looks_channels_first((32, 32, 3)), looks_channels_first((4, 4, 4))
+        (True, False, False)
     """
     if len(shape) != 3 or None in (shape[0], shape[-1]):
         return False
@@ -56,11 +56,11 @@ def float_range_problem(low, high):
     """None if float pixels spanning `[low, high]` pass as `[0, 1]` pixels, else what is
     wrong with them and the fix, in one phrase.
 
-    Example:
-    >>> float_range_problem(0.0, 1.0) is None
-    True
-    >>> float_range_problem(0.0, 254.0)
-    'float pixels in [0, 254], expected [0, 1]: they look like 0-255 pixels; divide them by 255 (or pass uint8)'
+    Examples:
+        >>> float_range_problem(0.0, 1.0) is None
+        True
+        >>> float_range_problem(0.0, 254.0)
+        'float pixels in [0, 254], expected [0, 1]: they look like 0-255 pixels; divide them by 255 (or pass uint8)'
     """
     if FLOAT_RANGE[0] <= low and high <= FLOAT_RANGE[1]:
         return None
@@ -92,11 +92,11 @@ def stack_images(images, what="`source`"):
     """A list of same-shape image arrays as one array; raises ValueError naming the first
     image whose shape differs from image 0's.
 
-    Example:
-    >>> stack_images([np.zeros((2, 2)), np.zeros((3, 2))])
-    Traceback (most recent call last):
-    ...
-    ValueError: `source` list holds images of different shapes: image 0 is (2, 2) but image 1 is (3, 2)...
+    Examples:
+        >>> stack_images([np.zeros((2, 2)), np.zeros((3, 2))])
+        Traceback (most recent call last):
+        ...
+        ValueError: `source` list holds images of different shapes: image 0 is (2, 2) but image 1 is (3, 2)...
     """
     shapes = [np.shape(image) for image in images]
     for index, shape in enumerate(shapes):

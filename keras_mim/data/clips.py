@@ -73,18 +73,18 @@ class ClipFolder(_Clips):
         ValueError: `path` is not a folder, or it holds no readable clip.
         ImportError: video files other than GIF are present and `imageio-ffmpeg` is missing.
 
-    Example:
-    >>> import tempfile
-    >>> from PIL import Image
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> frames = [Image.new("RGB", (16, 12), (40 * i, 0, 0)) for i in range(5)]
-    >>> frames[0].save(os.path.join(tmp.name, "a.gif"), save_all=True, append_images=frames[1:])
-    >>> clips = ClipFolder(tmp.name)
-    >>> len(clips), clips.num_frames(0), clips.frame_size(0), clips.num_channels
-    (1, 5, (12, 16), 3)
-    >>> clips.read(0, [0, 4]).shape
-    (2, 12, 16, 3)
-    >>> tmp.cleanup()
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> frames = [Image.new("RGB", (16, 12), (40 * i, 0, 0)) for i in range(5)]
+        >>> frames[0].save(os.path.join(tmp.name, "a.gif"), save_all=True, append_images=frames[1:])
+        >>> clips = ClipFolder(tmp.name)
+        >>> len(clips), clips.num_frames(0), clips.frame_size(0), clips.num_channels
+        (1, 5, (12, 16), 3)
+        >>> clips.read(0, [0, 4]).shape
+        (2, 12, 16, 3)
+        >>> tmp.cleanup()
     """
 
     def __init__(self, path):
@@ -279,14 +279,14 @@ def clip_dataset(source, num_frames=16, frame_stride=1, image_size=None, batch_s
             `image_size` is None and batching is asked for.
         TypeError: `source` of an unsupported type.
 
-    Example:
-    >>> clips = np.random.default_rng(0).random((3, 10, 8, 8, 1), dtype="float32")
-    >>> ds = clip_dataset(clips, num_frames=4, frame_stride=2, image_size=16, batch_size=2)
-    >>> [tuple(batch.shape) for batch in ds]
-    [(2, 4, 16, 16, 1)]
-    >>> ds = clip_dataset(clips, num_frames=4, clips_per_video=2)
-    >>> len(list(ds)), ds.skipped
-    (6, [])
+    Examples:
+        >>> clips = np.random.default_rng(0).random((3, 10, 8, 8, 1), dtype="float32")
+        >>> ds = clip_dataset(clips, num_frames=4, frame_stride=2, image_size=16, batch_size=2)
+        >>> [tuple(batch.shape) for batch in ds]
+        [(2, 4, 16, 16, 1)]
+        >>> ds = clip_dataset(clips, num_frames=4, clips_per_video=2)
+        >>> len(list(ds)), ds.skipped
+        (6, [])
     """
     import tensorflow as tf
 
@@ -382,11 +382,11 @@ def load_clips(source, num_frames=16, frame_stride=1, image_size=None, clips_per
     Raises:
         ValueError: as `clip_dataset`, and when the frame sizes differ without `image_size`.
 
-    Example:
-    >>> clips = [np.zeros((12, 8, 8, 3), "uint8"), np.full((9, 8, 8, 3), 255, "uint8")]
-    >>> x = load_clips(clips, num_frames=8, image_size=4)
-    >>> x.shape, float(x[1].min())
-    ((2, 8, 4, 4, 3), 1.0)
+    Examples:
+        >>> clips = [np.zeros((12, 8, 8, 3), "uint8"), np.full((9, 8, 8, 3), 255, "uint8")]
+        >>> x = load_clips(clips, num_frames=8, image_size=4)
+        >>> x.shape, float(x[1].min())
+        ((2, 8, 4, 4, 3), 1.0)
     """
     dataset = clip_dataset(source, num_frames=num_frames, frame_stride=frame_stride, image_size=image_size,
                            batch_size=None, clips_per_video=clips_per_video)

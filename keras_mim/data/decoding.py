@@ -15,9 +15,9 @@ _UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRA
 def natural_key(name):
     """Sort key ordering numbers numerically: `f2` before `f10` (case-insensitive).
 
-    Example:
-    >>> sorted(["f10.png", "F2.png", "f1.png"], key=natural_key)
-    ['f1.png', 'F2.png', 'f10.png']
+    Examples:
+        >>> sorted(["f10.png", "F2.png", "f1.png"], key=natural_key)
+        ['f1.png', 'F2.png', 'f10.png']
     """
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
 
@@ -27,10 +27,10 @@ def pil_to_array(image):
 
     8-bit modes are divided by 255, 16-bit ones by 65535, float ("F") images kept.
 
-    Example:
-    >>> from PIL import Image
-    >>> pil_to_array(Image.new("RGBA", (4, 2), (255, 0, 0, 9))).shape
-    (2, 4, 3)
+    Examples:
+        >>> from PIL import Image
+        >>> pil_to_array(Image.new("RGBA", (4, 2), (255, 0, 0, 9))).shape
+        (2, 4, 3)
     """
     if image.mode in ("1", "LA"):
         image = image.convert("L")
@@ -47,10 +47,10 @@ def exif_orientation(image):
     read from its header (a PNG's eXIf chunk after the pixels is not looked for: Pillow
     would decode the image to find it).
 
-    Example:
-    >>> from PIL import Image
-    >>> exif_orientation(Image.new("L", (4, 2)))
-    1
+    Examples:
+        >>> from PIL import Image
+        >>> exif_orientation(Image.new("L", (4, 2)))
+        1
     """
     if image.format == "PNG" and "exif" not in image.info:
         return 1
@@ -70,10 +70,10 @@ def make_upright(image, orientation):
     """The decoded pillow `image` turned as its EXIF `orientation` says (as
     `PIL.ImageOps.exif_transpose`, from the orientation read before decoding).
 
-    Example:
-    >>> from PIL import Image
-    >>> make_upright(Image.new("L", (4, 2)), 6).size
-    (2, 4)
+    Examples:
+        >>> from PIL import Image
+        >>> make_upright(Image.new("L", (4, 2)), 6).size
+        (2, 4)
     """
     if orientation == 1:
         return image
@@ -85,9 +85,9 @@ def make_upright(image, orientation):
 def error_reason(error):
     """Why a file was skipped, in one line: the exception's type and first line.
 
-    Example:
-    >>> error_reason(ValueError("truncated file\\nmore detail"))
-    'ValueError: truncated file'
+    Examples:
+        >>> error_reason(ValueError("truncated file\\nmore detail"))
+        'ValueError: truncated file'
     """
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
@@ -96,9 +96,9 @@ def error_reason(error):
 def summarize_skipped(skipped, limit=3):
     """The first `limit` of a `[(path, reason)]` list on one line, with the count of the rest.
 
-    Example:
-    >>> summarize_skipped([("a.png", "OSError: x"), ("b.png", "OSError: y")], limit=1)
-    'a.png (OSError: x); ... 1 more'
+    Examples:
+        >>> summarize_skipped([("a.png", "OSError: x"), ("b.png", "OSError: y")], limit=1)
+        'a.png (OSError: x); ... 1 more'
     """
     if not skipped:
         return "none"

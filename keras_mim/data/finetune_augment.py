@@ -135,12 +135,12 @@ def rand_augment(num_ops=2, factor=0.9, value_range=(0.0, 1.0), seed=None):
         value_range: `(low, high)` of the pixel values.
         seed: optional int seed.
 
-    Example:
-    >>> import tensorflow as tf, numpy as np
-    >>> layer = rand_augment(seed=0)
-    >>> ds = tf.data.Dataset.from_tensor_slices(np.random.rand(2, 8, 8, 3).astype("float32"))
-    >>> [tuple(x.shape) for x in ds.map(layer)]
-    [(8, 8, 3), (8, 8, 3)]
+    Examples:
+        >>> import tensorflow as tf, numpy as np
+        >>> layer = rand_augment(seed=0)
+        >>> ds = tf.data.Dataset.from_tensor_slices(np.random.rand(2, 8, 8, 3).astype("float32"))
+        >>> [tuple(x.shape) for x in ds.map(layer)]
+        [(8, 8, 3), (8, 8, 3)]
     """
     layer = keras.layers.RandAugment(value_range=value_range, num_ops=num_ops, factor=factor, seed=seed)
     replace_rand_augment_op(layer, "equalization",
@@ -242,13 +242,13 @@ def finetune_dataset(
         A prefetched `tf.data.Dataset` of float32 `(images (B, H, W, C), labels (B, K))`
         for `model.fit` / `model.evaluate` (train with `CategoricalCrossentropy`).
 
-    Example:
-    >>> import numpy as np
-    >>> x, y = np.random.rand(8, 16, 16, 3).astype("float32"), np.arange(8) % 4
-    >>> ds = finetune_dataset(x, y, num_classes=4, batch_size=4, seed=0)
-    >>> images, labels = next(iter(ds))
-    >>> tuple(images.shape), tuple(labels.shape), bool(np.allclose(np.sum(labels, -1), 1.0))
-    ((4, 16, 16, 3), (4, 4), True)
+    Examples:
+        >>> import numpy as np
+        >>> x, y = np.random.rand(8, 16, 16, 3).astype("float32"), np.arange(8) % 4
+        >>> ds = finetune_dataset(x, y, num_classes=4, batch_size=4, seed=0)
+        >>> images, labels = next(iter(ds))
+        >>> tuple(images.shape), tuple(labels.shape), bool(np.allclose(np.sum(labels, -1), 1.0))
+        ((4, 16, 16, 3), (4, 4), True)
     """
     import tensorflow as tf
 

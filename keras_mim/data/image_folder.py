@@ -198,28 +198,35 @@ class ImageFolder:
         recursive: scan subfolders too.
 
     Attributes:
-        path, files (list of paths), sizes (list of `(H, W)`), channels (list of ints),
-        num_channels, class_names, labels (int array), skipped (list of `(path, reason)`),
-        animated (paths of the animated files, read as their first frame), skipped_log
-        (None, or a text file each file skipped while decoding is appended to).
+        path: the folder scanned.
+        files: the image paths taken (list).
+        sizes: each file's `(H, W)`.
+        channels: each file's channel count.
+        num_channels: the folder's channel count (see above).
+        class_names: the first-level subfolder names, sorted.
+        labels: each file's class index (int array; -1 directly in `path`).
+        skipped: `(path, reason)` of each file skipped.
+        animated: the animated files, read as their first frame.
+        skipped_log: None, or a text file each file skipped while decoding is appended to.
 
     Raises:
-        FileNotFoundError: `path` does not exist. ValueError: `path` is not a folder, holds
-        no image file, or no readable one (the error summarises the skipped files).
+        FileNotFoundError: `path` does not exist.
+        ValueError: `path` is not a folder, holds no image file, or no readable one (the
+            error summarises the skipped files).
 
-    Example:
-    >>> import tempfile
-    >>> from PIL import Image
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> os.makedirs(os.path.join(tmp.name, "cats"))
-    >>> Image.new("RGB", (12, 8), (255, 0, 0)).save(os.path.join(tmp.name, "cats", "a.png"))
-    >>> Image.new("L", (6, 6), 128).save(os.path.join(tmp.name, "cats", "b.jpg"))
-    >>> folder = ImageFolder(tmp.name)
-    >>> len(folder), folder.sizes, folder.num_channels, folder.class_names
-    (2, [(8, 12), (6, 6)], 3, ['cats'])
-    >>> folder.read([0]).shape, folder.read(1, image_size=4).shape
-    ((1, 8, 12, 3), (4, 4, 3))
-    >>> tmp.cleanup()
+    Examples:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> os.makedirs(os.path.join(tmp.name, "cats"))
+        >>> Image.new("RGB", (12, 8), (255, 0, 0)).save(os.path.join(tmp.name, "cats", "a.png"))
+        >>> Image.new("L", (6, 6), 128).save(os.path.join(tmp.name, "cats", "b.jpg"))
+        >>> folder = ImageFolder(tmp.name)
+        >>> len(folder), folder.sizes, folder.num_channels, folder.class_names
+        (2, [(8, 12), (6, 6)], 3, ['cats'])
+        >>> folder.read([0]).shape, folder.read(1, image_size=4).shape
+        ((1, 8, 12, 3), (4, 4, 3))
+        >>> tmp.cleanup()
     """
 
     skipped_log = None

@@ -304,11 +304,11 @@ def image_dataset(source, image_size=None, batch_size=32, augmentation=None, res
         `(images, int32 labels)`), with attributes `skipped` (list of `(path, reason)`),
         `class_names` (or None) and `num_channels`.
 
-    Example:
-    >>> x = (np.random.default_rng(0).random((10, 24, 20, 3)) * 255).astype("uint8")
-    >>> ds = image_dataset(x, image_size=16, batch_size=4, augmentation="mae")
-    >>> [tuple(batch.shape) for batch in ds]
-    [(4, 16, 16, 3), (4, 16, 16, 3), (2, 16, 16, 3)]
+    Examples:
+        >>> x = (np.random.default_rng(0).random((10, 24, 20, 3)) * 255).astype("uint8")
+        >>> ds = image_dataset(x, image_size=16, batch_size=4, augmentation="mae")
+        >>> [tuple(batch.shape) for batch in ds]
+        [(4, 16, 16, 3), (4, 16, 16, 3), (2, 16, 16, 3)]
     """
     import tensorflow as tf
 

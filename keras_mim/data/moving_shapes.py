@@ -62,14 +62,14 @@ def moving_shapes(num_clips, num_frames=16, image_size=32, num_channels=3, num_s
     Raises:
         ValueError: a bad argument (named in the message).
 
-    Example:
-    >>> clips = moving_shapes(4, num_frames=8, image_size=32, seed=0)
-    >>> clips.shape, str(clips.dtype)
-    ((4, 8, 32, 32, 3), 'float32')
-    >>> moving_shapes(2, image_size=(16, 24), num_channels=1).shape
-    (2, 16, 16, 24, 1)
-    >>> bool((moving_shapes(2, seed=3) == moving_shapes(2, seed=3)).all())
-    True
+    Examples:
+        >>> clips = moving_shapes(4, num_frames=8, image_size=32, seed=0)
+        >>> clips.shape, str(clips.dtype)
+        ((4, 8, 32, 32, 3), 'float32')
+        >>> moving_shapes(2, image_size=(16, 24), num_channels=1).shape
+        (2, 16, 16, 24, 1)
+        >>> bool((moving_shapes(2, seed=3) == moving_shapes(2, seed=3)).all())
+        True
     """
     check_positive_int(num_clips, "num_clips")
     check_positive_int(num_frames, "num_frames")

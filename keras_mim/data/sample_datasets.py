@@ -75,12 +75,12 @@ def load_sample_images(name="digits", image_size=None, num_images=None, seed=0):
     Raises:
         ValueError: unknown `name`, or a bad `image_size`, `num_images` or `seed`.
 
-    Example:
-    >>> x = load_sample_images("digits", image_size=16, num_images=8)
-    >>> x.shape, str(x.dtype)
-    ((8, 16, 16, 1), 'float32')
-    >>> load_sample_images("photos", num_images=4, seed=1).shape
-    (4, 32, 32, 3)
+    Examples:
+        >>> x = load_sample_images("digits", image_size=16, num_images=8)
+        >>> x.shape, str(x.dtype)
+        ((8, 16, 16, 1), 'float32')
+        >>> load_sample_images("photos", num_images=4, seed=1).shape
+        (4, 32, 32, 3)
     """
     if name not in DEFAULT_IMAGE_SIZES:
         raise ValueError(
@@ -137,10 +137,10 @@ def load_labelled_digits(split="train", image_size=None, seed=0):
     Returns:
         `(images, labels)`: float32 `(n, H, W, 1)` in `[0, 1]` and int32 `(n,)` in 0..9.
 
-    Example:
-    >>> x, y = load_labelled_digits("test")
-    >>> x.shape, sorted(set(y.tolist())) == list(range(10))
-    ((359, 16, 16, 1), True)
+    Examples:
+        >>> x, y = load_labelled_digits("test")
+        >>> x.shape, sorted(set(y.tolist())) == list(range(10))
+        ((359, 16, 16, 1), True)
     """
     if split not in ("train", "test", "all"):
         raise ValueError(f"`split` must be 'train', 'test' or 'all', got {split!r}.")

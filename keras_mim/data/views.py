@@ -67,10 +67,10 @@ def random_resized_crop_box(image_shape, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
     Returns:
         `(top, left, height, width)`, int32 scalar tensors.
 
-    Example:
-    >>> top, left, height, width = random_resized_crop_box((100, 200), scale=(0.2, 1.0), seed=(0, 1))
-    >>> bool(0 <= top and top + height <= 100 and 0 <= left and left + width <= 200 and height > 0)
-    True
+    Examples:
+        >>> top, left, height, width = random_resized_crop_box((100, 200), scale=(0.2, 1.0), seed=(0, 1))
+        >>> bool(0 <= top and top + height <= 100 and 0 <= left and left + width <= 200 and height > 0)
+        True
     """
     import tensorflow as tf
 
@@ -149,11 +149,11 @@ def cropmae_views(image, image_size=224, global_scale=(0.1, 1.0), local_scale=(0
     Returns:
         `{"reference": global view, "target": local view}`, float32 `(*image_size, C)` tensors.
 
-    Example:
-    >>> image = np.random.default_rng(0).random((64, 48, 3), dtype="float32")
-    >>> views = cropmae_views(image, image_size=32, seed=(1, 2))
-    >>> sorted(views), tuple(views["target"].shape)
-    (['reference', 'target'], (32, 32, 3))
+    Examples:
+        >>> image = np.random.default_rng(0).random((64, 48, 3), dtype="float32")
+        >>> views = cropmae_views(image, image_size=32, seed=(1, 2))
+        >>> sorted(views), tuple(views["target"].shape)
+        (['reference', 'target'], (32, 32, 3))
     """
     import tensorflow as tf
 
@@ -196,11 +196,11 @@ def siammae_views(clip, image_size=224, min_gap=4, max_gap=47, scale=(0.5, 1.0),
     Returns:
         `{"reference": earlier frame, "target": later frame}`, float32 `(*image_size, C)`.
 
-    Example:
-    >>> clip = np.random.default_rng(0).random((8, 40, 40, 1), dtype="float32")
-    >>> views = siammae_views(clip, image_size=16, seed=(0, 3))
-    >>> tuple(views["reference"].shape), tuple(views["target"].shape)
-    ((16, 16, 1), (16, 16, 1))
+    Examples:
+        >>> clip = np.random.default_rng(0).random((8, 40, 40, 1), dtype="float32")
+        >>> views = siammae_views(clip, image_size=16, seed=(0, 3))
+        >>> tuple(views["reference"].shape), tuple(views["target"].shape)
+        ((16, 16, 1), (16, 16, 1))
     """
     import tensorflow as tf
 
@@ -250,11 +250,11 @@ def ibot_views(image, image_size=224, scale=(0.14, 1.0), ratio=(3 / 4, 4 / 3), f
     Returns:
         `{"reference": first crop, "target": second crop}`, float32 `(*image_size, C)` tensors.
 
-    Example:
-    >>> image = np.random.default_rng(0).random((40, 32, 1), dtype="float32")
-    >>> views = ibot_views(image, image_size=16, seed=(3, 4))
-    >>> sorted(views), tuple(views["reference"].shape)
-    (['reference', 'target'], (16, 16, 1))
+    Examples:
+        >>> image = np.random.default_rng(0).random((40, 32, 1), dtype="float32")
+        >>> views = ibot_views(image, image_size=16, seed=(3, 4))
+        >>> sorted(views), tuple(views["reference"].shape)
+        (['reference', 'target'], (16, 16, 1))
     """
     import tensorflow as tf
 
@@ -293,11 +293,11 @@ def view_dataset(source, method="cropmae", image_size=224, batch_size=32, seed=0
     Returns:
         A `tf.data.Dataset` of dicts of float32 `(batch_size, *image_size, C)` tensors.
 
-    Example:
-    >>> images = np.random.default_rng(0).random((5, 40, 40, 3), dtype="float32")
-    >>> ds = view_dataset(images, "cropmae", image_size=16, batch_size=2)
-    >>> [tuple(batch["target"].shape) for batch in ds]
-    [(2, 16, 16, 3), (2, 16, 16, 3)]
+    Examples:
+        >>> images = np.random.default_rng(0).random((5, 40, 40, 3), dtype="float32")
+        >>> ds = view_dataset(images, "cropmae", image_size=16, batch_size=2)
+        >>> [tuple(batch["target"].shape) for batch in ds]
+        [(2, 16, 16, 3), (2, 16, 16, 3)]
     """
     import tensorflow as tf
 

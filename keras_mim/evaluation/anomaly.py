@@ -55,13 +55,13 @@ def reconstruction_scores(model, images, num_masks=8, seed=0, batch_size=64, ver
     Returns:
         `(scores, errors)`: `(M,)` float64 means and the `(M, num_masks)` errors behind them.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim import MaskedAutoencoder
-    >>> model = MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    >>> scores, errors = reconstruction_scores(model, np.random.rand(5, 16, 16, 3), num_masks=2, verbose=0)
-    >>> scores.shape, errors.shape
-    ((5,), (5, 2))
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim import MaskedAutoencoder
+        >>> model = MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        >>> scores, errors = reconstruction_scores(model, np.random.rand(5, 16, 16, 3), num_masks=2, verbose=0)
+        >>> scores.shape, errors.shape
+        ((5,), (5, 2))
     """
     check_scorable(model)
     if isinstance(num_masks, bool) or not isinstance(num_masks, int) or num_masks < 1:

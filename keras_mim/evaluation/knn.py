@@ -51,6 +51,7 @@ def extract_features(model, images, pooling=None, batch_size=128, verbose="auto"
 
 
 def check_labels(labels, count, name):
+    """`labels` as a 1-D array of `count` class ids; a ValueError naming `name` otherwise."""
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != count:
         raise ValueError(f"`{name}` must be a 1-D array of {count} class ids, got shape {labels.shape}.")
@@ -79,12 +80,12 @@ def knn_scores(train_features, train_labels, test_features, num_classes=None, k=
     Returns:
         float32 numpy `(M, num_classes)` summed vote weights.
 
-    Example:
-    >>> import numpy as np
-    >>> bank = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], "float32")
-    >>> scores = knn_scores(bank, np.array([0, 0, 1]), np.array([[1.0, 0.05]], "float32"), k=2)
-    >>> int(scores.argmax(-1)[0])
-    0
+    Examples:
+        >>> import numpy as np
+        >>> bank = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]], "float32")
+        >>> scores = knn_scores(bank, np.array([0, 0, 1]), np.array([[1.0, 0.05]], "float32"), k=2)
+        >>> int(scores.argmax(-1)[0])
+        0
     """
     train_features = np.asarray(train_features, dtype="float32")
     test_features = np.asarray(test_features, dtype="float32")
@@ -122,9 +123,12 @@ def knn_evaluate(model, train_images, train_labels, test_images, test_labels, k=
 
     Args:
         model: a `ViTEncoder` or a model holding one in `.encoder`.
-        train_images, train_labels: the labelled bank (arrays).
-        test_images, test_labels: the images to classify and their labels.
-        k, temperature: see `knn_scores`.
+        train_images: the labelled bank (an array).
+        train_labels: its labels.
+        test_images: the images to classify.
+        test_labels: their labels.
+        k: see `knn_scores`.
+        temperature: see `knn_scores`.
         pooling: see `FeatureExtractor`.
         batch_size: batch size of the feature extraction.
         verbose: progress bars of the feature extraction.
@@ -132,14 +136,14 @@ def knn_evaluate(model, train_images, train_labels, test_images, test_labels, k=
     Returns:
         dict with `top1`, `top5` (fractions in [0, 1]), `k`, `temperature`, `pooling`.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim import ViTEncoder
-    >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
-    >>> x = np.random.rand(12, 16, 16, 3).astype("float32")
-    >>> r = knn_evaluate(enc, x, np.arange(12) % 3, x, np.arange(12) % 3, k=1, verbose=0)
-    >>> r["top1"]
-    1.0
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim import ViTEncoder
+        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+        >>> x = np.random.rand(12, 16, 16, 3).astype("float32")
+        >>> r = knn_evaluate(enc, x, np.arange(12) % 3, x, np.arange(12) % 3, k=1, verbose=0)
+        >>> r["top1"]
+        1.0
     """
     train_labels = check_labels(train_labels, len(train_images), "train_labels")
     test_labels = check_labels(test_labels, len(test_images), "test_labels")

@@ -24,8 +24,9 @@ def load_labelled_npz(path, name="`path`"):
         float32 `(N, H, W, C)` images and int32 labels, train then test.
 
     Raises:
-        FileNotFoundError: `path` does not exist. ValueError: it does not read as a
-        `.npz`, lacks a key, or holds arrays of the wrong kind (the error names which).
+        FileNotFoundError: `path` does not exist.
+        ValueError: it does not read as a `.npz`, lacks a key, or holds arrays of the wrong
+            kind (the error names which).
     """
     where = f"{name} {os.fspath(path)!r}"
     if not os.path.isfile(path):
@@ -96,9 +97,9 @@ def scan_labelled_folder(path, test_fraction=DEFAULT_TEST_FRACTION, name="`path`
         `(train, test)` ImageFolder views (same `class_names`).
 
     Raises:
-        FileNotFoundError: `path` does not exist. ValueError: no class subfolders, images
-        directly in `path`, one class only, an empty split, classes that differ between
-        train and test.
+        FileNotFoundError: `path` does not exist.
+        ValueError: no class subfolders, images directly in `path`, one class only, an
+            empty split, classes that differ between train and test.
     """
     where = f"{name} {os.fspath(path)!r}"
     if not os.path.isdir(path):
@@ -164,9 +165,9 @@ def first_per_class(labels, count, class_names=None, what=None):
     Raises:
         ValueError: a class has fewer than `count` images (naming the smallest class).
 
-    Example:
-    >>> first_per_class([0, 1, 0, 1, 0], 2).tolist()
-    [0, 1, 2, 3]
+    Examples:
+        >>> first_per_class([0, 1, 0, 1, 0], 2).tolist()
+        [0, 1, 2, 3]
     """
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)

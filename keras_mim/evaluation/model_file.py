@@ -41,15 +41,15 @@ def inspect_keras_file(path, name="`path`"):
         FileNotFoundError: `path` does not exist.
         ValueError: anything else, naming `path` and what is wrong.
 
-    Example:
-    >>> import tempfile
-    >>> with tempfile.NamedTemporaryFile(suffix=".keras") as f:
-    ...     _ = f.write(b"PK\\x03\\x04 cut short")
-    ...     f.flush()
-    ...     inspect_keras_file(f.name)
-    Traceback (most recent call last):
-    ...
-    ValueError: `path` '...' is truncated or damaged: ...
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(suffix=".keras") as f:
+        ...     _ = f.write(b"PK\\x03\\x04 cut short")
+        ...     f.flush()
+        ...     inspect_keras_file(f.name)
+        Traceback (most recent call last):
+        ...
+        ValueError: `path` '...' is truncated or damaged: ...
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a .keras file path, got {type(path).__name__}.")

@@ -59,16 +59,16 @@ def fit_linear_probe(probe, images, labels, epochs=90, batch_size=128, base_lear
         with the ridge head `ridge` (its `l2`, `scale` and leave-one-out accuracy). The
         probe is left compiled with the same loss and accuracy, for `probe.evaluate`.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim import LinearProbe, ViTEncoder
-    >>> probe = LinearProbe(ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), 3)
-    >>> x, y = np.random.rand(12, 16, 16, 3).astype("float32"), np.arange(12) % 3
-    >>> history = fit_linear_probe(probe, x, y, epochs=2, batch_size=4, verbose=0)
-    >>> len(history["loss"]), tuple(probe.predict(x, verbose=0).shape)
-    (2, (12, 3))
-    >>> sorted(probe.evaluate(x, y, verbose=0, return_dict=True))
-    ['accuracy', 'loss']
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim import LinearProbe, ViTEncoder
+        >>> probe = LinearProbe(ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), 3)
+        >>> x, y = np.random.rand(12, 16, 16, 3).astype("float32"), np.arange(12) % 3
+        >>> history = fit_linear_probe(probe, x, y, epochs=2, batch_size=4, verbose=0)
+        >>> len(history["loss"]), tuple(probe.predict(x, verbose=0).shape)
+        (2, (12, 3))
+        >>> sorted(probe.evaluate(x, y, verbose=0, return_dict=True))
+        ['accuracy', 'loss']
     """
     from keras_mim.models.linear_probe import LinearProbe
     from keras_mim.optimizers import warmup_cosine_schedule
@@ -149,14 +149,14 @@ def fit_attentive_probe(probe, images, labels, epochs=20, batch_size=64, learnin
         The Keras history dict (`loss`, `accuracy` per epoch). The probe is left compiled with
         the same loss and accuracy, for `probe.evaluate`.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim import AttentiveProbe, ViTEncoder
-    >>> probe = AttentiveProbe(ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), 3)
-    >>> x, y = np.random.rand(12, 16, 16, 3).astype("float32"), np.arange(12) % 3
-    >>> history = fit_attentive_probe(probe, x, y, epochs=2, batch_size=4, verbose=0)
-    >>> len(history["loss"]), tuple(probe.predict(x, verbose=0).shape)
-    (2, (12, 3))
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim import AttentiveProbe, ViTEncoder
+        >>> probe = AttentiveProbe(ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2), 3)
+        >>> x, y = np.random.rand(12, 16, 16, 3).astype("float32"), np.arange(12) % 3
+        >>> history = fit_attentive_probe(probe, x, y, epochs=2, batch_size=4, verbose=0)
+        >>> len(history["loss"]), tuple(probe.predict(x, verbose=0).shape)
+        (2, (12, 3))
     """
     from keras_mim.models.attentive_probe import AttentiveProbe
     from keras_mim.optimizers import warmup_cosine_schedule

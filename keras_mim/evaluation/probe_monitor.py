@@ -31,9 +31,10 @@ class ProbeMonitor(keras.callbacks.Callback):
     seconds where an SGD probe takes minutes.
 
     Args:
-        train_images, train_labels: labelled images `(N, H, W, C)` in [0, 1] and their class
-            ids (N >= 4; the probe and the k-NN bank).
-        test_images, test_labels: held-out labelled images and ids (scored, never fitted).
+        train_images: labelled images `(N, H, W, C)` in [0, 1] (N >= 4; the probe and the k-NN bank).
+        train_labels: their class ids.
+        test_images: held-out labelled images (scored, never fitted).
+        test_labels: their class ids.
         every: probe every this many epochs (the last epoch is always probed).
         k: k-NN neighbours (capped at N).
         validation_fraction: share of each class of the train images choosing the block.

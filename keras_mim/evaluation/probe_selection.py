@@ -77,8 +77,9 @@ def select_probe_features(model, images, labels, num_classes=None, validation_fr
 
     Args:
         model: a `ViTEncoder` or a model holding one in `.encoder`.
-        images, labels: the labelled TRAINING images `(N, H, W, C)` and `(N,)` class ids
-            (at most `MAX_SELECTION_IMAGES`, a random subset, take part).
+        images: the labelled TRAINING images `(N, H, W, C)` (at most `MAX_SELECTION_IMAGES`, a
+            random subset, take part).
+        labels: their `(N,)` class ids.
         num_classes: K (default: max label + 1).
         validation_fraction: share of each class held out for validation.
         seed: seed of the split and the subset.
@@ -90,13 +91,13 @@ def select_probe_features(model, images, labels, num_classes=None, validation_fr
         dict: `block` (None for the encoder's output) and `pooling` for `LinearProbe`,
         `validation_accuracy`, and `table` (`"block/pooling"` -> validation accuracy).
 
-    Example:
-    >>> from keras_mim import ViTEncoder
-    >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> x, y = np.random.rand(40, 16, 16, 3).astype("float32"), np.arange(40) % 2
-    >>> choice = select_probe_features(encoder, x, y)
-    >>> sorted(choice), len(choice["table"])
-    (['block', 'pooling', 'table', 'validation_accuracy'], 4)
+    Examples:
+        >>> from keras_mim import ViTEncoder
+        >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> x, y = np.random.rand(40, 16, 16, 3).astype("float32"), np.arange(40) % 2
+        >>> choice = select_probe_features(encoder, x, y)
+        >>> sorted(choice), len(choice["table"])
+        (['block', 'pooling', 'table', 'validation_accuracy'], 4)
     """
     labels = check_labels(labels, len(images), "labels")
     num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)

@@ -56,7 +56,8 @@ def ridge_head_init(features, labels, num_classes, mean, variance, epsilon=1e-6,
         features: `(N, D)` features (N >= 2).
         labels: `(N,)` integer class ids below `num_classes`.
         num_classes: K, the head's width.
-        mean, variance: `(D,)` per-channel statistics the head's input is standardised with.
+        mean: `(D,)` per-channel mean the head's input is standardised with.
+        variance: `(D,)` per-channel variance the head's input is standardised with.
         epsilon: added to `variance` (BatchNorm's epsilon).
         seed: seed of the subset choice.
 
@@ -64,13 +65,13 @@ def ridge_head_init(features, labels, num_classes, mean, variance, epsilon=1e-6,
         `(kernel (D, K), bias (K,), info)` in float32; `info` holds `l2`, `scale` and the
         leave-one-out `loo_accuracy`.
 
-    Example:
-    >>> rng = np.random.default_rng(0)
-    >>> x, y = rng.normal(size=(60, 5)), np.arange(60) % 3
-    >>> x[np.arange(60), y] += 3.0  # class c is bright on channel c
-    >>> kernel, bias, info = ridge_head_init(x, y, 3, x.mean(0), x.var(0))
-    >>> kernel.shape, bias.shape, info["loo_accuracy"] > 0.9
-    ((5, 3), (3,), True)
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(60, 5)), np.arange(60) % 3
+        >>> x[np.arange(60), y] += 3.0  # class c is bright on channel c
+        >>> kernel, bias, info = ridge_head_init(x, y, 3, x.mean(0), x.var(0))
+        >>> kernel.shape, bias.shape, info["loo_accuracy"] > 0.9
+        ((5, 3), (3,), True)
     """
     features = np.asarray(features)
     labels = np.asarray(labels).astype("int64")

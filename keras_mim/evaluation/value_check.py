@@ -28,8 +28,10 @@ def pretraining_value(model, train_images, train_labels, test_images, test_label
 
     Args:
         model: a `ViTEncoder` or a model holding one in `.encoder` (a pretraining model).
-        train_images, train_labels: the labelled bank (arrays).
-        test_images, test_labels: held-out images and their labels.
+        train_images: the labelled bank (an array).
+        train_labels: its labels.
+        test_images: held-out images.
+        test_labels: their labels.
         seed: the random initialisation's seed (see `random_init_encoder`).
         k: neighbours (capped at the bank's size).
         temperature: vote temperature.
@@ -39,14 +41,14 @@ def pretraining_value(model, train_images, train_labels, test_images, test_label
         dict: `pretrained` and `random_init` top-1 accuracies, `gain` (their difference),
         `k`, `num_train`, `num_test`.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim import ViTEncoder
-    >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
-    >>> x, y = np.random.rand(12, 16, 16, 3).astype("float32"), np.arange(12) % 3
-    >>> result = pretraining_value(encoder, x[:9], y[:9], x[9:], y[9:], k=3)
-    >>> sorted(result)
-    ['gain', 'k', 'num_test', 'num_train', 'pretrained', 'random_init']
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim import ViTEncoder
+        >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+        >>> x, y = np.random.rand(12, 16, 16, 3).astype("float32"), np.arange(12) % 3
+        >>> result = pretraining_value(encoder, x[:9], y[:9], x[9:], y[9:], k=3)
+        >>> sorted(result)
+        ['gain', 'k', 'num_test', 'num_train', 'pretrained', 'random_init']
     """
     train_labels = check_labels(train_labels, len(train_images), "train_labels")
     test_labels = check_labels(test_labels, len(test_images), "test_labels")

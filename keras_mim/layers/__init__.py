@@ -1,3 +1,6 @@
+"""Reusable blocks: patching, position tables, attention and transformer blocks, token ops,
+sparse (masked) convolution helpers, the Hiera blocks."""
+
 from keras_mim.layers.attention import MultiHeadSelfAttention
 from keras_mim.layers.cross_attention import MultiHeadCrossAttention
 from keras_mim.layers.cross_attention_block import CrossAttentionBlock

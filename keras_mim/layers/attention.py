@@ -23,10 +23,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         dropout: dropout rate after the output projection.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(MultiHeadSelfAttention(4)(np.zeros((2, 5, 32), "float32")).shape)
-    (2, 5, 32)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(MultiHeadSelfAttention(4)(np.zeros((2, 5, 32), "float32")).shape)
+        (2, 5, 32)
     """
 
     def __init__(self, num_heads, qkv_bias=True, dropout=0.0, **kwargs):

@@ -34,11 +34,11 @@ class ConvNeXtBlock(keras.layers.Layer):
         seed: optional int seed of drop path.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> block = ConvNeXtBlock(16)
-    >>> tuple(block(np.zeros((2, 8, 8, 16), "float32")).shape)
-    (2, 8, 8, 16)
+    Examples:
+        >>> import numpy as np
+        >>> block = ConvNeXtBlock(16)
+        >>> tuple(block(np.zeros((2, 8, 8, 16), "float32")).shape)
+        (2, 8, 8, 16)
     """
 
     def __init__(self, dim, drop_path_rate=0.0, mlp_ratio=4, kernel_size=7, norm_epsilon=1e-6, seed=None, **kwargs):

@@ -36,11 +36,11 @@ class MultiHeadCrossAttention(keras.layers.Layer):
             cross-attention declares a projection but does not apply it.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> layer = MultiHeadCrossAttention(4)
-    >>> tuple(layer(np.zeros((2, 5, 32), "float32"), np.zeros((2, 7, 16), "float32")).shape)
-    (2, 5, 32)
+    Examples:
+        >>> import numpy as np
+        >>> layer = MultiHeadCrossAttention(4)
+        >>> tuple(layer(np.zeros((2, 5, 32), "float32"), np.zeros((2, 7, 16), "float32")).shape)
+        (2, 5, 32)
     """
 
     def __init__(self, num_heads, qkv_bias=True, dropout=0.0, seed=None, output_projection=True, **kwargs):

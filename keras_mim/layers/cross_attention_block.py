@@ -34,11 +34,11 @@ class CrossAttentionBlock(keras.layers.Layer):
         seed: optional int seed of the cross-attention dropout.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> block = CrossAttentionBlock(num_heads=2, mlp_ratio=2.0)
-    >>> tuple(block(np.zeros((2, 5, 16), "float32"), np.zeros((2, 9, 16), "float32")).shape)
-    (2, 5, 16)
+    Examples:
+        >>> import numpy as np
+        >>> block = CrossAttentionBlock(num_heads=2, mlp_ratio=2.0)
+        >>> tuple(block(np.zeros((2, 5, 16), "float32"), np.zeros((2, 9, 16), "float32")).shape)
+        (2, 5, 16)
     """
 
     def __init__(

@@ -14,10 +14,10 @@ class DropPath(keras.layers.Layer):
         seed: optional int for repeatable drops.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(DropPath(0.1, seed=0)(np.ones((4, 3, 8), "float32"), training=True).shape)
-    (4, 3, 8)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(DropPath(0.1, seed=0)(np.ones((4, 3, 8), "float32"), training=True).shape)
+        (4, 3, 8)
     """
 
     def __init__(self, rate=0.0, seed=None, **kwargs):

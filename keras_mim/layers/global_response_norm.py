@@ -22,12 +22,12 @@ class GlobalResponseNorm(keras.layers.Layer):
         epsilon: added to the channel mean of `G` (official: 1e-6).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import keras, numpy as np
-    >>> grn = GlobalResponseNorm()
-    >>> x = np.random.rand(2, 4, 4, 8).astype("float32")
-    >>> bool(np.allclose(keras.ops.convert_to_numpy(grn(x)), x))  # gamma = beta = 0 at initialisation
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> grn = GlobalResponseNorm()
+        >>> x = np.random.rand(2, 4, 4, 8).astype("float32")
+        >>> bool(np.allclose(keras.ops.convert_to_numpy(grn(x)), x))  # gamma = beta = 0 at initialisation
+        True
     """
 
     def __init__(self, epsilon=1e-6, **kwargs):

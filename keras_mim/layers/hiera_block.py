@@ -31,11 +31,11 @@ class HieraBlock(keras.layers.Layer):
         seed: optional int seed of drop path.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> block = HieraBlock(16, 2, q_stride=4, window_size=4, use_mask_unit_attn=True)
-    >>> tuple(block(np.zeros((2, 64, 8), "float32")).shape)
-    (2, 16, 16)
+    Examples:
+        >>> import numpy as np
+        >>> block = HieraBlock(16, 2, q_stride=4, window_size=4, use_mask_unit_attn=True)
+        >>> tuple(block(np.zeros((2, 64, 8), "float32")).shape)
+        (2, 16, 16)
     """
 
     def __init__(self, dim_out, num_heads, mlp_ratio=4.0, drop_path=0.0, q_stride=1, window_size=0,

@@ -54,9 +54,9 @@ def unroll_order(token_shape, stride, levels):
     Returns:
         int array of length `th * tw`.
 
-    Example:
-    >>> unroll_order((4, 4), 2, 1).reshape(4, 4).tolist()  # 4 units of 2 x 2 tokens
-    [[0, 2, 8, 10], [1, 3, 9, 11], [4, 6, 12, 14], [5, 7, 13, 15]]
+    Examples:
+        >>> unroll_order((4, 4), 2, 1).reshape(4, 4).tolist()  # 4 units of 2 x 2 tokens
+        [[0, 2, 8, 10], [1, 3, 9, 11], [4, 6, 12, 14], [5, 7, 13, 15]]
     """
     th, tw = token_shape
     unit = stride ** levels
@@ -94,11 +94,11 @@ def reroll(tokens, num_units, stride, levels):
     """Unrolled tokens of `num_units` units `(B, J * K, C)` -> `(B, K, u, u, C)`, each unit's
     tokens in spatial order (`u = stride ** levels` tokens a side; official `Reroll` with a mask).
 
-    Example:
-    >>> import numpy as np
-    >>> x = np.arange(16.0).reshape(1, 16, 1)[:, unroll_order((4, 4), 2, 1)]
-    >>> ops.convert_to_numpy(reroll(x, 4, 2, 1))[0, :, :, :, 0].tolist()[0]
-    [[0.0, 1.0], [4.0, 5.0]]
+    Examples:
+        >>> import numpy as np
+        >>> x = np.arange(16.0).reshape(1, 16, 1)[:, unroll_order((4, 4), 2, 1)]
+        >>> ops.convert_to_numpy(reroll(x, 4, 2, 1))[0, :, :, :, 0].tolist()[0]
+        [[0.0, 1.0], [4.0, 5.0]]
     """
     n, c = tokens.shape[1], tokens.shape[2]
     j = n // num_units

@@ -26,12 +26,12 @@ class LayerNorm(keras.layers.LayerNormalization):
         **kwargs: other `keras.layers.LayerNormalization` arguments (`center`,
             `scale`, initializers, name, dtype).
 
-    Example:
-    >>> import keras, numpy as np
-    >>> model = keras.Sequential([keras.Input((3,)), LayerNorm(epsilon=1e-6)])
-    >>> y = model.predict(np.array([[1.0, 2.0, 3.0]], "float32"), verbose=0)
-    >>> print(np.round(y, 3))
-    [[-1.225  0.     1.225]]
+    Examples:
+        >>> import keras, numpy as np
+        >>> model = keras.Sequential([keras.Input((3,)), LayerNorm(epsilon=1e-6)])
+        >>> y = model.predict(np.array([[1.0, 2.0, 3.0]], "float32"), verbose=0)
+        >>> print(np.round(y, 3))
+        [[-1.225  0.     1.225]]
     """
 
     def __init__(self, epsilon=1e-6, axis=-1, **kwargs):

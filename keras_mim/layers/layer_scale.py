@@ -11,12 +11,12 @@ class LayerScale(keras.layers.Layer):
         init_value: initial scale (e.g. 1e-5 or 0.1).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> import keras, numpy as np
-    >>> out = LayerScale(0.1)(np.ones((1, 2, 4), "float32"))
-    >>> [round(float(v), 3) for v in keras.ops.convert_to_numpy(out)[0, 0]]
-    [0.1, 0.1, 0.1, 0.1]
+    Examples:
+        >>> import numpy as np
+        >>> import keras, numpy as np
+        >>> out = LayerScale(0.1)(np.ones((1, 2, 4), "float32"))
+        >>> [round(float(v), 3) for v in keras.ops.convert_to_numpy(out)[0, 0]]
+        [0.1, 0.1, 0.1, 0.1]
     """
 
     def __init__(self, init_value=1e-5, **kwargs):

@@ -26,11 +26,11 @@ class MaskUnitAttention(keras.layers.Layer):
         use_mask_unit_attn: attend within mask units (True) or globally (False).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> attn = MaskUnitAttention(16, 2, q_stride=4, window_size=4, use_mask_unit_attn=True)
-    >>> tuple(attn(np.zeros((2, 64, 8), "float32")).shape)  # 4 units of 16 tokens, pooled
-    (2, 16, 16)
+    Examples:
+        >>> import numpy as np
+        >>> attn = MaskUnitAttention(16, 2, q_stride=4, window_size=4, use_mask_unit_attn=True)
+        >>> tuple(attn(np.zeros((2, 64, 8), "float32")).shape)  # 4 units of 16 tokens, pooled
+        (2, 16, 16)
     """
 
     def __init__(self, dim_out, num_heads, q_stride=1, window_size=0, use_mask_unit_attn=False, **kwargs):

@@ -12,10 +12,10 @@ class MLP(keras.layers.Layer):
         dropout: dropout rate after each Dense.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(MLP()(np.zeros((2, 5, 16), "float32")).shape)
-    (2, 5, 16)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(MLP()(np.zeros((2, 5, 16), "float32")).shape)
+        (2, 5, 16)
     """
 
     def __init__(self, mlp_ratio=4.0, dropout=0.0, **kwargs):

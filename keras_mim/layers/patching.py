@@ -37,12 +37,12 @@ def patchify(images, patch_size):
         clips), each flattened in (row, col, channel) order, `(frame, row, col, channel)`
         for tubelets (VideoMAE's `(p0 p1 p2) c`); `P = prod(patch_size) * C`.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(patchify(np.zeros((2, 32, 48, 3), "float32"), 16).shape)
-    (2, 6, 768)
-    >>> tuple(patchify(np.zeros((2, 4, 32, 32, 3), "float32"), (2, 16, 16)).shape)
-    (2, 8, 1536)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(patchify(np.zeros((2, 32, 48, 3), "float32"), 16).shape)
+        (2, 6, 768)
+        >>> tuple(patchify(np.zeros((2, 4, 32, 32, 3), "float32"), (2, 16, 16)).shape)
+        (2, 8, 1536)
     """
     patch = to_patch_shape(patch_size)
     c = images.shape[-1]
@@ -66,10 +66,10 @@ def unpatchify(patches, patch_size, image_shape):
     Returns:
         Tensor `(B, H, W, C)`, or `(B, T, H, W, C)` for clips.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(unpatchify(np.zeros((2, 6, 768), "float32"), 16, (32, 48, 3)).shape)
-    (2, 32, 48, 3)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(unpatchify(np.zeros((2, 6, 768), "float32"), 16, (32, 48, 3)).shape)
+        (2, 32, 48, 3)
     """
     patch = to_patch_shape(patch_size)
     shape, c = tuple(image_shape[:-1]), image_shape[-1]
@@ -108,12 +108,12 @@ class PatchEmbedding(keras.layers.Layer):
         embed_dim: token width D.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(PatchEmbedding(4, 64)(np.zeros((2, 32, 32, 3), "float32")).shape)
-    (2, 64, 64)
-    >>> tuple(PatchEmbedding((2, 8, 8), 64)(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
-    (2, 32, 64)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(PatchEmbedding(4, 64)(np.zeros((2, 32, 32, 3), "float32")).shape)
+        (2, 64, 64)
+        >>> tuple(PatchEmbedding((2, 8, 8), 64)(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
+        (2, 32, 64)
     """
 
     def __init__(self, patch_size, embed_dim, **kwargs):

@@ -27,11 +27,11 @@ def pixel_shuffle(x, scale):
     Returns:
         Tensor `(B, h * sh, w * sw, C)`.
 
-    Example:
-    >>> import numpy as np
-    >>> x = np.arange(4, dtype="float32").reshape(1, 1, 1, 4)  # one feature, 2*2*1 channels
-    >>> keras.ops.convert_to_numpy(pixel_shuffle(x, 2))[0, :, :, 0].tolist()
-    [[0.0, 1.0], [2.0, 3.0]]
+    Examples:
+        >>> import numpy as np
+        >>> x = np.arange(4, dtype="float32").reshape(1, 1, 1, 4)  # one feature, 2*2*1 channels
+        >>> keras.ops.convert_to_numpy(pixel_shuffle(x, 2))[0, :, :, 0].tolist()
+        [[0.0, 1.0], [2.0, 3.0]]
     """
     sh, sw = to_2tuple(scale, "scale")
     _, h, w, d = x.shape
@@ -60,11 +60,11 @@ class PixelShuffleHead(keras.layers.Layer):
         num_channels: image channels C to predict.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> head = PixelShuffleHead(4, num_channels=3)
-    >>> tuple(head(np.zeros((2, 4, 4, 32), "float32")).shape)
-    (2, 16, 16, 3)
+    Examples:
+        >>> import numpy as np
+        >>> head = PixelShuffleHead(4, num_channels=3)
+        >>> tuple(head(np.zeros((2, 4, 4, 32), "float32")).shape)
+        (2, 16, 16, 3)
     """
 
     def __init__(self, scale, num_channels, **kwargs):

@@ -96,13 +96,13 @@ class PositionEmbedding(keras.layers.Layer):
         cls_token: whether to hold an extra row for a cls token.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> layer = PositionEmbedding((2, 3))
-    >>> tuple(layer(np.zeros((1, 6, 8), "float32")).shape)
-    (1, 6, 8)
-    >>> tuple(PositionEmbedding((2, 2, 3))(np.zeros((1, 12, 16), "float32")).shape)
-    (1, 12, 16)
+    Examples:
+        >>> import numpy as np
+        >>> layer = PositionEmbedding((2, 3))
+        >>> tuple(layer(np.zeros((1, 6, 8), "float32")).shape)
+        (1, 6, 8)
+        >>> tuple(PositionEmbedding((2, 2, 3))(np.zeros((1, 12, 16), "float32")).shape)
+        (1, 12, 16)
     """
 
     def __init__(self, grid_shape, mode="sincos", cls_token=True, **kwargs):

@@ -47,12 +47,12 @@ class ProjectionHead(keras.layers.Layer):
         norm_last_layer: freeze `g` at 1 (official: True for ViT-B, False for ViT-S).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> head = ProjectionHead(32, out_dim=64, hidden_dim=48, bottleneck_dim=16)
-    >>> scores = head(np.random.rand(2, 5, 32).astype("float32"))
-    >>> tuple(scores.shape), bool(np.abs(keras.ops.convert_to_numpy(scores)).max() <= 1.0 + 1e-5)
-    ((2, 5, 64), True)
+    Examples:
+        >>> import numpy as np
+        >>> head = ProjectionHead(32, out_dim=64, hidden_dim=48, bottleneck_dim=16)
+        >>> scores = head(np.random.rand(2, 5, 32).astype("float32"))
+        >>> tuple(scores.shape), bool(np.abs(keras.ops.convert_to_numpy(scores)).max() <= 1.0 + 1e-5)
+        ((2, 5, 64), True)
     """
 
     def __init__(self, input_dim, out_dim=8192, hidden_dim=2048, bottleneck_dim=256, num_layers=3,

@@ -53,12 +53,12 @@ def crop_boxes(backend, image_size, area_fraction, log_aspect, position, ratio, 
     Returns:
         `(top, left, height, width)`, int32 tensors of shape `(...)`.
 
-    Example:
-    >>> import keras, numpy as np
-    >>> box = crop_boxes(keras.ops, (10, 200), np.full((3,), 2.0, "float32"), np.zeros((3,), "float32"),
-    ...                  np.zeros((2,), "float32"), ratio=(0.75, 4 / 3))  # no candidate fits
-    >>> [int(v) for v in box]
-    [0, 93, 10, 13]
+    Examples:
+        >>> import keras, numpy as np
+        >>> box = crop_boxes(keras.ops, (10, 200), np.full((3,), 2.0, "float32"), np.zeros((3,), "float32"),
+        ...                  np.zeros((2,), "float32"), ratio=(0.75, 4 / 3))  # no candidate fits
+        >>> [int(v) for v in box]
+        [0, 93, 10, 13]
     """
     ops = backend.numpy
     area_fraction, log_aspect, position = (backend.convert_to_tensor(v, "float32")
@@ -170,12 +170,12 @@ class RandomResizedCrop(ImagePreprocessingLayer):
         seed: optional int seed of the layer's `SeedGenerator`.
         **kwargs: standard layer arguments (`name`, `dtype`).
 
-    Example:
-    >>> import numpy as np
-    >>> layer = RandomResizedCrop(16, 24, scale=(0.2, 1.0), seed=0)
-    >>> images = np.random.default_rng(0).random((2, 40, 30, 3)).astype("float32")
-    >>> tuple(layer(images).shape), tuple(layer(images[0], training=False).shape)
-    ((2, 16, 24, 3), (16, 24, 3))
+    Examples:
+        >>> import numpy as np
+        >>> layer = RandomResizedCrop(16, 24, scale=(0.2, 1.0), seed=0)
+        >>> images = np.random.default_rng(0).random((2, 40, 30, 3)).astype("float32")
+        >>> tuple(layer(images).shape), tuple(layer(images[0], training=False).shape)
+        ((2, 16, 24, 3), (16, 24, 3))
     """
 
     def __init__(self, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation="bilinear",

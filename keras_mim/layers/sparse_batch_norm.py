@@ -22,14 +22,14 @@ class SparseBatchNormalization(keras.layers.Layer):
         layer: the `keras.layers.BatchNormalization` to wrap (axis -1).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import keras, numpy as np
-    >>> bn = keras.layers.BatchNormalization()
-    >>> sparse = SparseBatchNormalization(bn)
-    >>> x = np.random.rand(2, 4, 4, 3).astype("float32")
-    >>> active = np.ones((2, 4, 4, 1), "float32")
-    >>> tuple(sparse(x, active, training=True).shape)
-    (2, 4, 4, 3)
+    Examples:
+        >>> import keras, numpy as np
+        >>> bn = keras.layers.BatchNormalization()
+        >>> sparse = SparseBatchNormalization(bn)
+        >>> x = np.random.rand(2, 4, 4, 3).astype("float32")
+        >>> active = np.ones((2, 4, 4, 1), "float32")
+        >>> tuple(sparse(x, active, training=True).shape)
+        (2, 4, 4, 3)
     """
 
     def __init__(self, layer, **kwargs):

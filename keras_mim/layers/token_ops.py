@@ -13,10 +13,10 @@ def gather_tokens(tokens, ids):
     Returns:
         `(B, K, D)`, `out[b, k] = tokens[b, ids[b, k]]`.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(gather_tokens(np.arange(6.0).reshape(1, 3, 2), np.array([[2, 0]])).shape)
-    (1, 2, 2)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(gather_tokens(np.arange(6.0).reshape(1, 3, 2), np.array([[2, 0]])).shape)
+        (1, 2, 2)
     """
     ids = ops.expand_dims(ops.cast(ids, "int32"), -1)
     return ops.take_along_axis(tokens, ids, axis=1)
@@ -33,11 +33,11 @@ def restore_tokens(visible, ids_restore, mask_token):
     Returns:
         `(B, N, D)` in the original token order.
 
-    Example:
-    >>> import numpy as np
-    >>> out = restore_tokens(np.ones((1, 1, 2)), np.array([[1, 0]]), np.zeros((2,)))
-    >>> ops.convert_to_numpy(out).tolist()
-    [[[0.0, 0.0], [1.0, 1.0]]]
+    Examples:
+        >>> import numpy as np
+        >>> out = restore_tokens(np.ones((1, 1, 2)), np.array([[1, 0]]), np.zeros((2,)))
+        >>> ops.convert_to_numpy(out).tolist()
+        [[[0.0, 0.0], [1.0, 1.0]]]
     """
     b, k, d = ops.shape(visible)[0], visible.shape[1], visible.shape[2]
     n = ids_restore.shape[1]
@@ -49,10 +49,10 @@ def restore_tokens(visible, ids_restore, mask_token):
 def hidden_mask(ids_keep, num_tokens):
     """The mask `(B, N)` float32 (1 = hidden) of the tokens that `ids_keep` `(B, K)` does not keep.
 
-    Example:
-    >>> import numpy as np
-    >>> ops.convert_to_numpy(hidden_mask(np.array([[2, 0]]), 4)).tolist()
-    [[0.0, 1.0, 0.0, 1.0]]
+    Examples:
+        >>> import numpy as np
+        >>> ops.convert_to_numpy(hidden_mask(np.array([[2, 0]]), 4)).tolist()
+        [[0.0, 1.0, 0.0, 1.0]]
     """
     return 1.0 - ops.sum(ops.one_hot(ops.cast(ids_keep, "int32"), num_tokens, dtype="float32"), axis=1)
 
@@ -93,11 +93,11 @@ def pool_tokens(tokens, pooling, num_prefix_tokens):
         pooling: `"cls"` (the first token) or `"avg"` (mean of the patch tokens).
         num_prefix_tokens: how many prefix tokens lead `tokens`.
 
-    Example:
-    >>> import numpy as np
-    >>> x = np.arange(6.0).reshape(1, 3, 2)
-    >>> [float(v) for v in pool_tokens(x, "avg", 1)[0]]
-    [3.0, 4.0]
+    Examples:
+        >>> import numpy as np
+        >>> x = np.arange(6.0).reshape(1, 3, 2)
+        >>> [float(v) for v in pool_tokens(x, "avg", 1)[0]]
+        [3.0, 4.0]
     """
     if pooling == "cls":
         return tokens[:, 0]

@@ -24,10 +24,10 @@ class TransformerBlock(keras.layers.Layer):
         seed: optional int seed for drop path.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(TransformerBlock(num_heads=2)(np.zeros((2, 5, 16), "float32")).shape)
-    (2, 5, 16)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(TransformerBlock(num_heads=2)(np.zeros((2, 5, 16), "float32")).shape)
+        (2, 5, 16)
     """
 
     def __init__(

@@ -14,10 +14,10 @@ class UNetBlock(keras.layers.Layer):
         out_channels: channels out.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(UNetBlock(16, 8)(np.zeros((2, 4, 4, 16), "float32")).shape)
-    (2, 8, 8, 8)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(UNetBlock(16, 8)(np.zeros((2, 4, 4, 16), "float32")).shape)
+        (2, 8, 8, 8)
     """
 
     def __init__(self, in_channels, out_channels, **kwargs):

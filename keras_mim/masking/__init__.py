@@ -51,10 +51,10 @@ def get_mask_generator(identifier, mask_ratio=None, seed=None, patch_size=None, 
             (SimMIM's `model_patch_size`).
         **kwargs: further constructor arguments of that strategy.
 
-    Example:
-    >>> gen = get_mask_generator("green", mask_ratio=0.75, seed=0)
-    >>> type(gen).__name__, gen.color
-    ('ColorNoiseMaskGenerator', 'green')
+    Examples:
+        >>> gen = get_mask_generator("green", mask_ratio=0.75, seed=0)
+        >>> type(gen).__name__, gen.color
+        ('ColorNoiseMaskGenerator', 'green')
     """
     if isinstance(identifier, MaskGenerator):
         return identifier

@@ -46,15 +46,15 @@ class BlockMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = BlockMaskGenerator(0.25, min_num_patches=16, min_aspect=1.0, seed=0)
-    >>> out = gen(np.zeros((2, 64, 8), "float32"), grid_shape=(8, 8))
-    >>> gen.num_visible((8, 8)), float(keras.ops.sum(out["mask"]))
-    (48, 32.0)
-    >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 8, 8)
-    >>> [sorted(set(m[i].sum(0).tolist() + m[i].sum(1).tolist())) for i in range(2)]  # a 4 x 4 square
-    [[0.0, 4.0], [0.0, 4.0]]
+    Examples:
+        >>> import numpy as np
+        >>> gen = BlockMaskGenerator(0.25, min_num_patches=16, min_aspect=1.0, seed=0)
+        >>> out = gen(np.zeros((2, 64, 8), "float32"), grid_shape=(8, 8))
+        >>> gen.num_visible((8, 8)), float(keras.ops.sum(out["mask"]))
+        (48, 32.0)
+        >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 8, 8)
+        >>> [sorted(set(m[i].sum(0).tolist() + m[i].sum(1).tolist())) for i in range(2)]  # a 4 x 4 square
+        [[0.0, 4.0], [0.0, 4.0]]
     """
 
     grid_rank = 2

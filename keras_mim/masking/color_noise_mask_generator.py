@@ -38,10 +38,10 @@ def color_filter(color, shape, sigma, center=None):
         `(P, Q)` array in unshifted FFT order (DC at `[0, 0]`), real and symmetric, so
         filtering real noise gives a real field.
 
-    Example:
-    >>> h = color_filter("red", (8, 8), 0.1)
-    >>> h.shape, float(h[0, 0])
-    ((8, 8), 1.0)
+    Examples:
+        >>> h = color_filter("red", (8, 8), 0.1)
+        >>> h.shape, float(h[0, 0])
+        ((8, 8), 1.0)
     """
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.fftfreq(shape[1])[None, :]
@@ -95,12 +95,12 @@ class ColorNoiseMaskGenerator(MaskGenerator):
             `None` uses 0.25. Not accepted for red / blue.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = ColorNoiseMaskGenerator("green", 0.75, seed=0)
-    >>> out = gen(np.zeros((2, 196, 8), "float32"), grid_shape=(14, 14))
-    >>> tuple(out["ids_keep"].shape), float(keras.ops.sum(out["mask"]))
-    ((2, 49), 294.0)
+    Examples:
+        >>> import numpy as np
+        >>> gen = ColorNoiseMaskGenerator("green", 0.75, seed=0)
+        >>> out = gen(np.zeros((2, 196, 8), "float32"), grid_shape=(14, 14))
+        >>> tuple(out["ids_keep"].shape), float(keras.ops.sum(out["mask"]))
+        ((2, 49), 294.0)
     """
 
     grid_rank = 2

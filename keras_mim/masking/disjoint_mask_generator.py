@@ -20,10 +20,10 @@ def duplicate_for_disjoint(images):
     Returns:
         `concatenate([images, images], axis=0)`.
 
-    Example:
-    >>> import numpy as np
-    >>> tuple(duplicate_for_disjoint(np.zeros((3, 8, 8, 1), "float32")).shape)
-    (6, 8, 8, 1)
+    Examples:
+        >>> import numpy as np
+        >>> tuple(duplicate_for_disjoint(np.zeros((3, 8, 8, 1), "float32")).shape)
+        (6, 8, 8, 1)
     """
     images = ops.convert_to_tensor(images)
     return ops.concatenate([images, images], axis=0)
@@ -52,15 +52,15 @@ class DisjointMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = DisjointMaskGenerator(0.75, seed=0)
-    >>> images = duplicate_for_disjoint(np.zeros((2, 16, 16, 3), "float32"))  # (4, ...)
-    >>> m = gen(images, grid_shape=(4, 4))["mask"]
-    >>> keras.ops.convert_to_numpy(keras.ops.sum(m, axis=1)).tolist()
-    [12.0, 12.0, 12.0, 12.0]
-    >>> float(keras.ops.min(keras.ops.maximum(m[:2], m[2:])))  # each pair hides every token
-    1.0
+    Examples:
+        >>> import numpy as np
+        >>> gen = DisjointMaskGenerator(0.75, seed=0)
+        >>> images = duplicate_for_disjoint(np.zeros((2, 16, 16, 3), "float32"))  # (4, ...)
+        >>> m = gen(images, grid_shape=(4, 4))["mask"]
+        >>> keras.ops.convert_to_numpy(keras.ops.sum(m, axis=1)).tolist()
+        [12.0, 12.0, 12.0, 12.0]
+        >>> float(keras.ops.min(keras.ops.maximum(m[:2], m[2:])))  # each pair hides every token
+        1.0
     """
 
     def __init__(self, mask_ratio=0.75, seed=None, **kwargs):

@@ -41,13 +41,13 @@ class EasyToHardMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = EasyToHardMaskGenerator(0.5, alpha=1.0, seed=0)
-    >>> difficulty = np.array([[0.1, 0.9, 0.2, 0.8]], "float32")
-    >>> out = gen(np.zeros((1, 4, 8), "float32"), grid_shape=(2, 2), difficulty=difficulty)
-    >>> keras.ops.convert_to_numpy(out["mask"]).tolist()
-    [[0.0, 1.0, 0.0, 1.0]]
+    Examples:
+        >>> import numpy as np
+        >>> gen = EasyToHardMaskGenerator(0.5, alpha=1.0, seed=0)
+        >>> difficulty = np.array([[0.1, 0.9, 0.2, 0.8]], "float32")
+        >>> out = gen(np.zeros((1, 4, 8), "float32"), grid_shape=(2, 2), difficulty=difficulty)
+        >>> keras.ops.convert_to_numpy(out["mask"]).tolist()
+        [[0.0, 1.0, 0.0, 1.0]]
     """
 
     def __init__(self, mask_ratio=0.75, alpha=0.5, seed=None, **kwargs):

@@ -26,15 +26,15 @@ class GridMaskGenerator(MaskGenerator):
         **kwargs: standard layer arguments. A `mask_ratio` key (as written by
             `get_config`) is accepted only if it equals `1 - 1 / stride**2`.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = GridMaskGenerator(stride=2, seed=0)
-    >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 4))
-    >>> gen.mask_ratio, gen.num_visible((4, 4)), float(keras.ops.sum(out["mask"]))
-    (0.75, 4, 24.0)
-    >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 2, 2, 2, 2)  # (B, ch, s, cw, s)
-    >>> m.sum(axis=(2, 4)).tolist()  # 3 of the 4 tokens of every cell are hidden
-    [[[3.0, 3.0], [3.0, 3.0]], [[3.0, 3.0], [3.0, 3.0]]]
+    Examples:
+        >>> import numpy as np
+        >>> gen = GridMaskGenerator(stride=2, seed=0)
+        >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 4))
+        >>> gen.mask_ratio, gen.num_visible((4, 4)), float(keras.ops.sum(out["mask"]))
+        (0.75, 4, 24.0)
+        >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 2, 2, 2, 2)  # (B, ch, s, cw, s)
+        >>> m.sum(axis=(2, 4)).tolist()  # 3 of the 4 tokens of every cell are hidden
+        [[[3.0, 3.0], [3.0, 3.0]], [[3.0, 3.0], [3.0, 3.0]]]
     """
 
     grid_rank = 2

@@ -36,13 +36,13 @@ class GuidedMaskGenerator(MaskGenerator):
             (importance drives which tokens stay visible).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = GuidedMaskGenerator(0.5, seed=0)
-    >>> importance = np.array([[0.0, 0.0, 1.0, 1.0]], "float32")
-    >>> out = gen(np.zeros((1, 4, 8), "float32"), grid_shape=(2, 2), importance=importance)
-    >>> keras.ops.convert_to_numpy(out["mask"]).tolist()
-    [[0.0, 0.0, 1.0, 1.0]]
+    Examples:
+        >>> import numpy as np
+        >>> gen = GuidedMaskGenerator(0.5, seed=0)
+        >>> importance = np.array([[0.0, 0.0, 1.0, 1.0]], "float32")
+        >>> out = gen(np.zeros((1, 4, 8), "float32"), grid_shape=(2, 2), importance=importance)
+        >>> keras.ops.convert_to_numpy(out["mask"]).tolist()
+        [[0.0, 0.0, 1.0, 1.0]]
     """
 
     def __init__(self, mask_ratio=0.75, temperature=1.0, seed=None, sample="hidden", **kwargs):

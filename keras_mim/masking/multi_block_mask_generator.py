@@ -81,16 +81,16 @@ class MultiBlockMaskGenerator(MaskGenerator):
         **kwargs: standard layer arguments. A `mask_ratio` key (as `get_config` writes
             it) is ignored: the hidden share follows from the block settings and the grid.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = MultiBlockMaskGenerator(seed=0)
-    >>> out = gen(np.zeros((2, 1), "float32"), grid_shape=(14, 14))  # ViT-B/16 at 224 px
-    >>> gen.num_target_tokens((14, 14)), gen.num_visible((14, 14)), tuple(out["target_ids"].shape)
-    (24, 73, (2, 4, 24))
-    >>> mask = keras.ops.convert_to_numpy(out["mask"])  # 1 = not in the context
-    >>> ids = keras.ops.convert_to_numpy(out["target_ids"]).reshape(2, -1)
-    >>> bool(mask[0, ids[0]].min() == 1.0)  # no target token is in the context
-    True
+    Examples:
+        >>> import numpy as np
+        >>> gen = MultiBlockMaskGenerator(seed=0)
+        >>> out = gen(np.zeros((2, 1), "float32"), grid_shape=(14, 14))  # ViT-B/16 at 224 px
+        >>> gen.num_target_tokens((14, 14)), gen.num_visible((14, 14)), tuple(out["target_ids"].shape)
+        (24, 73, (2, 4, 24))
+        >>> mask = keras.ops.convert_to_numpy(out["mask"])  # 1 = not in the context
+        >>> ids = keras.ops.convert_to_numpy(out["target_ids"]).reshape(2, -1)
+        >>> bool(mask[0, ids[0]].min() == 1.0)  # no target token is in the context
+        True
     """
 
     grid_rank = 2

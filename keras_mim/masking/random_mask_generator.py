@@ -18,12 +18,12 @@ class RandomMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = RandomMaskGenerator(0.75, seed=0)
-    >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 4))
-    >>> tuple(out["ids_keep"].shape), float(keras.ops.sum(out["mask"]))
-    ((2, 4), 24.0)
+    Examples:
+        >>> import numpy as np
+        >>> gen = RandomMaskGenerator(0.75, seed=0)
+        >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 4))
+        >>> tuple(out["ids_keep"].shape), float(keras.ops.sum(out["mask"]))
+        ((2, 4), 24.0)
     """
 
     def scores(self, batch_size, grid_shape):

@@ -25,15 +25,15 @@ class RunningCellMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = RunningCellMaskGenerator(0.5, seed=0)
-    >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 2, 2))  # (T, gh, gw)
-    >>> gen.num_visible((4, 2, 2)), float(keras.ops.sum(out["mask"]))
-    (8, 16.0)
-    >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 4, 4)
-    >>> m.sum(axis=2).tolist()  # 2 of the 4 tokens of the cell hidden in every slice
-    [[2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]]
+    Examples:
+        >>> import numpy as np
+        >>> gen = RunningCellMaskGenerator(0.5, seed=0)
+        >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 2, 2))  # (T, gh, gw)
+        >>> gen.num_visible((4, 2, 2)), float(keras.ops.sum(out["mask"]))
+        (8, 16.0)
+        >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 4, 4)
+        >>> m.sum(axis=2).tolist()  # 2 of the 4 tokens of the cell hidden in every slice
+        [[2.0, 2.0, 2.0, 2.0], [2.0, 2.0, 2.0, 2.0]]
     """
 
     grid_rank = 3

@@ -25,11 +25,11 @@ def select_tokens(scores, num_keep):
           `ids_restore`: int32 `(B, N)`, inverse permutation of the shuffle,
           `mask`: float32 `(B, N)`, 1 = hidden, 0 = visible, in original token order.
 
-    Example:
-    >>> import numpy as np
-    >>> out = select_tokens(np.array([[0.9, 0.1, 0.5, 0.3]]), 2)
-    >>> ops.convert_to_numpy(out["mask"]).tolist()
-    [[1.0, 0.0, 1.0, 0.0]]
+    Examples:
+        >>> import numpy as np
+        >>> out = select_tokens(np.array([[0.9, 0.1, 0.5, 0.3]]), 2)
+        >>> ops.convert_to_numpy(out["mask"]).tolist()
+        [[1.0, 0.0, 1.0, 0.0]]
     """
     n = scores.shape[1]
     if not isinstance(num_keep, int) or not 0 < num_keep <= n:

@@ -34,15 +34,15 @@ class SimMIMMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = SimMIMMaskGenerator(0.5, mask_patch_size=8, model_patch_size=4, seed=0)
-    >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 4))  # 2 x 2 cells of 2 x 2 tokens
-    >>> gen.num_visible((4, 4)), float(keras.ops.sum(out["mask"]))
-    (8, 16.0)
-    >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 2, 2, 2, 2)  # (B, ch, s, cw, s)
-    >>> bool((m.min(axis=(2, 4)) == m.max(axis=(2, 4))).all())  # whole cells hidden or kept
-    True
+    Examples:
+        >>> import numpy as np
+        >>> gen = SimMIMMaskGenerator(0.5, mask_patch_size=8, model_patch_size=4, seed=0)
+        >>> out = gen(np.zeros((2, 16, 8), "float32"), grid_shape=(4, 4))  # 2 x 2 cells of 2 x 2 tokens
+        >>> gen.num_visible((4, 4)), float(keras.ops.sum(out["mask"]))
+        (8, 16.0)
+        >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 2, 2, 2, 2)  # (B, ch, s, cw, s)
+        >>> bool((m.min(axis=(2, 4)) == m.max(axis=(2, 4))).all())  # whole cells hidden or kept
+        True
     """
 
     grid_rank = 2

@@ -24,15 +24,15 @@ class TubeMaskGenerator(MaskGenerator):
         seed: optional int for repeatable masks.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> gen = TubeMaskGenerator(0.75, seed=0)
-    >>> out = gen(np.zeros((2, 32, 8), "float32"), grid_shape=(2, 4, 4))  # (T, gh, gw)
-    >>> gen.num_visible((2, 4, 4)), float(keras.ops.sum(out["mask"]))
-    (8, 48.0)
-    >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 2, 16)
-    >>> bool((m[:, 0] == m[:, 1]).all())  # the same mask in every time slice
-    True
+    Examples:
+        >>> import numpy as np
+        >>> gen = TubeMaskGenerator(0.75, seed=0)
+        >>> out = gen(np.zeros((2, 32, 8), "float32"), grid_shape=(2, 4, 4))  # (T, gh, gw)
+        >>> gen.num_visible((2, 4, 4)), float(keras.ops.sum(out["mask"]))
+        (8, 48.0)
+        >>> m = keras.ops.convert_to_numpy(out["mask"]).reshape(2, 2, 16)
+        >>> bool((m[:, 0] == m[:, 1]).all())  # the same mask in every time slice
+        True
     """
 
     grid_rank = 3

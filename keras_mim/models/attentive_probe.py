@@ -80,18 +80,18 @@ class AttentiveProbe(EncoderModel):
         copy_encoder: probe a copy of `encoder` (default) or `encoder` itself.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim import ViTEncoder
-    >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> probe = AttentiveProbe(encoder, num_classes=10, seed=0)
-    >>> probe.num_heads, len(probe.encoder.trainable_weights)
-    (2, 0)
-    >>> probe.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
-    >>> history = probe.fit(x, np.arange(8), epochs=1, verbose=0)
-    >>> tuple(probe.predict(x, verbose=0).shape)
-    (8, 10)
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim import ViTEncoder
+        >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> probe = AttentiveProbe(encoder, num_classes=10, seed=0)
+        >>> probe.num_heads, len(probe.encoder.trainable_weights)
+        (2, 0)
+        >>> probe.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
+        >>> history = probe.fit(x, np.arange(8), epochs=1, verbose=0)
+        >>> tuple(probe.predict(x, verbose=0).shape)
+        (8, 10)
     """
 
     input_verb = "classifies"

@@ -109,14 +109,14 @@ class CAE(PretrainingModel):
             decoder's drop path) when built here.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = CAE.from_preset("cae_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> out = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
-    >>> sorted(out), out["latent_pred"].shape  # 8 of 16 patches hidden, regressor 16 wide
-    (['ids_restore', 'latent_pred', 'mask', 'pred'], (2, 8, 16))
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = CAE.from_preset("cae_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> out = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
+        >>> sorted(out), out["latent_pred"].shape  # 8 of 16 patches hidden, regressor 16 wide
+        (['ids_restore', 'latent_pred', 'mask', 'pred'], (2, 8, 16))
     """
 
     def __init__(self, encoder, regressor=None, decoder=None, mask_generator="block", mask_ratio=0.5,

@@ -24,6 +24,7 @@ def check_layer_scale(value):
 
 
 def check_drop_path_rate(value, name="drop_path_rate"):
+    """Raise a ValueError naming `name` unless `value` is a float in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}.")
     return float(value)
@@ -82,12 +83,12 @@ class RegressorBlock(keras.layers.Layer):
         seed: optional int seed of drop path.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> block = RegressorBlock(num_heads=2)
-    >>> x, context = np.zeros((2, 3, 16), "float32"), np.zeros((2, 8, 16), "float32")
-    >>> tuple(block(x, context, x, context).shape)
-    (2, 3, 16)
+    Examples:
+        >>> import numpy as np
+        >>> block = RegressorBlock(num_heads=2)
+        >>> x, context = np.zeros((2, 3, 16), "float32"), np.zeros((2, 8, 16), "float32")
+        >>> tuple(block(x, context, x, context).shape)
+        (2, 3, 16)
     """
 
     def __init__(self, num_heads, mlp_ratio=4.0, qkv_bias=True, layer_scale=0.1, drop_path=0.0, norm_epsilon=1e-6,
@@ -164,12 +165,12 @@ class LatentRegressor(keras.layers.Layer):
         seed: optional int seed of drop path.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> regressor = LatentRegressor(dim=16, depth=1, num_heads=2)
-    >>> visible, hidden_pos = np.zeros((2, 5, 16), "float32"), np.zeros((2, 3, 16), "float32")
-    >>> tuple(regressor(visible, visible, hidden_pos).shape)
-    (2, 3, 16)
+    Examples:
+        >>> import numpy as np
+        >>> regressor = LatentRegressor(dim=16, depth=1, num_heads=2)
+        >>> visible, hidden_pos = np.zeros((2, 5, 16), "float32"), np.zeros((2, 3, 16), "float32")
+        >>> tuple(regressor(visible, visible, hidden_pos).shape)
+        (2, 3, 16)
     """
 
     def __init__(self, dim=768, depth=4, num_heads=12, mlp_ratio=4.0, layer_scale=0.1, drop_path_rate=0.0,
@@ -231,12 +232,12 @@ class CAEDecoder(keras.layers.Layer):
         seed: optional int seed of drop path.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> decoder = CAEDecoder(output_dim=48, decoder_dim=16, depth=1, num_heads=2)
-    >>> latents = np.zeros((2, 3, 16), "float32")
-    >>> tuple(decoder(latents, latents).shape)
-    (2, 3, 48)
+    Examples:
+        >>> import numpy as np
+        >>> decoder = CAEDecoder(output_dim=48, decoder_dim=16, depth=1, num_heads=2)
+        >>> latents = np.zeros((2, 3, 16), "float32")
+        >>> tuple(decoder(latents, latents).shape)
+        (2, 3, 48)
     """
 
     def __init__(self, output_dim, decoder_dim=768, depth=4, num_heads=12, mlp_ratio=4.0, layer_scale=0.1,

@@ -47,14 +47,14 @@ class ConvNeXtEncoder(ConvolutionalEncoder):
         seed: optional int seed of drop path.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np
-    >>> enc = ConvNeXtEncoder(image_size=64, depths=(1, 1, 1, 1), dims=(8, 16, 24, 32))
-    >>> enc.grid_shape, tuple(enc(np.zeros((2, 64, 64, 3), "float32")).shape)
-    ((2, 2), (2, 4, 32))
-    >>> mask = np.array([[1, 0, 0, 1]] * 2, "float32")  # hide two of the four 32 px cells
-    >>> [tuple(f.shape) for f in enc.stages(np.zeros((2, 64, 64, 3), "float32"), mask)]
-    [(2, 16, 16, 8), (2, 8, 8, 16), (2, 4, 4, 24), (2, 2, 2, 32)]
+    Examples:
+        >>> import numpy as np
+        >>> enc = ConvNeXtEncoder(image_size=64, depths=(1, 1, 1, 1), dims=(8, 16, 24, 32))
+        >>> enc.grid_shape, tuple(enc(np.zeros((2, 64, 64, 3), "float32")).shape)
+        ((2, 2), (2, 4, 32))
+        >>> mask = np.array([[1, 0, 0, 1]] * 2, "float32")  # hide two of the four 32 px cells
+        >>> [tuple(f.shape) for f in enc.stages(np.zeros((2, 64, 64, 3), "float32"), mask)]
+        [(2, 16, 16, 8), (2, 8, 8, 16), (2, 4, 4, 24), (2, 2, 2, 32)]
     """
 
     def __init__(self, image_size=224, num_channels=3, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),

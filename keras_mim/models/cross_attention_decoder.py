@@ -37,13 +37,13 @@ class CrossAttentionDecoder(keras.layers.Layer):
         seed: optional int seed of the blocks' cross-attention dropout.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> dec = CrossAttentionDecoder((2, 2), output_dim=12, decoder_dim=16, depth=1, num_heads=2)
-    >>> target = np.zeros((1, 3, 8), "float32")  # cls + 2 visible tokens of width 8
-    >>> reference = np.zeros((1, 5, 8), "float32")  # cls + all 4 tokens
-    >>> tuple(dec(target, np.array([[0, 2, 1, 3]]), reference).shape)
-    (1, 4, 12)
+    Examples:
+        >>> import numpy as np
+        >>> dec = CrossAttentionDecoder((2, 2), output_dim=12, decoder_dim=16, depth=1, num_heads=2)
+        >>> target = np.zeros((1, 3, 8), "float32")  # cls + 2 visible tokens of width 8
+        >>> reference = np.zeros((1, 5, 8), "float32")  # cls + all 4 tokens
+        >>> tuple(dec(target, np.array([[0, 2, 1, 3]]), reference).shape)
+        (1, 4, 12)
     """
 
     def __init__(

@@ -84,14 +84,14 @@ class Data2Vec(PretrainingModel):
         seed: optional int seed of the mask generator when built from a name.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = Data2Vec.from_preset("data2vec_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> out = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
-    >>> out["pred"].shape, out["mask"].shape
-    ((2, 16, 32), (2, 16))
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = Data2Vec.from_preset("data2vec_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> out = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
+        >>> out["pred"].shape, out["mask"].shape
+        ((2, 16, 32), (2, 16))
     """
 
     encoder_defaults = {"mask_token": True}  # ViTEncoder arguments this method needs (see presets)

@@ -47,13 +47,13 @@ class FCMAE(SparseConvPretraining):
         seed: optional int seed of the mask generator.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = FCMAE.from_preset("fcmae_convnextv2_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(4, 64, 64, 3).astype("float32"), epochs=1, verbose=0)
-    >>> tuple(model(np.zeros((2, 64, 64, 3), "float32"))["pred"].shape)
-    (2, 4, 3072)
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = FCMAE.from_preset("fcmae_convnextv2_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(4, 64, 64, 3).astype("float32"), epochs=1, verbose=0)
+        >>> tuple(model(np.zeros((2, 64, 64, 3), "float32"))["pred"].shape)
+        (2, 4, 3072)
     """
 
     def __init__(self, encoder, decoder_dim=512, decoder_depth=1, mask_generator="random", mask_ratio=0.6,

@@ -40,10 +40,10 @@ class FeatureExport:
                 where the format allows; 1 for `format="torch"`).
             **kwargs: the format's own options (Keras: `jax2tf_kwargs`, `dynamic_shapes`, ...).
 
-        Example:
-        >>> from keras_mim.models import ViTEncoder
-        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
-        >>> enc.export("/tmp/vit_features", verbose=False)  # doctest: +SKIP
+        Examples:
+            >>> from keras_mim.models import ViTEncoder
+            >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2)
+            >>> enc.export("/tmp/vit_features", verbose=False)  # doctest: +SKIP
         """
         if format is None:
             format = "torch" if keras.backend.backend() == "torch" else "tf_saved_model"

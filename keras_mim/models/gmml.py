@@ -64,14 +64,14 @@ class GMML(PretrainingModel):
         seed: optional int seed of the masks and the corruption.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = GMML.from_preset("gmml_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> out = model(np.zeros((2, 16, 16, 3), "float32"))
-    >>> tuple(out["pred"].shape), tuple(out["corrupted"].shape)
-    ((2, 16, 48), (2, 16, 16, 3))
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = GMML.from_preset("gmml_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> out = model(np.zeros((2, 16, 16, 3), "float32"))
+        >>> tuple(out["pred"].shape), tuple(out["corrupted"].shape)
+        ((2, 16, 48), (2, 16, 16, 3))
     """
 
     def __init__(self, encoder, mask_generator="block", mask_ratio=0.6, replace_probability=0.5, head_depth=3,

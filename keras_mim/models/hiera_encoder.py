@@ -73,16 +73,16 @@ class HieraEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
         seed: optional int seed of drop path.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np
-    >>> enc = HieraEncoder(image_size=64, embed_dim=8, stages=(1, 1, 1, 1), patch_kernel=3, patch_stride=2,
-    ...                    patch_padding=1, q_pool=2)
-    >>> enc.patch_size, enc.grid_shape, enc.output_grid_shape
-    ((16, 16), (4, 4), (8, 8))
-    >>> tuple(enc(np.zeros((2, 64, 64, 3), "float32")).shape)
-    (2, 64, 64)
-    >>> [tuple(u.shape) for u in enc.stage_units(np.zeros((2, 64, 64, 3), "float32"), np.array([[0, 5]] * 2))]
-    [(2, 2, 8, 8, 8), (2, 2, 4, 4, 16), (2, 2, 2, 2, 32), (2, 2, 2, 2, 64)]
+    Examples:
+        >>> import numpy as np
+        >>> enc = HieraEncoder(image_size=64, embed_dim=8, stages=(1, 1, 1, 1), patch_kernel=3, patch_stride=2,
+        ...                    patch_padding=1, q_pool=2)
+        >>> enc.patch_size, enc.grid_shape, enc.output_grid_shape
+        ((16, 16), (4, 4), (8, 8))
+        >>> tuple(enc(np.zeros((2, 64, 64, 3), "float32")).shape)
+        (2, 64, 64)
+        >>> [tuple(u.shape) for u in enc.stage_units(np.zeros((2, 64, 64, 3), "float32"), np.array([[0, 5]] * 2))]
+        [(2, 2, 8, 8, 8), (2, 2, 4, 4, 16), (2, 2, 2, 2, 32), (2, 2, 2, 2, 64)]
     """
 
     num_prefix_tokens = 0

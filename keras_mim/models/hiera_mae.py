@@ -62,14 +62,14 @@ class HieraMAE(PretrainingModel):
         seed: optional int seed of the mask generator.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = HieraMAE.from_preset("hiera_mae_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(4, 64, 64, 3).astype("float32"), epochs=1, verbose=0)
-    >>> out = model(np.zeros((2, 64, 64, 3), "float32"))
-    >>> tuple(out["pred"].shape), tuple(out["mask"].shape)
-    ((2, 64, 192), (2, 16))
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = HieraMAE.from_preset("hiera_mae_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(4, 64, 64, 3).astype("float32"), epochs=1, verbose=0)
+        >>> out = model(np.zeros((2, 64, 64, 3), "float32"))
+        >>> tuple(out["pred"].shape), tuple(out["mask"].shape)
+        ((2, 64, 192), (2, 16))
     """
 
     def __init__(self, encoder, decoder_dim=512, decoder_depth=8, decoder_num_heads=16, decoder_mlp_ratio=4.0,

@@ -46,11 +46,11 @@ def pairwise_ranking_loss(loss_pred, loss_target, mask, eps=RANKING_EPS):
         mask: `(B, N)`, 1 = hidden; only hidden patches form pairs.
         eps: epsilon inside the logs.
 
-    Example:
-    >>> import numpy as np
-    >>> pred, target = np.array([[0.0, 0.0, 5.0]]), np.array([[1.0, 2.0, 3.0]])
-    >>> round(float(pairwise_ranking_loss(pred, target, np.array([[1.0, 1.0, 0.0]]))), 4)
-    0.6931
+    Examples:
+        >>> import numpy as np
+        >>> pred, target = np.array([[0.0, 0.0, 5.0]]), np.array([[1.0, 2.0, 3.0]])
+        >>> round(float(pairwise_ranking_loss(pred, target, np.array([[1.0, 1.0, 0.0]]))), 4)
+        0.6931
     """
     pred = ops.cast(loss_pred, "float32")
     target = ops.stop_gradient(ops.cast(loss_target, "float32"))
@@ -99,15 +99,18 @@ class HPM(MaskedAutoencoder):
             (official: 0.5).
         mask_generator: None, or an `EasyToHardMaskGenerator` (e.g. to share a seed).
         mask_ratio: fraction of hidden patches (HPM: 0.75); at least 2 must be hidden.
-        norm_pix_loss, norm_pix_eps, target, seed: as `MaskedAutoencoder`.
+        norm_pix_loss: as `MaskedAutoencoder`.
+        norm_pix_eps: as `MaskedAutoencoder`.
+        target: as `MaskedAutoencoder`.
+        seed: as `MaskedAutoencoder`.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np
-    >>> model = HPM.from_preset("hpm_vit_test", seed=0)
-    >>> out = model(np.random.rand(2, 16, 16, 3).astype("float32"))
-    >>> sorted(out), tuple(out["loss_pred"].shape)
-    (['difficulty', 'ids_restore', 'loss_pred', 'mask', 'pred'], (2, 16))
+    Examples:
+        >>> import numpy as np
+        >>> model = HPM.from_preset("hpm_vit_test", seed=0)
+        >>> out = model(np.random.rand(2, 16, 16, 3).astype("float32"))
+        >>> sorted(out), tuple(out["loss_pred"].shape)
+        (['difficulty', 'ids_restore', 'loss_pred', 'mask', 'pred'], (2, 16))
     """
 
     def __init__(
@@ -306,10 +309,10 @@ class HPMSchedule(keras.callbacks.Callback):
         momentum: `(start, end)` EMA momentum (official: 0.999, 0.9999), each in [0, 1].
         ramp_epochs: epochs over which the momentum rises (official: 100; positive int).
 
-    Example:
-    >>> schedule = HPMSchedule(epochs=4)
-    >>> [round(schedule.alpha(e, alpha_max=0.5), 3) for e in range(4)]
-    [0.125, 0.25, 0.375, 0.5]
+    Examples:
+        >>> schedule = HPMSchedule(epochs=4)
+        >>> [round(schedule.alpha(e, alpha_max=0.5), 3) for e in range(4)]
+        [0.125, 0.25, 0.375, 0.5]
     """
 
     def __init__(self, epochs, momentum=EMA_MOMENTUM, ramp_epochs=EMA_RAMP_EPOCHS):

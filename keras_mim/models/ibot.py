@@ -130,17 +130,17 @@ class IBOT(ViewPairInputs, PretrainingModel):
         seed: optional int seed of the masks.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> crops = np.random.default_rng(0).random((2, 8, 16, 16, 3), dtype="float32")  # 2 global crops of 8 images
-    >>> views = dict(zip(("reference", "target"), crops))
-    >>> model = IBOT.from_preset("ibot_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> model.fit(views, epochs=1, batch_size=4, verbose=0).history["loss"][0] > 0
-    True
-    >>> out = model.predict(views, verbose=0)
-    >>> out["cls"].shape, out["pred"].shape, out["mask"].shape  # 64 prototypes, 16 patches
-    ((8, 2, 64), (8, 2, 16, 64), (8, 2, 16))
+    Examples:
+        >>> import numpy as np, keras
+        >>> crops = np.random.default_rng(0).random((2, 8, 16, 16, 3), dtype="float32")  # 2 global crops of 8 images
+        >>> views = dict(zip(("reference", "target"), crops))
+        >>> model = IBOT.from_preset("ibot_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> model.fit(views, epochs=1, batch_size=4, verbose=0).history["loss"][0] > 0
+        True
+        >>> out = model.predict(views, verbose=0)
+        >>> out["cls"].shape, out["pred"].shape, out["mask"].shape  # 64 prototypes, 16 patches
+        ((8, 2, 64), (8, 2, 16, 64), (8, 2, 16))
     """
 
     encoder_defaults = {"mask_token": True}  # ViTEncoder arguments this method needs (see presets)

@@ -81,14 +81,14 @@ class IJEPA(PretrainingModel):
         seed: optional int seed of the mask generator when built from a name.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = IJEPA.from_preset("ijepa_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> out = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
-    >>> out["pred"].shape, out["context_ids"].shape  # 2 target blocks of 4 tokens; 8 context tokens
-    ((2, 2, 4, 32), (2, 8))
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = IJEPA.from_preset("ijepa_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> out = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
+        >>> out["pred"].shape, out["context_ids"].shape  # 2 target blocks of 4 tokens; 8 context tokens
+        ((2, 2, 4, 32), (2, 8))
     """
 
     encoder_defaults = {"cls_token": False}  # the official ViTs have none

@@ -60,16 +60,16 @@ class ImageClassifier(EncoderModel):
             (only possible when `drop_path_rate` is None or already the encoder's).
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim import ViTEncoder
-    >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> model = ImageClassifier(encoder, num_classes=10, drop_path_rate=0.1)
-    >>> model.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    >>> x, y = np.random.rand(8, 16, 16, 3).astype("float32"), np.arange(8) % 10
-    >>> history = model.fit(x, y, epochs=1, verbose=0)
-    >>> tuple(model.predict(x, verbose=0).shape)
-    (8, 10)
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim import ViTEncoder
+        >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> model = ImageClassifier(encoder, num_classes=10, drop_path_rate=0.1)
+        >>> model.compile(optimizer="adamw", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> x, y = np.random.rand(8, 16, 16, 3).astype("float32"), np.arange(8) % 10
+        >>> history = model.fit(x, y, epochs=1, verbose=0)
+        >>> tuple(model.predict(x, verbose=0).shape)
+        (8, 10)
     """
 
     input_verb = "classifies"

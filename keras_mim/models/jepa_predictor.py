@@ -40,13 +40,13 @@ class JEPAPredictor(keras.layers.Layer):
         norm_epsilon: LayerNorm epsilon.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> predictor = JEPAPredictor((4, 4), output_dim=32, predictor_dim=16, depth=1, num_heads=2)
-    >>> context = np.zeros((2, 5, 32), "float32")  # 5 context tokens of width 32
-    >>> out = predictor(context, np.tile(np.arange(5), (2, 1)), np.tile(np.arange(8, 14).reshape(1, 2, 3), (2, 1, 1)))
-    >>> tuple(out.shape)  # 2 target blocks of 3 tokens each
-    (2, 2, 3, 32)
+    Examples:
+        >>> import numpy as np
+        >>> predictor = JEPAPredictor((4, 4), output_dim=32, predictor_dim=16, depth=1, num_heads=2)
+        >>> context = np.zeros((2, 5, 32), "float32")  # 5 context tokens of width 32
+        >>> out = predictor(context, np.tile(np.arange(5), (2, 1)), np.tile(np.arange(8, 14).reshape(1, 2, 3), (2, 1, 1)))
+        >>> tuple(out.shape)  # 2 target blocks of 3 tokens each
+        (2, 2, 3, 32)
     """
 
     def __init__(self, grid_shape, output_dim, predictor_dim=384, depth=6, num_heads=12, mlp_ratio=4.0,

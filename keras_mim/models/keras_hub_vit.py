@@ -128,14 +128,14 @@ def to_keras_hub(encoder):
     Returns:
         A built `keras_hub.models.ViTBackbone`.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim.models import ViTEncoder
-    >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> backbone = to_keras_hub(enc)  # doctest: +SKIP
-    >>> x = np.random.rand(1, 16, 16, 3).astype("float32")
-    >>> np.allclose(backbone(x), enc(x), atol=1e-5)  # doctest: +SKIP
-    True
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim.models import ViTEncoder
+        >>> enc = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> backbone = to_keras_hub(enc)  # doctest: +SKIP
+        >>> x = np.random.rand(1, 16, 16, 3).astype("float32")
+        >>> np.allclose(backbone(x), enc(x), atol=1e-5)  # doctest: +SKIP
+        True
     """
     encoder = getattr(encoder, "encoder", encoder)  # a model built around an encoder
     hidden = check_exportable(encoder)

@@ -49,17 +49,17 @@ class LinearProbe(ImageClassifier):
         **kwargs: `ImageClassifier` arguments (`dropout`, `seed`, `copy_encoder`) and
             standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim import ViTEncoder
-    >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> probe = LinearProbe(encoder, num_classes=10)
-    >>> probe.pooling, len(probe.trainable_weights)
-    ('cls', 2)
-    >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
-    >>> probe.adapt(x)  # the head norm's moving statistics = the features' (one pass)
-    >>> probe.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    >>> history = probe.fit(x, np.arange(8), epochs=1, verbose=0)
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim import ViTEncoder
+        >>> encoder = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> probe = LinearProbe(encoder, num_classes=10)
+        >>> probe.pooling, len(probe.trainable_weights)
+        ('cls', 2)
+        >>> x = np.random.rand(8, 16, 16, 3).astype("float32")
+        >>> probe.adapt(x)  # the head norm's moving statistics = the features' (one pass)
+        >>> probe.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> history = probe.fit(x, np.arange(8), epochs=1, verbose=0)
     """
 
     def __init__(self, encoder, num_classes, pooling=None, head_init_std=0.01, block=None, **kwargs):

@@ -52,12 +52,12 @@ class MAEDecoder(keras.layers.Layer):
             (VideoMAE's flat table).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> dec = MAEDecoder((2, 2), output_dim=12, decoder_dim=16, depth=1, num_heads=2)
-    >>> latent = np.zeros((1, 3, 8), "float32")  # cls + 2 visible tokens of width 8
-    >>> tuple(dec(latent, np.array([[0, 2, 1, 3]])).shape)
-    (1, 4, 12)
+    Examples:
+        >>> import numpy as np
+        >>> dec = MAEDecoder((2, 2), output_dim=12, decoder_dim=16, depth=1, num_heads=2)
+        >>> latent = np.zeros((1, 3, 8), "float32")  # cls + 2 visible tokens of width 8
+        >>> tuple(dec(latent, np.array([[0, 2, 1, 3]])).shape)
+        (1, 4, 12)
     """
 
     def __init__(

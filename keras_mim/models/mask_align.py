@@ -19,10 +19,10 @@ def smooth_l1(pred, target, beta=1.0):
     """Mean smooth-L1 (`F.smooth_l1_loss`) over all values, float32:
     `0.5 e^2 / beta` where `|e| < beta`, else `|e| - 0.5 beta`.
 
-    Example:
-    >>> import numpy as np
-    >>> round(float(smooth_l1(np.array([[0.5, 3.0]]), np.zeros((1, 2)))), 4)
-    1.3125
+    Examples:
+        >>> import numpy as np
+        >>> round(float(smooth_l1(np.array([[0.5, 3.0]]), np.zeros((1, 2)))), 4)
+        1.3125
     """
     pred, target = ops.cast(pred, "float32"), ops.cast(target, "float32")
     return ops.mean(keras.losses.huber(target, pred, delta=beta)) / beta  # Huber / beta = smooth-L1
@@ -81,15 +81,15 @@ class MaskAlign(PretrainingModel):
         seed: optional int seed of the mask generator built here.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim.models import ViTEncoder
-    >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> model = MaskAlign.from_preset("maskalign_vit_test", teacher=teacher)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> [tuple(p.shape) for p in model(np.zeros((2, 16, 16, 3), "float32"))["pred"]]
-    [(2, 5, 32), (2, 5, 32)]
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim.models import ViTEncoder
+        >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> model = MaskAlign.from_preset("maskalign_vit_test", teacher=teacher)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> [tuple(p.shape) for p in model(np.zeros((2, 16, 16, 3), "float32"))["pred"]]
+        [(2, 5, 32), (2, 5, 32)]
     """
 
     def __init__(self, encoder, teacher=None, teacher_layers=None, student_layers=None, mask_generator=None,

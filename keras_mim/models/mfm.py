@@ -68,14 +68,14 @@ class MFM(PretrainingModel):
         seed: optional int seed of the per-sample filter choice.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = MFM.from_preset("mfm_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> out = model(np.zeros((2, 16, 16, 3), "float32"))
-    >>> sorted(out), tuple(out["pred"].shape), tuple(out["freq_mask"].shape)
-    (['corrupted', 'freq_mask', 'low_pass', 'pred'], (2, 16, 16, 3), (2, 16, 16))
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = MFM.from_preset("mfm_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> out = model(np.zeros((2, 16, 16, 3), "float32"))
+        >>> sorted(out), tuple(out["pred"].shape), tuple(out["freq_mask"].shape)
+        (['corrupted', 'freq_mask', 'low_pass', 'pred'], (2, 16, 16, 3), (2, 16, 16))
     """
 
     def __init__(self, encoder, radius=16, low_pass_probability=0.5, clip_range=None, seed=None, **kwargs):

@@ -67,15 +67,15 @@ class MILAN(MaskedAutoencoder):
         seed: optional int seed of the mask generator built here.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim.models import ViTEncoder
-    >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=2)
-    >>> model = MILAN.from_preset("milan_vit_test", teacher=teacher, seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> tuple(model(np.zeros((2, 16, 16, 3), "float32"))["pred"].shape)
-    (2, 16, 24)
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim.models import ViTEncoder
+        >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=2)
+        >>> model = MILAN.from_preset("milan_vit_test", teacher=teacher, seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> tuple(model(np.zeros((2, 16, 16, 3), "float32"))["pred"].shape)
+        (2, 16, 24)
     """
 
     def __init__(self, encoder, teacher=None, decoder=None, teacher_layers=None, loss=None, mask_generator=None,

@@ -46,19 +46,23 @@ class MRMAE(MaskedAutoencoder):
         teacher_layers: teacher layers when `teacher` is a model (ViTEncoder: block
             indices, default its last block; functional: layer names, default its outputs).
         mimic_weight: weight of the mimic term (default 1.0).
-        mask_generator, mask_ratio, norm_pix_loss, norm_pix_eps, target, seed: as
-            `MaskedAutoencoder`.
+        mask_generator: as `MaskedAutoencoder`.
+        mask_ratio: as `MaskedAutoencoder`.
+        norm_pix_loss: as `MaskedAutoencoder`.
+        norm_pix_eps: as `MaskedAutoencoder`.
+        target: as `MaskedAutoencoder`.
+        seed: as `MaskedAutoencoder`.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim.models import ViTEncoder
-    >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=2)
-    >>> model = MRMAE.from_preset("mrmae_vit_test", teacher=teacher)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> [tuple(m.shape) for m in model(np.zeros((2, 16, 16, 3), "float32"))["mimic"]]
-    [(2, 4, 24)]
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim.models import ViTEncoder
+        >>> teacher = ViTEncoder(image_size=16, patch_size=4, embed_dim=24, depth=1, num_heads=2)
+        >>> model = MRMAE.from_preset("mrmae_vit_test", teacher=teacher)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> [tuple(m.shape) for m in model(np.zeros((2, 16, 16, 3), "float32"))["mimic"]]
+        [(2, 4, 24)]
     """
 
     def __init__(self, encoder, teacher=None, decoder=None, teacher_layers=None, mimic_weight=1.0,

@@ -37,14 +37,14 @@ class PartialDecoding(keras.layers.Layer):
         patch_size: the encoder's patch size (for generators that work in pixels).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> partial = PartialDecoding("running_cell", 0.5, seed=0)
-    >>> partial.num_decoded(grid_shape=(4, 4, 4), num_visible=16)  # 48 hidden, half decoded
-    24
-    >>> mask = np.ones((2, 64), "float32"); mask[:, :16] = 0.0
-    >>> tuple(partial(mask, grid_shape=(4, 4, 4), num_visible=16)["ids_keep"].shape)
-    (2, 40)
+    Examples:
+        >>> import numpy as np
+        >>> partial = PartialDecoding("running_cell", 0.5, seed=0)
+        >>> partial.num_decoded(grid_shape=(4, 4, 4), num_visible=16)  # 48 hidden, half decoded
+        24
+        >>> mask = np.ones((2, 64), "float32"); mask[:, :16] = 0.0
+        >>> tuple(partial(mask, grid_shape=(4, 4, 4), num_visible=16)["ids_keep"].shape)
+        (2, 40)
     """
 
     def __init__(self, mask_generator="running_cell", mask_ratio=0.5, seed=None, patch_size=None, **kwargs):

@@ -38,10 +38,12 @@ def builtin_presets():
 
 
 def is_remote_handle(preset):
+    """Whether `preset` is an `hf://` or `kaggle://` handle."""
     return isinstance(preset, str) and preset.startswith(tuple(REMOTE))
 
 
 def is_preset_dir(path):
+    """Whether `path` is a folder holding a preset's config.json."""
     return isinstance(path, (str, os.PathLike)) and os.path.isfile(os.path.join(path, CONFIG_FILE))
 
 

@@ -87,6 +87,7 @@ def preset_patch_size(preset):
 
 
 def check_preset(preset):
+    """Raise a ValueError listing the built-in names unless `preset` is one."""
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
 
@@ -162,10 +163,10 @@ def build_method(name, preset=None, **overrides):
     its size); on another method's preset, the method's own `kwargs` (MaskFeat's HOG
     target) replace them. `overrides` as `build_preset`.
 
-    Example:
-    >>> model = build_method("simmim", "maskfeat_vit_test")  # SimMIM on MaskFeat's architecture
-    >>> type(model).__name__, model.target is None
-    ('SimMIM', True)
+    Examples:
+        >>> model = build_method("simmim", "maskfeat_vit_test")  # SimMIM on MaskFeat's architecture
+        >>> type(model).__name__, model.target is None
+        ('SimMIM', True)
     """
     spec = get_method_spec(name)
     preset = spec.test_preset if preset is None else preset

@@ -21,9 +21,9 @@ def make_target(target=None, norm_pix_loss=None, norm_pix_eps=None, encoder=None
         **pixel_options: other `PixelTarget` arguments of the default target (VideoMAE:
             `per_channel=True, eps_on_std=True`).
 
-    Example:
-    >>> make_target(norm_pix_loss=False).normalize
-    False
+    Examples:
+        >>> make_target(norm_pix_loss=False).normalize
+        False
     """
     if target is None:
         target = PixelTarget(
@@ -67,14 +67,14 @@ def pixel_reconstruction(target, images, pred, mask, patch_size):
     Returns:
         `(reconstruction, pixel_mask)`: float32 `(B, H, W, C)` and `(B, H, W, 1)`.
 
-    Example:
-    >>> import numpy as np
-    >>> images = np.random.rand(2, 8, 8, 3).astype("float32")
-    >>> rec, pixel_mask = pixel_reconstruction(
-    ...     PixelTarget(normalize=False), images, np.zeros((2, 4, 48), "float32"),
-    ...     np.array([[1, 0, 0, 1]] * 2, "float32"), (4, 4))
-    >>> tuple(rec.shape), tuple(pixel_mask.shape)
-    ((2, 8, 8, 3), (2, 8, 8, 1))
+    Examples:
+        >>> import numpy as np
+        >>> images = np.random.rand(2, 8, 8, 3).astype("float32")
+        >>> rec, pixel_mask = pixel_reconstruction(
+        ...     PixelTarget(normalize=False), images, np.zeros((2, 4, 48), "float32"),
+        ...     np.array([[1, 0, 0, 1]] * 2, "float32"), (4, 4))
+        >>> tuple(rec.shape), tuple(pixel_mask.shape)
+        ((2, 8, 8, 3), (2, 8, 8, 1))
     """
     if not isinstance(target, PixelTarget):
         raise ValueError(

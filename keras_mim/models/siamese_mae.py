@@ -52,15 +52,15 @@ class SiameseMAE(ViewPairInputs, PretrainingModel):
         seed: optional int seed of the mask generator when built from a name.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = SiameseMAE.from_preset("cropmae_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> views = {"reference": np.random.rand(8, 16, 16, 3).astype("float32"),
-    ...          "target": np.random.rand(8, 16, 16, 3).astype("float32")}
-    >>> history = model.fit(views, epochs=1, batch_size=4, verbose=0)
-    >>> sorted(model.predict(views, verbose=0))
-    ['ids_restore', 'mask', 'pred']
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = SiameseMAE.from_preset("cropmae_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> views = {"reference": np.random.rand(8, 16, 16, 3).astype("float32"),
+        ...          "target": np.random.rand(8, 16, 16, 3).astype("float32")}
+        >>> history = model.fit(views, epochs=1, batch_size=4, verbose=0)
+        >>> sorted(model.predict(views, verbose=0))
+        ['ids_restore', 'mask', 'pred']
     """
 
     def __init__(

@@ -64,13 +64,13 @@ class SparK(SparseConvPretraining):
         seed: optional int seed of the mask generator.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = SparK.from_preset("spark_convnextv2_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(4, 64, 64, 3).astype("float32"), epochs=1, verbose=0)
-    >>> tuple(model(np.zeros((2, 64, 64, 3), "float32"))["pred"].shape)
-    (2, 4, 3072)
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = SparK.from_preset("spark_convnextv2_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(4, 64, 64, 3).astype("float32"), epochs=1, verbose=0)
+        >>> tuple(model(np.zeros((2, 64, 64, 3), "float32"))["pred"].shape)
+        (2, 4, 3072)
     """
 
     def __init__(self, encoder, decoder_width=768, densify_norm=None, mask_generator="random", mask_ratio=0.6,

@@ -25,11 +25,11 @@ class SparKDecoder(keras.layers.Layer):
         out_channels: pixel channels predicted.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> decoder = SparKDecoder(32, width=64, out_channels=3)
-    >>> tuple(decoder([np.zeros((1, 2, 2, 64), "float32"), np.zeros((1, 4, 4, 32), "float32")]).shape)
-    (1, 64, 64, 3)
+    Examples:
+        >>> import numpy as np
+        >>> decoder = SparKDecoder(32, width=64, out_channels=3)
+        >>> tuple(decoder([np.zeros((1, 2, 2, 64), "float32"), np.zeros((1, 4, 4, 32), "float32")]).shape)
+        (1, 64, 64, 3)
     """
 
     def __init__(self, up_sample_ratio=32, width=768, out_channels=3, **kwargs):

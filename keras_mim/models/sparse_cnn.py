@@ -164,11 +164,11 @@ class SparseCNN(ConvolutionalEncoder):
         num_channels: input channels when `backbone` is a name.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np
-    >>> enc = SparseCNN("resnet50", image_size=64)
-    >>> enc.grid_shape, [tuple(f.shape[1:3]) for f in enc.stages(np.zeros((1, 64, 64, 3), "float32"))]
-    ((2, 2), [(16, 16), (8, 8), (4, 4), (2, 2)])
+    Examples:
+        >>> import numpy as np
+        >>> enc = SparseCNN("resnet50", image_size=64)
+        >>> enc.grid_shape, [tuple(f.shape[1:3]) for f in enc.stages(np.zeros((1, 64, 64, 3), "float32"))]
+        ((2, 2), [(16, 16), (8, 8), (4, 4), (2, 2)])
     """
 
     drop_path_rate = 0.0

@@ -41,12 +41,12 @@ class VideoMAE(MaskedAutoencoder):
         seed: optional int seed of the mask generators built from names.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np
-    >>> model = VideoMAE.from_preset("videomaev2_vit_test", seed=0)
-    >>> out = model(np.random.rand(2, 8, 16, 16, 3).astype("float32"))
-    >>> tuple(out["pred"].shape), int(keras.ops.sum(out["decode_mask"][0]))
-    ((2, 64, 96), 24)
+    Examples:
+        >>> import numpy as np
+        >>> model = VideoMAE.from_preset("videomaev2_vit_test", seed=0)
+        >>> out = model(np.random.rand(2, 8, 16, 16, 3).astype("float32"))
+        >>> tuple(out["pred"].shape), int(keras.ops.sum(out["decode_mask"][0]))
+        ((2, 64, 96), 24)
     """
 
     encoder_defaults = {"cls_token": False}  # VideoMAE's encoder has no cls token

@@ -65,15 +65,15 @@ class ViTEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
         seed: optional int seed for drop path.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np
-    >>> enc = ViTEncoder(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
-    >>> tuple(enc(np.zeros((2, 32, 32, 3), "float32")).shape)
-    (2, 17, 32)
-    >>> video = ViTEncoder(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-    ...                    num_frames=4, tubelet_size=2, cls_token=False)
-    >>> video.grid_shape, tuple(video(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
-    ((2, 4, 4), (2, 32, 32))
+    Examples:
+        >>> import numpy as np
+        >>> enc = ViTEncoder(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
+        >>> tuple(enc(np.zeros((2, 32, 32, 3), "float32")).shape)
+        (2, 17, 32)
+        >>> video = ViTEncoder(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+        ...                    num_frames=4, tubelet_size=2, cls_token=False)
+        >>> video.grid_shape, tuple(video(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
+        ((2, 4, 4), (2, 32, 32))
     """
 
     #: Presets without an `encoder_class` are ViTs: `ViTEncoder.from_preset(name)` builds theirs.
@@ -323,10 +323,10 @@ class ViTEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
         does not fix (`mask_token=True`, `drop_path_rate`, `seed`). What maps and what is
         refused: `keras_mim.models.keras_hub_vit`.
 
-        Example:
-        >>> import keras_hub  # doctest: +SKIP
-        >>> backbone = keras_hub.models.DINOV2Backbone.from_preset("dinov2_small")  # doctest: +SKIP
-        >>> encoder = ViTEncoder.from_keras_hub(backbone)  # doctest: +SKIP
+        Examples:
+            >>> import keras_hub  # doctest: +SKIP
+            >>> backbone = keras_hub.models.DINOV2Backbone.from_preset("dinov2_small")  # doctest: +SKIP
+            >>> encoder = ViTEncoder.from_keras_hub(backbone)  # doctest: +SKIP
         """
         from keras_mim.models.keras_hub_vit import from_keras_hub
 

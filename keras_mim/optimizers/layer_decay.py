@@ -87,14 +87,14 @@ def layer_ids(model):
         the patch embedding, position embedding and tokens, `i + 1` for block `i`,
         `len(blocks) + 1` for everything else.
 
-    Example:
-    >>> from keras_mim import ViTEncoder
-    >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
-    >>> ids = layer_ids(enc)
-    >>> sorted(set(ids.values()))
-    [0, 1, 2, 3]
-    >>> ids[enc.cls_token.path], ids[enc.blocks[1].norm1.gamma.path], ids[enc.norm.gamma.path]
-    (0, 2, 3)
+    Examples:
+        >>> from keras_mim import ViTEncoder
+        >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
+        >>> ids = layer_ids(enc)
+        >>> sorted(set(ids.values()))
+        [0, 1, 2, 3]
+        >>> ids[enc.cls_token.path], ids[enc.blocks[1].norm1.gamma.path], ids[enc.norm.gamma.path]
+        (0, 2, 3)
     """
     encoder = _encoder(model)
     table = {id(v): 0 for v in _stem(encoder)[0]}
@@ -117,12 +117,12 @@ def layer_decay_multipliers(model, layer_decay=0.75):
         dict `{variable.path: multiplier}`: 1 for the head, `layer_decay ** (L + 1)`
         for the patch embedding.
 
-    Example:
-    >>> from keras_mim import ViTEncoder
-    >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
-    >>> scales = layer_decay_multipliers(enc, 0.5)
-    >>> scales[enc.cls_token.path], scales[enc.blocks[0].norm1.gamma.path], scales[enc.norm.gamma.path]
-    (0.125, 0.25, 1.0)
+    Examples:
+        >>> from keras_mim import ViTEncoder
+        >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
+        >>> scales = layer_decay_multipliers(enc, 0.5)
+        >>> scales[enc.cls_token.path], scales[enc.blocks[0].norm1.gamma.path], scales[enc.norm.gamma.path]
+        (0.125, 0.25, 1.0)
     """
     if isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1:
         raise ValueError(f"`layer_decay` must be a float in (0, 1], got {layer_decay!r}.")
@@ -141,14 +141,14 @@ def no_weight_decay_paths(model):
     Returns:
         sorted list of variable paths.
 
-    Example:
-    >>> from keras_mim import ViTEncoder
-    >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2)
-    >>> skip = no_weight_decay_paths(enc)
-    >>> enc.cls_token.path in skip, enc.blocks[0].attn.qkv.bias.path in skip
-    (True, True)
-    >>> enc.blocks[0].attn.qkv.kernel.path in skip
-    False
+    Examples:
+        >>> from keras_mim import ViTEncoder
+        >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2)
+        >>> skip = no_weight_decay_paths(enc)
+        >>> enc.cls_token.path in skip, enc.blocks[0].attn.qkv.bias.path in skip
+        (True, True)
+        >>> enc.blocks[0].attn.qkv.kernel.path in skip
+        False
     """
     special = {id(v) for v in _stem(_encoder(model))[1]}
     return sorted(v.path for v in _trainable(model) if len(v.shape) <= 1 or id(v) in special)
@@ -188,10 +188,10 @@ def warmup_cosine_schedule(peak_learning_rate, total_steps, warmup_steps=0, min_
     Returns:
         `keras.optimizers.schedules.CosineDecay`.
 
-    Example:
-    >>> s = warmup_cosine_schedule(1e-3, total_steps=10, warmup_steps=2, min_learning_rate=1e-6)
-    >>> [round(float(s(t)), 7) for t in (0, 1, 2, 6, 10)]
-    [0.0, 0.0005, 0.001, 0.0005005, 1e-06]
+    Examples:
+        >>> s = warmup_cosine_schedule(1e-3, total_steps=10, warmup_steps=2, min_learning_rate=1e-6)
+        >>> [round(float(s(t)), 7) for t in (0, 1, 2, 6, 10)]
+        [0.0, 0.0005, 0.001, 0.0005005, 1e-06]
     """
     peak = _check_rate(peak_learning_rate, "peak_learning_rate")
     minimum = _check_rate(min_learning_rate, "min_learning_rate", allow_zero=True)
@@ -244,19 +244,20 @@ def finetune_optimizer(
         min_learning_rate: floor of the cosine.
         weight_decay: decoupled weight decay (0.05).
         layer_decay: per-layer lr decay (0.65 ViT-B, 0.75 ViT-L/H).
-        beta_1, beta_2: Adam betas (torch's defaults (0.9, 0.999), as MAE fine-tuning).
+        beta_1: Adam's beta 1 (torch's default 0.9, as MAE fine-tuning).
+        beta_2: Adam's beta 2 (torch's default 0.999).
         epsilon: Adam epsilon (torch's 1e-8).
         **kwargs: further `keras.optimizers.AdamW` arguments (e.g. `global_clipnorm`).
 
     Returns:
         a `LayerDecayAdamW`.
 
-    Example:
-    >>> from keras_mim import ViTEncoder
-    >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
-    >>> opt = finetune_optimizer(enc, total_steps=100, batch_size=64, layer_decay=0.5)
-    >>> float(opt.learning_rate), opt.lr_multipliers[enc.cls_token.path]
-    (0.0, 0.125)
+    Examples:
+        >>> from keras_mim import ViTEncoder
+        >>> enc = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2)
+        >>> opt = finetune_optimizer(enc, total_steps=100, batch_size=64, layer_decay=0.5)
+        >>> float(opt.learning_rate), opt.lr_multipliers[enc.cls_token.path]
+        (0.0, 0.125)
     """
     if learning_rate is None:
         _check_steps(batch_size, "batch_size", 1)

@@ -195,21 +195,21 @@ class LayerDecayAdamW(LearningRateMultiplierMixin, keras.optimizers.AdamW):
             (None: a missing variable is an error at build time).
         **kwargs: `keras.optimizers.AdamW` arguments (beta_1, beta_2, epsilon, clipnorm, ...).
 
-    Example:
-    >>> import keras, numpy as np
-    >>> head = keras.layers.Dense(2, name="head")
-    >>> head.build((None, 3))
-    >>> opt = LayerDecayAdamW(0.1, weight_decay=0.05,
-    ...                       lr_multipliers={"head/kernel": 0.5, "head/bias": 1.0},
-    ...                       no_weight_decay=["head/bias"])
-    >>> opt.build(head.trainable_variables)
-    >>> opt.lr_multiplier(head.kernel), opt.uses_weight_decay(head.bias)
-    (0.5, False)
-    >>> before = keras.ops.convert_to_numpy(head.kernel)
-    >>> opt.apply([np.ones((3, 2), "float32"), np.ones(2, "float32")], head.trainable_variables)
-    >>> step = before - keras.ops.convert_to_numpy(head.kernel)  # 0.5 * 0.1 * (1 + 0.05 * p)
-    >>> bool(np.allclose(step, 0.05 * (1 + 0.05 * before), atol=1e-5))
-    True
+    Examples:
+        >>> import keras, numpy as np
+        >>> head = keras.layers.Dense(2, name="head")
+        >>> head.build((None, 3))
+        >>> opt = LayerDecayAdamW(0.1, weight_decay=0.05,
+        ...                       lr_multipliers={"head/kernel": 0.5, "head/bias": 1.0},
+        ...                       no_weight_decay=["head/bias"])
+        >>> opt.build(head.trainable_variables)
+        >>> opt.lr_multiplier(head.kernel), opt.uses_weight_decay(head.bias)
+        (0.5, False)
+        >>> before = keras.ops.convert_to_numpy(head.kernel)
+        >>> opt.apply([np.ones((3, 2), "float32"), np.ones(2, "float32")], head.trainable_variables)
+        >>> step = before - keras.ops.convert_to_numpy(head.kernel)  # 0.5 * 0.1 * (1 + 0.05 * p)
+        >>> bool(np.allclose(step, 0.05 * (1 + 0.05 * before), atol=1e-5))
+        True
     """
 
     def __init__(

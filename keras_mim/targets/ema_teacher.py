@@ -79,16 +79,16 @@ class EMATeacher(keras.layers.Layer):
             when deserialising).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> from keras_mim.models.vit_encoder import ViTEncoder
-    >>> student = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> teacher = EMATeacher(student, top_k=2)
-    >>> tuple(teacher(np.zeros((2, 16, 16, 3), "float32")).shape), teacher.layers_used
-    ((2, 16, 32), [0, 1])
-    >>> teacher.update(student)  # momentum 0.9998 at update 0
-    >>> int(teacher.num_updates)
-    1
+    Examples:
+        >>> import numpy as np
+        >>> from keras_mim.models.vit_encoder import ViTEncoder
+        >>> student = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> teacher = EMATeacher(student, top_k=2)
+        >>> tuple(teacher(np.zeros((2, 16, 16, 3), "float32")).shape), teacher.layers_used
+        ((2, 16, 32), [0, 1])
+        >>> teacher.update(student)  # momentum 0.9998 at update 0
+        >>> int(teacher.num_updates)
+        1
     """
 
     def __init__(self, encoder, top_k=None, layer_norm="instance", final_layer_norm=True,
@@ -217,13 +217,13 @@ def check_teacher(teacher, student, name="teacher", source=None):
     (or its config; with `source`, of that source) holding a copy of `student` with the
     same variables. Raises TypeError / ValueError naming `name` otherwise.
 
-    Example:
-    >>> from keras_mim.models.vit_encoder import ViTEncoder
-    >>> student = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2)
-    >>> config = keras.saving.serialize_keras_object(EMATeacher(student, top_k=1))  # as in a model's config
-    >>> teacher = check_teacher(config, student)
-    >>> type(teacher).__name__, teacher.encoder is student
-    ('EMATeacher', False)
+    Examples:
+        >>> from keras_mim.models.vit_encoder import ViTEncoder
+        >>> student = ViTEncoder(image_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2)
+        >>> config = keras.saving.serialize_keras_object(EMATeacher(student, top_k=1))  # as in a model's config
+        >>> teacher = check_teacher(config, student)
+        >>> type(teacher).__name__, teacher.encoder is student
+        ('EMATeacher', False)
     """
     if isinstance(teacher, dict):
         teacher = keras.saving.deserialize_keras_object(teacher)

@@ -40,11 +40,11 @@ def centered_spectrum(images, norm="backward"):
     Returns:
         `(real, imag)`, each float32 `(B, H, W, C)`: `fftshift(fft2(images))` per channel.
 
-    Example:
-    >>> import numpy as np
-    >>> real, imag = centered_spectrum(np.ones((1, 4, 4, 1), "float32"))
-    >>> keras.ops.convert_to_numpy(real)[0, :, :, 0].tolist()[2]  # all energy at the centre (2, 2)
-    [0.0, 0.0, 16.0, 0.0]
+    Examples:
+        >>> import numpy as np
+        >>> real, imag = centered_spectrum(np.ones((1, 4, 4, 1), "float32"))
+        >>> keras.ops.convert_to_numpy(real)[0, :, :, 0].tolist()[2]  # all energy at the centre (2, 2)
+        [0.0, 0.0, 16.0, 0.0]
     """
     h, w = _check_static_image(images)
     x = ops.transpose(ops.cast(images, "float32"), (0, 3, 1, 2))  # (B, C, H, W)
@@ -67,12 +67,12 @@ def images_from_centered_spectrum(real, imag, norm="backward"):
     Returns:
         float32 `(B, H, W, C)` images.
 
-    Example:
-    >>> import numpy as np
-    >>> x = np.random.rand(2, 6, 4, 3).astype("float32")
-    >>> y = images_from_centered_spectrum(*centered_spectrum(x, "ortho"), norm="ortho")
-    >>> bool(np.allclose(keras.ops.convert_to_numpy(y), x, atol=1e-5))
-    True
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.rand(2, 6, 4, 3).astype("float32")
+        >>> y = images_from_centered_spectrum(*centered_spectrum(x, "ortho"), norm="ortho")
+        >>> bool(np.allclose(keras.ops.convert_to_numpy(y), x, atol=1e-5))
+        True
     """
     h, w = _check_static_image(real, "real")
     # channels-first (B, C, H, W), then ifftshift
@@ -99,9 +99,9 @@ def frequency_radius(height, width):
     Returns:
         numpy float32 `(H, W)`.
 
-    Example:
-    >>> frequency_radius(4, 4)[2].tolist()
-    [2.0, 1.0, 0.0, 1.0]
+    Examples:
+        >>> frequency_radius(4, 4)[2].tolist()
+        [2.0, 1.0, 0.0, 1.0]
     """
     y = np.arange(height, dtype="float64")[:, None] - height // 2
     x = np.arange(width, dtype="float64")[None, :] - width // 2
@@ -128,12 +128,12 @@ class FourierTarget(Target):
             pixels' scale) or `"backward"` (unscaled, as `numpy.fft.fft2`).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> target = FourierTarget()
-    >>> t = target(np.random.rand(2, 8, 8, 3).astype("float32"), patch_size=4)
-    >>> tuple(t.shape), target.output_dim(4, 3)
-    ((2, 4, 96), 96)
+    Examples:
+        >>> import numpy as np
+        >>> target = FourierTarget()
+        >>> t = target(np.random.rand(2, 8, 8, 3).astype("float32"), patch_size=4)
+        >>> tuple(t.shape), target.output_dim(4, 3)
+        ((2, 4, 96), 96)
     """
 
     MODES = ("complex", "log_amplitude")

@@ -111,12 +111,12 @@ class HOGTarget(Target):
         eps: added (squared) to the squared norm of each histogram (scikit-image: 1e-5).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> target = HOGTarget(cell_size=4)
-    >>> t = target(np.random.rand(2, 16, 16, 3).astype("float32"), patch_size=8)
-    >>> tuple(t.shape), target.output_dim(8, 3)
-    ((2, 4, 108), 108)
+    Examples:
+        >>> import numpy as np
+        >>> target = HOGTarget(cell_size=4)
+        >>> t = target(np.random.rand(2, 16, 16, 3).astype("float32"), patch_size=8)
+        >>> tuple(t.shape), target.output_dim(8, 3)
+        ((2, 4, 108), 108)
     """
 
     def __init__(self, orientations=9, cell_size=8, gradient="sobel", gaussian_window=False,

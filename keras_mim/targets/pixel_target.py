@@ -71,12 +71,12 @@ class PixelTarget(Target):
         eps_on_std: divide by `std + eps` (VideoMAE) instead of `sqrt(var + eps)` (MAE).
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np
-    >>> target = PixelTarget(normalize=True)
-    >>> t = target(np.random.rand(2, 8, 8, 3).astype("float32"), patch_size=4)
-    >>> tuple(t.shape), target.output_dim(4, 3)
-    ((2, 4, 48), 48)
+    Examples:
+        >>> import numpy as np
+        >>> target = PixelTarget(normalize=True)
+        >>> t = target(np.random.rand(2, 8, 8, 3).astype("float32"), patch_size=4)
+        >>> tuple(t.shape), target.output_dim(4, 3)
+        ((2, 4, 48), 48)
     """
 
     def __init__(self, normalize=True, per_channel=False, unbiased=True, eps=1e-6,

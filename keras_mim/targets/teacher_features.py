@@ -75,20 +75,20 @@ class TeacherFeatures(Target):
         loss: per-token loss as a target: `"mse"` (default) or `"cosine"`.
         **kwargs: standard layer arguments.
 
-    Example:
-    >>> import numpy as np, keras
-    >>> from keras_mim.models.vit_encoder import ViTEncoder
-    >>> vit = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
-    >>> teacher = TeacherFeatures(vit, layers=[0, 1])
-    >>> teacher.check_compatible((16, 16, 3), num_patches=16)
-    [32, 32]
-    >>> [tuple(f.shape) for f in teacher.features(np.zeros((2, 16, 16, 3), "float32"))]
-    [(2, 16, 32), (2, 16, 32)]
-    >>> target = TeacherFeatures(vit, loss="cosine")  # one layer: a Target
-    >>> target.check_compatible((16, 16, 3), num_patches=16), target.output_dim(4, 3)
-    ([32], 32)
-    >>> tuple(target(np.zeros((2, 16, 16, 3), "float32"), patch_size=4).shape)
-    (2, 16, 32)
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_mim.models.vit_encoder import ViTEncoder
+        >>> vit = ViTEncoder(image_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2)
+        >>> teacher = TeacherFeatures(vit, layers=[0, 1])
+        >>> teacher.check_compatible((16, 16, 3), num_patches=16)
+        [32, 32]
+        >>> [tuple(f.shape) for f in teacher.features(np.zeros((2, 16, 16, 3), "float32"))]
+        [(2, 16, 32), (2, 16, 32)]
+        >>> target = TeacherFeatures(vit, loss="cosine")  # one layer: a Target
+        >>> target.check_compatible((16, 16, 3), num_patches=16), target.output_dim(4, 3)
+        ([32], 32)
+        >>> tuple(target(np.zeros((2, 16, 16, 3), "float32"), patch_size=4).shape)
+        (2, 16, 32)
     """
 
     def __init__(self, model, layers=None, num_prefix_tokens=None, normalize="layer_norm", epsilon=1e-5,

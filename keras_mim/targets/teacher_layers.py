@@ -12,9 +12,9 @@ def is_block_encoder(model):
     `ViTEncoder`): `forward_features`, `layer_indices`, `depth`, `num_prefix_tokens`.
     Duck-typed, so that targets need not import the models package.
 
-    Example:
-    >>> is_block_encoder(keras.Sequential([keras.layers.Dense(2)]))
-    False
+    Examples:
+        >>> is_block_encoder(keras.Sequential([keras.layers.Dense(2)]))
+        False
     """
     return all(hasattr(model, a) for a in ("forward_features", "layer_indices", "depth", "num_prefix_tokens"))
 
