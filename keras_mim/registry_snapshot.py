@@ -97,3 +97,9 @@ MASK_STRATEGIES = {
     'easy_to_hard': 'Hides the patches with the highest predicted difficulty, the rest at random (HPM).',
     'multi_block': "I-JEPA's multi-block masks: M target blocks and a context block without them.",
 }
+
+#: Preset name -> the `keras-mim pretrain --data` augmentation it uses by default (presets not listed: mae).
+PRESET_AUGMENTATIONS = {
+    'medmae_vit_base_patch16': 'medical',
+    'medmae_vit_small_patch16': 'medical',
+}

@@ -134,6 +134,9 @@ NUMBERS = {
         lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
     "16-bit PNG/TIFF is divided by 65535": lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
     "(no flips, scale 0.5-1)": lambda paragraph: _medical_defaults(),
+    "(mask ratio 0.9, crops of scale 0.5-1 without flips)": lambda paragraph: _medical_defaults() and all(
+        _preset(p)["kwargs"]["mask_ratio"] == 0.9 and _preset(p)["augmentation"] == "medical"
+        for p in ("medmae_vit_base_patch16", "medmae_vit_small_patch16")),
     "224 px, 16 px patches": lambda paragraph: _masks_defaults(),
     "all 9 saver/loader pairs": lambda paragraph: CROSS_BACKEND[0] in _source("tests/test_cross_backend.py"),
     "rtol 1e-5": lambda paragraph: CROSS_BACKEND[1] in _source("tests/test_cross_backend.py"),

@@ -46,6 +46,8 @@ def records():
         "METHOD_OPTIONS": {name: tuple(option for option, applies in OPTION_RULES.items() if applies(spec))
                            for name, spec in specs.items()},
         "MASK_STRATEGIES": strategies,
+        "PRESET_AUGMENTATIONS": {name: preset["augmentation"] for spec in specs.values()
+                                 for name, preset in spec.presets.items() if "augmentation" in preset},
     }
 
 
@@ -54,6 +56,8 @@ COMMENTS = {
     "METHOD_MODELS": "Method name -> the name of its model class (exported by keras_mim and keras_mim.models).",
     "METHOD_OPTIONS": "Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).",
     "MASK_STRATEGIES": "Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.",
+    "PRESET_AUGMENTATIONS": "Preset name -> the `keras-mim pretrain --data` augmentation it uses by default "
+                            "(presets not listed: mae).",
 }
 
 

@@ -74,6 +74,14 @@ def add_finetune_parser(commands):
                         "default: --augmentation)")
     p.add_argument("--rand-augment-ops", type=int, choices=range(0, 6), default=None, metavar="N",
                    help="RandAugment ops per image, 0-5 (0: off; default: --augmentation)")
+    p.add_argument("--multi-label", action="store_true",
+                   help="several findings per image (e.g. chest X-rays): labels from --labels, a sigmoid head "
+                        "with binary cross-entropy, per-class AUC and AP (mAUC, mAP) on a --test-fraction split "
+                        "(default 0.2); flips only: no mixup, cutmix, RandAugment or label smoothing")
+    p.add_argument("--labels", default=None,
+                   help="with --multi-label: a CSV beside --data, the file path (relative to --data) first, then "
+                        "either one column of '|'-separated findings ('No Finding' = none; NIH ChestX-ray14) or "
+                        "one 0/1 column per class (-1, uncertain, read as 0; CheXpert-style)")
     p.add_argument("--rand-augment-factor", type=ratio_or_one, default=0.9,
                    help="RandAugment strength in (0, 1] (timm's m9 = 0.9; Keras' ops differ from timm's: "
                         "its rotation reaches factor x 360 degrees, timm's 30)")
@@ -89,6 +97,10 @@ def ratio_or_one(text):
 def resolve_finetune(parser, args):
     from keras_mim.cli.evaluate import resolve_eval
 
+    if args.multi_label:
+        return resolve_multilabel(parser, args)
+    if args.labels is not None:
+        parser.error("--labels goes with --multi-label (single-label classes are --data's subfolders)")
     if args.cutmix is not None and args.cutmix > 1.0:
         parser.error(f"--cutmix must be in [0, 1] (Keras' CutMix factor), got {args.cutmix}")
     if args.pooling is None:
@@ -103,8 +115,39 @@ def resolve_finetune(parser, args):
     return args
 
 
+def resolve_multilabel(parser, args):
+    """--multi-label: its data checks, then the model file, run folder and backend."""
+    from keras_mim.cli.common import check_backend_installed, check_output
+    from keras_mim.cli.finetune_multilabel import check_multilabel_args
+    from keras_mim.evaluation import inspect_keras_file
+
+    if args.dataset is not None or args.labels_per_class is not None:
+        parser.error("--multi-label reads --data and --labels; --dataset and --labels-per-class do not apply")
+    check_multilabel_args(parser, args)
+    try:
+        inspect_keras_file(args.model, name="model")
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
+    if args.pooling is None:
+        args.pooling = "avg"
+    if args.augmentation == "mae":
+        parser.error("--multi-label trains with flips only; --augmentation mae does not apply")
+    args.augmentation = "light"
+    for name, value in AUGMENTATIONS["light"].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    check_output(parser, args, args.command)
+    check_backend_installed(parser, args)
+    return args
+
+
 def run_finetune(args):
     import keras
+
+    if args.multi_label:
+        from keras_mim.cli.finetune_multilabel import run_finetune_multilabel
+
+        return run_finetune_multilabel(args)
 
     from keras_mim.cli.run_folder import history_logger
     from keras_mim.data.finetune_augment import finetune_dataset

@@ -376,7 +376,9 @@ def check_data_flags(parser, args, spec):
     if spec.data != "images":
         parser.error(f"--data holds single images; --method {args.method} needs clips (use --dataset)")
     if args.augmentation is None:  # view-pair methods: the view recipe crops and flips
-        args.augmentation = "none" if spec.two_views else "mae"
+        from keras_mim.registry_snapshot import PRESET_AUGMENTATIONS
+
+        args.augmentation = "none" if spec.two_views else PRESET_AUGMENTATIONS.get(args.preset, "mae")
     if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):
         parser.error("--data-dir and --split apply to --data tfds:NAME only")
 

@@ -65,13 +65,13 @@ class MaskedAutoencoder(PretrainingModel):
         seed: optional int seed of the mask generators built from names.
         **kwargs: standard model arguments (name, dtype).
 
-    Example:
-    >>> import numpy as np, keras
-    >>> model = MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
-    >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
-    >>> sorted(model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0))
-    ['ids_restore', 'mask', 'pred']
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = MaskedAutoencoder.from_preset("mae_vit_test", seed=0)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+        >>> history = model.fit(np.random.rand(8, 16, 16, 3).astype("float32"), epochs=1, verbose=0)
+        >>> sorted(model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0))
+        ['ids_restore', 'mask', 'pred']
     """
 
     #: Default pixel-target options (VideoMAE normalises per channel).
@@ -217,6 +217,15 @@ register_method(MethodSpec(
         "mae_vit_huge_patch14": dict(
             description="ViT-H/14 (1280 x 32 x 16), 224 px, decoder 512 x 8 x 16 (official MAE).",
             encoder=VIT_HUGE_14, decoder=MAE_DECODER),
+        # Medical MAE (Xiao et al., WACV 2023, lambert-x/medical_mae) on chest X-rays: ratio 0.9 and a
+        # milder crop (RandomResizedCrop scale 0.5-1.0, no flip): `keras-mim pretrain` applies it.
+        "medmae_vit_base_patch16": dict(
+            description="Medical MAE (chest X-rays): MAE ViT-B/16, mask ratio 0.9, medical augmentation.",
+            encoder=VIT_BASE_16, decoder=MAE_DECODER, kwargs={"mask_ratio": 0.9}, augmentation="medical"),
+        "medmae_vit_small_patch16": dict(
+            description="Medical MAE ViT-S/16 (the paper's best ChestX-ray14 mAUC), mask ratio 0.9, medical "
+                        "augmentation.",
+            encoder=VIT_SMALL_16, decoder=decoder(256, 8, 8), kwargs={"mask_ratio": 0.9}, augmentation="medical"),
         "colormae_vit_base_patch16": dict(
             description="ColorMAE: MAE ViT-B/16 with green (band-pass) noise masks, ratio 0.75.",
             encoder=VIT_BASE_16, decoder=MAE_DECODER, kwargs={"mask_generator": "green", "mask_ratio": 0.75}),

@@ -53,9 +53,11 @@ class MethodSpec:
         kwargs: model arguments that make the class this method, applied when it is
             built on another method's preset (MaskFeat: `{"target": "hog", ...}`).
         presets: preset name -> `dict(description=..., encoder=..., [decoder=...],
-            [kwargs=...], [encoder_class=...])`: encoder arguments (of `ViTEncoder`
-            unless `encoder_class` names another encoder class), decoder arguments, and
-            this method's own model arguments tuned to that size.
+            [kwargs=...], [encoder_class=...], [augmentation=...])`: encoder arguments (of
+            `ViTEncoder` unless `encoder_class` names another encoder class), decoder
+            arguments, this method's own model arguments tuned to that size, and the
+            pretraining augmentation `keras-mim pretrain --data` uses by default (`"mae"`,
+            `"medical"`; default `"mae"`).
         test_preset: the tiny preset of the generic test suite (default `NAME_vit_test`).
         cli_preset: the preset `keras-mim pretrain --method NAME` trains when no
             `--preset` is given; None: the dataset's default preset.
@@ -66,10 +68,10 @@ class MethodSpec:
         paper: the reference (authors, year) for the docs.
         code: the official repository (`owner/name`), where there is one.
 
-    Example:
-    >>> spec = get_method_spec("mae")
-    >>> spec.model.__name__, spec.data, spec.test_preset
-    ('MaskedAutoencoder', 'images', 'mae_vit_test')
+    Examples:
+        >>> spec = get_method_spec("mae")
+        >>> spec.model.__name__, spec.data, spec.test_preset
+        ('MaskedAutoencoder', 'images', 'mae_vit_test')
     """
 
     name: str
