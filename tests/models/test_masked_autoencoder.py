@@ -108,7 +108,7 @@ def test_custom_generator_instance_and_its_ratio():
 
 SMALL = ["mae_vit_test", "mae_vit_nano_patch2_16", "mae_vit_micro_patch4_32", "mae_vit_tiny_patch4_32"]
 LARGE = ["mae_vit_tiny_patch16", "mae_vit_small_patch16", "mae_vit_base_patch16", "mae_vit_large_patch16",
-         "mae_vit_huge_patch14", "colormae_vit_base_patch16"]
+         "mae_vit_huge_patch14", "colormae_vit_base_patch16", "medmae_vit_small_patch16", "medmae_vit_base_patch16"]
 
 
 def test_preset_carries_its_masking_strategy():
@@ -148,7 +148,7 @@ def test_large_presets_build_and_run_one_step(preset):
     out = model(np.random.rand(1, 224, 224, 3).astype("float32"))
     n = model.encoder.num_patches
     assert tuple(out["pred"].shape) == (1, n, model.encoder.patch_size[0] ** 2 * 3)
-    assert float(to_numpy(out["mask"]).sum()) == n - int(n * 0.25)
+    assert float(to_numpy(out["mask"]).sum()) == n - int(n * (1 - model.mask_ratio))  # 0.9 for MedMAE
 
 
 @pytest.mark.one_backend(backend="torch")  # builds ViT-B once per CI run (shapes: the fastest backend)
