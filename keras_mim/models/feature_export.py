@@ -10,8 +10,9 @@ What each backend can write (Keras 3.15, measured here, docs/export.md):
 - PyTorch: `format="torch"` (a `.pt2` ExportedProgram; `torch.export.load(path).module()`),
   traced at `batch_size` (default 1; pass Keras' `dynamic_shapes=` for a free batch).
   Keras' `tf_saved_model` on PyTorch needs torch-xla, which has no CPU build for torch 2.13.
-- ONNX (`format="onnx"`) is passed to Keras as asked; Keras needs tf2onnx (TensorFlow) or
-  jax2onnx (JAX), and on PyTorch its exporter failed inside `keras.ops.layer_norm` (torch 2.13).
+- ONNX (`format="onnx"`) is passed to Keras as asked; with tf2onnx 1.17 (TensorFlow) the file
+  did not load in onnxruntime (exact GELU becomes `Erfc`), and on PyTorch Keras' exporter failed
+  inside `keras.ops.layer_norm` (torch 2.13); docs/checkpoints.md.
 """
 
 import keras
