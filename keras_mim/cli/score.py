@@ -88,14 +88,11 @@ def resolve_score(parser, args):
     return args
 
 
-def fail(message):
-    print(f"keras-mim score: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def load_images(args, model):
     """`(images, names, labels or None, skipped)` at the model's input size and channels."""
     import numpy as np
+
+    from keras_mim.cli.evaluate import fail
 
     size, channels = tuple(model.encoder.image_size), model.encoder.num_channels
     if args.dataset == "digits-inverted":
@@ -113,20 +110,20 @@ def load_images(args, model):
         folder = ImageFolder(args.data)
         images = np.stack([folder.read(i, image_size=size) for i in range(len(folder))]).astype("float32")
     except (ValueError, OSError) as error:
-        fail(str(error))
+        fail("score", str(error))
     if images.shape[-1] != channels:
         if images.shape[-1] == 1:
             images = np.repeat(images, channels, axis=-1)
         elif channels == 1:
             images = images.mean(axis=-1, keepdims=True)
         else:
-            fail(f"--data images have {images.shape[-1]} channels; the model takes {channels}")
+            fail("score", f"--data images have {images.shape[-1]} channels; the model takes {channels}")
     names = [os.path.relpath(path, args.data) for path in folder.files]
     labels = None
     if args._labels is not None:
         missing = [name for name, path in zip(names, folder.files) if os.path.abspath(path) not in args._labels]
         if missing:
-            fail(f"--labels has no row for {len(missing)} image(s), e.g. {missing[:3]}")
+            fail("score", f"--labels has no row for {len(missing)} image(s), e.g. {missing[:3]}")
         labels = np.array([args._labels[os.path.abspath(path)] for path in folder.files])
     return images, names, labels, list(folder.skipped)
 
@@ -135,7 +132,7 @@ def run_score(args):
     import keras
     import numpy as np
 
-    from keras_mim.cli.evaluate import prepare_output
+    from keras_mim.cli.evaluate import fail, prepare_output
     from keras_mim.evaluation.anomaly import anomaly_auroc, check_scorable, reconstruction_scores
 
     start = time.perf_counter()
@@ -143,7 +140,7 @@ def run_score(args):
     try:
         check_scorable(model)
     except TypeError as error:
-        fail(str(error))
+        fail("score", str(error))
     images, names, labels, skipped = load_images(args, model)
     output = prepare_output(args, ("scores.csv", "results.json"), skipped)
     print(f"keras-mim score: {len(images)} images, {args.num_masks} fixed masks, model {args.model}", flush=True)

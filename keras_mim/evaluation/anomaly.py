@@ -12,6 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mim.utils import check_positive_int
+
 
 def check_scorable(model):
     """Raise a TypeError unless `model` reconstructs hidden tokens from a fixable mask."""
@@ -64,10 +66,8 @@ def reconstruction_scores(model, images, num_masks=8, seed=0, batch_size=64, ver
         ((5,), (5, 2))
     """
     check_scorable(model)
-    if isinstance(num_masks, bool) or not isinstance(num_masks, int) or num_masks < 1:
-        raise ValueError(f"`num_masks` must be a positive int, got {num_masks!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    check_positive_int(num_masks, "num_masks")
+    check_positive_int(batch_size, "batch_size")
     images = np.asarray(images, dtype="float32")
     model.encoder.check_images(images, name="images")
     noise = fixed_mask_noise(num_masks, model.encoder.num_patches, seed)
