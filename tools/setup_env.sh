@@ -1,20 +1,45 @@
 #!/usr/bin/env bash
 # Create (or reuse) .venv with keras_mim and all three backends, CPU builds only.
 # torch is pinned to the CPU build first so nothing pulls the CUDA wheels.
+# Installs go through uv (from the package registry) when it installs: the same versions as
+# pip, five times faster (measured on a fresh clone: 119 s with pip, 24 s with uv, docs/ci.md);
+# pip otherwise. uv does not read pip's configuration, so the indexes and find-links pip is
+# configured with (pip.conf, PIP_* variables) are handed to it, and it picks the best version
+# over all of them as pip does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[tensorflow,jax,dev]"
+pip_setting() {  # pip's configured value of $1 (e.g. find-links), from the environment or pip.conf
+  local variable="PIP_$(echo "$1" | tr 'a-z-' 'A-Z_')"
+  if [ -n "${!variable:-}" ]; then echo "${!variable}"; return; fi
+  .venv/bin/python -m pip config get "global.$1" 2>/dev/null | tr '\n' ' ' || true
+}
+if [ "${KERAS_MIM_NO_UV:-}" != 1 ] && .venv/bin/python -m pip install -q uv 2>/dev/null; then
+  UV_FIND_LINKS=$(pip_setting find-links | xargs | tr ' ' ',')
+  UV_INDEX_URL=$(pip_setting index-url | xargs)
+  UV_EXTRA_INDEX_URL=$(pip_setting extra-index-url | xargs)
+  export UV_INDEX_STRATEGY=unsafe-best-match UV_PYTHON=.venv/bin/python
+  for variable in UV_FIND_LINKS UV_INDEX_URL UV_EXTRA_INDEX_URL; do
+    if [ -n "${!variable}" ]; then export "$variable"; else unset "$variable"; fi
+  done
+  install() { .venv/bin/uv pip install -q "$@" || .venv/bin/python -m pip install -q "$@"; }
+else
+  .venv/bin/python -m pip install -q --upgrade pip
+  install() { .venv/bin/python -m pip install -q "$@"; }
+fi
+install "torch==2.13.0"
+install -e ".[tensorflow,jax,dev]"
 # The keras-hub tier (tools/test.sh): keras-hub beside the venv, not in it, so the backend passes
 # test keras_mim without the optional extra. --no-deps: keras-hub's own requirements
 # (tensorflow-text, a second TensorFlow pin) are not needed to build and convert backbones.
 if [ ! -d .venv/keras-hub/keras_hub ]; then
-  .venv/bin/python -m pip install -q --no-deps --target .venv/keras-hub \
-    "keras-hub==0.32.0" "kagglehub==1.0.3" "kagglesdk==0.1.38"
+  install --no-deps --target .venv/keras-hub "keras-hub==0.32.0" "kagglehub==1.0.3" "kagglesdk==0.1.38"
 fi
 .venv/bin/python -c "import keras, torch, jax, tensorflow as tf; print('keras', keras.__version__, '| torch', torch.__version__, '| jax', jax.__version__, '| tensorflow', tf.__version__)"
+case "$(.venv/bin/python -c 'import torch; print(torch.__version__)')" in
+  *+cpu) ;;
+  *) echo "tools/setup_env.sh: torch is not the CPU build" >&2; exit 1 ;;
+esac

@@ -122,7 +122,7 @@ def digit_pairs(n=256):
 
 
 @pytest.mark.slow
-@pytest.mark.one_backend(backend="jax")  # a study of the method (fit on every backend: the suite)
+@pytest.mark.one_backend(backend="torch")  # a study of the method (fit on every backend: the suite); torch 14 s, JAX 27 s, TF 106 s
 def test_learns_to_read_the_reference_view():
     """Trained on pairs of identical views (the official `SameViews` ablation), the decoder
     learns to fetch the hidden patches from the reference: a mismatched reference then
