@@ -10,6 +10,7 @@ of keras_mim imports `keras.src` or uses a private method of a Keras or argparse
 """
 
 import keras
+from keras.src.layers.preprocessing.data_layer import DataLayer as _KerasDataLayer
 from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (
     BaseImagePreprocessingLayer,
 )
@@ -61,6 +62,18 @@ class ImagePreprocessingLayer(BaseImagePreprocessingLayer):
     def seed_generator(self):
         """The seed generator to draw from in the backend the layer runs in now."""
         return self._get_seed_generator(self.backend.name)
+
+
+class DataLayer(_KerasDataLayer):
+    """Base of a (non-image) preprocessing layer that runs as Keras' own do: inside `tf.data`
+    with TensorFlow ops on every backend, inside a model with the backend's ops. The
+    subclass computes with `self.backend` (`numpy`, `cast`, `shape`, ... of the backend
+    it runs in) and may call Keras' own data layers (`keras.layers.MelSpectrogram`).
+
+    Private: `keras.src.layers.preprocessing.data_layer.DataLayer`, the base of
+    `keras.layers.MelSpectrogram` and the other data layers: Keras exports no base class that switches to TensorFlow ops inside `tf.data`. Checked on
+    Keras 3.15.0 and 3.15.1.
+    """
 
 
 class Equalization(keras.layers.Equalization):

@@ -28,6 +28,7 @@ METHODS = {
     'fcmae': 'ConvNeXt V2 FCMAE: sparse ConvNeXt on visible 32 px cells, one-block decoder, pixel loss.',
     'spark': 'SparK: any CNN made sparse on visible 32 px cells, UNet light decoder, pixel loss.',
     'hiera_mae': 'Hiera MAE: hierarchical ViT on visible mask units, multi-scale fusion, pixel loss.',
+    'audiomae': 'Audio-MAE: MAE on log-mel spectrograms, 0.8 masked, local-window decoder.',
 }
 
 #: Method name -> the name of its model class (exported by keras_mim and keras_mim.models).
@@ -53,6 +54,7 @@ METHOD_MODELS = {
     'fcmae': 'FCMAE',
     'spark': 'SparK',
     'hiera_mae': 'HieraMAE',
+    'audiomae': 'AudioMAE',
 }
 
 #: Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).
@@ -78,6 +80,7 @@ METHOD_OPTIONS = {
     'fcmae': ('masking', 'norm_pix_loss'),
     'spark': ('masking', 'norm_pix_loss'),
     'hiera_mae': ('masking', 'norm_pix_loss'),
+    'audiomae': ('masking', 'norm_pix_loss'),
 }
 
 #: Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.
@@ -96,6 +99,7 @@ MASK_STRATEGIES = {
     'guided': 'Samples tokens without replacement in proportion to per-token importances.',
     'easy_to_hard': 'Hides the patches with the highest predicted difficulty, the rest at random (HPM).',
     'multi_block': "I-JEPA's multi-block masks: M target blocks and a context block without them.",
+    'time_frequency': "Hides random time rows and frequency columns of a spectrogram's token grid.",
 }
 
 #: Preset name -> the `keras-mim pretrain --data` augmentation it uses by default (presets not listed: mae).

@@ -119,7 +119,8 @@ def _displayable(image, low, high):
     return image[..., 0], {"cmap": "gray", "vmin": low, "vmax": low + scale}
 
 
-def plot_reconstructions(model, images, noise=None, path=None, max_images=4, title=None, max_frames=8):
+def plot_reconstructions(model, images, noise=None, path=None, max_images=4, title=None, max_frames=8,
+                         spectrogram=False):
     """Draw original / masked / reconstruction / reconstruction + visible, one row per image.
 
     For clips `(B, T, H, W, C)` each clip takes four rows (the four panels) with its
@@ -146,6 +147,9 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
             the batch.
         title: optional figure title.
         max_frames: for clips, the number of frames (columns) drawn.
+        spectrogram: the images are spectrograms `(B, frames, mel_bins, 1)` (Audio-MAE):
+            each panel is drawn with time to the right and frequency upwards, in the
+            "magma" colour map.
 
     Returns:
         The `matplotlib.figure.Figure` (also when `path` is given).
@@ -187,6 +191,8 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
     else:
         rows, cols = images.shape[0], 4
     height, width = images.shape[-3:-1]
+    if spectrogram:  # drawn transposed: frequency up, time to the right
+        height, width = width, height
     panel_size = 2.2 if not clips else 1.3
     extra = 0.3 + 0.25 * (title.count("\n") + 1) if title else 0.3
     fig = Figure(figsize=(cols * panel_size + (0.8 if clips else 0), rows * panel_size * height / width + extra))
@@ -200,6 +206,8 @@ def plot_reconstructions(model, images, noise=None, path=None, max_images=4, tit
             image = panels[key][item][frames[col]] if clips else panels[key][item]
             ax = axes[row, col]
             data, kwargs = _displayable(image, low, high)
+            if spectrogram:
+                data, kwargs = image[..., 0].T, dict(kwargs, cmap="magma", origin="lower", aspect="auto")
             ax.imshow(data, interpolation="nearest", **kwargs)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -104,6 +104,23 @@ def test_image_preprocessing_layer_runs_tensorflow_ops_inside_tf_data():
     assert [c[0] for c in CALLS] == ["draw", "images", "labels", "masks"]
 
 
+class DoubleLayer(compat.DataLayer):
+    def call(self, x):
+        CALLS.append(("double", self.backend.name))
+        return self.backend.numpy.multiply(x, 2.0)
+
+
+def test_data_layer_runs_tensorflow_ops_inside_tf_data():
+    CALLS.clear()
+    x = np.arange(6, dtype="float32").reshape(3, 2)
+    np.testing.assert_array_equal(to_numpy(DoubleLayer()(x)), 2 * x)
+    assert CALLS == [("double", keras.backend.backend())]
+    CALLS.clear()
+    out = next(iter(tf.data.Dataset.from_tensor_slices(x).batch(3).map(DoubleLayer()))).numpy()
+    np.testing.assert_array_equal(out, 2 * x)
+    assert {c[1] for c in CALLS} == {"tensorflow"}
+
+
 class FlatEqualization(compat.Equalization):
     def histogram(self, values, value_range, nbins):  # a flat histogram: cheap, and seen
         CALLS.append(("histogram", tuple(float(v) for v in value_range), nbins))

@@ -72,6 +72,8 @@ def method_inputs(spec, encoder, n=256):
     `(n, H, W, C)`, clips of moving digits `(n, T, H, W, C)`, or view pairs (CropMAE-style:
     a digit and the same digit shifted; SiamMAE-style: two frames of a moving digit)."""
     channels, size = encoder.num_channels, tuple(encoder.image_size)
+    if spec.data == "audio":
+        return tone_spectrograms(n, size)
     if size not in ((16, 16), (64, 64)):
         raise ValueError(f"test presets are 16 px (64 px for 32 px mask cells); got {size}")
     if spec.two_views:
@@ -83,6 +85,19 @@ def method_inputs(spec, encoder, n=256):
     if spec.data == "clips":
         return moving_digits(n, frames=encoder.num_frames, channels=channels)
     return digits(n, channels=channels, size=size[0])
+
+
+def tone_spectrograms(n, size, seed=0):
+    """Log-mel spectrograms `(n, frames, mel_bins, 1)` of generated tones and chirps
+    (`keras_mim.data.sample_audio.tone_clips`), as numpy."""
+    import keras
+
+    from keras_mim.data.sample_audio import tone_clips
+    from keras_mim.layers import LogMelSpectrogram
+
+    frames, bins = size
+    waves, _, _ = tone_clips(n, seconds=0.01 * frames + 0.03, seed=seed)
+    return keras.ops.convert_to_numpy(LogMelSpectrogram(num_mel_bins=bins, num_frames=frames)(waves))
 
 
 def map_inputs(fn, x):

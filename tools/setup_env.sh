@@ -38,8 +38,15 @@ install -e ".[tensorflow,jax,dev]"
 if [ ! -d .venv/keras-hub/keras_hub ]; then
   install --no-deps --target .venv/keras-hub "keras-hub==0.32.0" "kagglehub==1.0.3" "kagglesdk==0.1.38"
 fi
-.venv/bin/python -c "import keras, torch, jax, tensorflow as tf; print('keras', keras.__version__, '| torch', torch.__version__, '| jax', jax.__version__, '| tensorflow', tf.__version__)"
-case "$(.venv/bin/python -c 'import torch; print(torch.__version__)')" in
+# espeak-ng (a system package) synthesises the spoken digits of the audio demos and tests.
+if ! command -v espeak-ng > /dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  { $sudo apt-get install -y -q espeak-ng || { $sudo apt-get update -q && $sudo apt-get install -y -q espeak-ng; }; } \
+    > /dev/null 2>&1 || echo "tools/setup_env.sh: could not install espeak-ng (apt-get install espeak-ng); the spoken-digit tests need it" >&2
+fi
+# versions from the installed metadata: importing the four packages costs 10-20 s on a fresh venv
+.venv/bin/python -c "from importlib.metadata import version as v; print(*(f'{p} {v(p)}' for p in ('keras', 'torch', 'jax', 'tensorflow-cpu')), sep=' | ')"
+case "$(.venv/bin/python -c 'from importlib.metadata import version; print(version("torch"))')" in
   *+cpu) ;;
   *) echo "tools/setup_env.sh: torch is not the CPU build" >&2; exit 1 ;;
 esac

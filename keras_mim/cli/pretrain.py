@@ -25,23 +25,29 @@ from keras_mim.cli.pretrain_options import (
     DATA_BUDGET_SECONDS,
     DATA_LARGE_BATCH,
     DATASETS,
+    DEFAULT_AUDIO_DATASET,
     DEFAULT_BATCH_SIZE,
     DEFAULT_DATASET,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
     DEFAULT_MASK_RATIO,
+    DEFAULT_NUM_AUDIO_CLIPS,
     DEFAULT_NUM_CLIPS,
     DEFAULT_PRESETS,
     DEFAULT_WEIGHT_DECAY,
+    KIND_DATASETS,
     NUM_HELDOUT,
     VIDEO_DATASET,
     WARMUP_FRACTION,
     add_architecture_arguments,
     apply_data_recipe,
     check_architecture,
+    check_data_flags,
+    data_kind,
     default_preset,
     methods_taking,
     needs_video_preset,
+    preset_is_audio,
     pretrains_on_clips,
     steps_per_epoch,
     takes_masking,
@@ -93,14 +99,19 @@ def add_pretrain_parser(commands):
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="built-in sample data: 'digits' (scikit-learn digits, grayscale, "
                         "the 1438 of the train split; figures use test-split digits), 'photos' (random RGB crops of the scikit-image / "
-                        "scikit-learn sample photos) or 'shapes' (clips of moving shapes "
+                        "scikit-learn sample photos), 'shapes' (clips of moving shapes "
                         f"generated on the fly, {DEFAULT_NUM_CLIPS} by default, for the video "
-                        f"methods); default {DEFAULT_DATASET} for image methods, shapes for video ones")
+                        "methods), 'spoken-digits' (the words zero to nine spoken by espeak-ng in "
+                        f"varied voices, {DEFAULT_NUM_AUDIO_CLIPS} clips of 1 s by default, for the audio methods) or "
+                        f"'tones' (generated tones and chirps); default {DEFAULT_DATASET} for image methods, "
+                        f"shapes for video ones, {DEFAULT_AUDIO_DATASET} for audio ones")
     p.add_argument("--data", default=None,
                    help="your own images instead of --dataset: a folder (searched recursively; png, jpg, "
                         "bmp, gif, webp, tif incl. 16-bit and multi-band; unreadable files are skipped and "
                         "listed in skipped_files.txt) or tfds:NAME[/CONFIG] prepared under --data-dir "
-                        f"(never downloaded); {NUM_HELDOUT} images are held out for the figures")
+                        f"(never downloaded); {NUM_HELDOUT} images are held out for the figures. For the "
+                        "audio methods: a folder of wav (flac, ogg with soundfile) files, mixed to mono, "
+                        "resampled to 16 kHz")
     p.add_argument("--data-dir", default=None,
                    help="with --data tfds:NAME: the TensorFlow Datasets folder holding the prepared set")
     p.add_argument("--split", default="train", help="with --data tfds:NAME: the split to pretrain on")
@@ -213,14 +224,13 @@ def resolve_pretrain(parser, args):
         check_data_flags(parser, args, spec)
     elif args.augmentation is not None or args.data_dir is not None or args.split != "train":
         parser.error("--augmentation, --data-dir and --split apply to --data only")
+    kind = data_kind(spec)
     if args.data is None and args.dataset is None:
-        args.dataset = VIDEO_DATASET if clips else DEFAULT_DATASET
-    if clips != (args.dataset == VIDEO_DATASET):
-        parser.error(
-            f"--method {args.method} pretrains on {'clips' if clips else 'images'}; "
-            + (f"use --dataset {VIDEO_DATASET}" if clips else f"--dataset {VIDEO_DATASET} holds clips, "
-               "use digits or photos")
-        )
+        args.dataset = {"images": DEFAULT_DATASET, "clips": VIDEO_DATASET, "audio": DEFAULT_AUDIO_DATASET}[kind]
+    if args.dataset is not None and args.dataset not in KIND_DATASETS[kind]:
+        holds = next(k for k, sets in KIND_DATASETS.items() if args.dataset in sets)
+        parser.error(f"--method {args.method} pretrains on {kind}; use --dataset {' or '.join(KIND_DATASETS[kind])} "
+                     f"(--dataset {args.dataset} holds {holds})")
     # --data with MAE on its default preset: epochs and batch from the value study's recipe
     recipe = (args.data is not None and args.preset is None and args.method == "mae" and args.resume is None
               and args.config is None)
@@ -244,13 +254,15 @@ def resolve_pretrain(parser, args):
         listing = "\n".join(f"  {name}: {preset['description']}" for name, preset in PRESETS.items())
         parser.error(f"unknown preset {args.preset!r}; available presets:\n{listing}")
     encoder = PRESETS[args.preset]["encoder"]
+    audio = preset_is_audio(parser, args, spec, encoder)
     if args.image_size is None:
         args.image_size = to_2tuple(encoder["image_size"], "image_size")[0]
     patch = check_architecture(parser.error, args, spec, PRESETS[args.preset])
-    if args.image_size % patch[0] or args.image_size % patch[1]:
+    size = tuple(encoder["image_size"]) if audio else (args.image_size, args.image_size)  # audio: (frames, mel bins)
+    if size[0] % patch[0] or size[1] % patch[1]:
         of = "--patch-size" if args.patch_size is not None else f"preset {args.preset!r}"
         parser.error(f"--image-size {args.image_size} is not divisible by the patch size {patch} of {of}")
-    grid = (args.image_size // patch[0], args.image_size // patch[1])
+    grid = (size[0] // patch[0], size[1] // patch[1])
     video = needs_video_preset(spec)
     if encoder.get("num_frames") is not None:
         if not video:
@@ -286,6 +298,8 @@ def resolve_pretrain(parser, args):
             )
     elif args.num_images is None and args.dataset == VIDEO_DATASET:
         args.num_images = DEFAULT_NUM_CLIPS
+    elif args.num_images is None and audio:
+        args.num_images = DEFAULT_NUM_AUDIO_CLIPS
     elif args.num_images is None:
         from keras_mim.data.sample_datasets import DEFAULT_NUM_PHOTO_CROPS
 
@@ -365,22 +379,6 @@ def check_method_options(parser, args, spec, grid, patch):
             parser.error(f"--teacher is only used by the methods {', '.join(methods_taking('teacher'))}")
         if not args.teacher.endswith(".keras") or not os.path.isfile(args.teacher):
             parser.error(f"--teacher {args.teacher!r} must be an existing .keras file")
-
-
-def check_data_flags(parser, args, spec):
-    """--data: only with image methods (view-pair ones cut their views from its images) and
-    without --dataset."""
-    if args.dataset is not None:
-        parser.error(f"--data and --dataset both choose the training images; give one (got --data "
-                     f"{args.data!r} and --dataset {args.dataset})")
-    if spec.data != "images":
-        parser.error(f"--data holds single images; --method {args.method} needs clips (use --dataset)")
-    if args.augmentation is None:  # view-pair methods: the view recipe crops and flips
-        from keras_mim.registry_snapshot import PRESET_AUGMENTATIONS
-
-        args.augmentation = "none" if spec.two_views else PRESET_AUGMENTATIONS.get(args.preset, "mae")
-    if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):
-        parser.error("--data-dir and --split apply to --data tfds:NAME only")
 
 
 def scan_data(parser, args):

@@ -10,6 +10,7 @@ from keras_mim.cli.pretrain_options import NUM_HELDOUT, SIAMMAE_CLIP_FRAMES, VID
 from keras_mim.cli.run_folder import SKIPPED_FILES
 from keras_mim.models.methods import get_method_spec
 
+AUDIO_SAMPLE_RATE = 16000  # Audio-MAE's
 MIN_UPDATES = 100  # optimizer updates in a whole `--data` run below which it is warned to learn little
 
 
@@ -22,6 +23,8 @@ def load_data(args):
     from keras_mim.data import load_sample_images
 
     size = args.image_size
+    if get_method_spec(args.method).data == "audio":
+        return audio_data(args)
     if args.data is not None:
         return user_data(args)
     if args.dataset == VIDEO_DATASET:
@@ -51,6 +54,16 @@ def data_source(args, seed):
     out). Raises ValueError / FileNotFoundError / ImportError naming the problem."""
     import numpy as np
 
+    if get_method_spec(args.method).data == "audio":
+        from keras_mim.data.audio_folder import AudioFolder
+
+        with warnings.catch_warnings():  # what the scan skipped: listed in skipped_files.txt by `audio_data`
+            warnings.simplefilter("ignore")
+            folder = AudioFolder(args.data, sample_rate=AUDIO_SAMPLE_RATE)
+        if len(folder) <= NUM_HELDOUT:
+            raise ValueError(f"the folder holds {len(folder)} readable audio files; more than {NUM_HELDOUT} are "
+                             f"needed ({NUM_HELDOUT} are held out for the figures)")
+        return folder, len(folder) - NUM_HELDOUT
     if args.data.startswith("tfds:"):
         from keras_mim.data.images import tfds_builder
 
@@ -75,6 +88,46 @@ def data_source(args, seed):
     rest = np.setdiff1d(np.arange(len(folder)), held)
     rest = rest[np.random.default_rng(seed).permutation(len(rest))]
     return (folder.subset(rest), folder.subset(held)), len(rest)
+
+
+def audio_data(args):
+    """Spectrograms `(n, frames, mel_bins, 1)` of the run's audio: spoken digits, tones, or the
+    `--data` folder (each file's start, cut or zero-padded to the preset's frames; files
+    that do not read are listed in skipped_files.txt), normalised with the training set's
+    log-mel mean and std (kept in `args._spectrogram_stats` for the model, as Audio-MAE
+    computes them per dataset). The first NUM_HELDOUT clips are held out."""
+    import keras
+    import numpy as np
+
+    from keras_mim.data.sample_audio import spoken_digits, tone_clips
+    from keras_mim.layers import LogMelSpectrogram
+    from keras_mim.models.presets import PRESETS
+
+    frames, bins = PRESETS[args.preset]["encoder"]["image_size"]
+    raw = LogMelSpectrogram(sample_rate=AUDIO_SAMPLE_RATE, num_mel_bins=bins, num_frames=frames, mean=0.0, std=0.5)
+    samples = raw.window_length + (frames - 1) * raw.hop_length  # just enough for `frames` Kaldi frames
+    count, skipped = NUM_HELDOUT + args.num_images, []
+    if args.data is not None:
+        folder = args._data
+        skipped = list(folder.skipped)
+        if skipped:
+            print(f"keras-mim: warning: {folder.report(listed_in=SKIPPED_FILES)}", flush=True)
+        held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
+        rest = np.setdiff1d(np.arange(len(folder)), held)
+        rest = rest[np.random.default_rng(args.seed).permutation(len(rest))][: args.num_images]
+        waves = folder.read(np.concatenate([held, rest]), samples)
+    elif args.dataset == "spoken-digits":
+        print(f"keras-mim: synthesising {count} spoken digits with espeak-ng ...", flush=True)
+        waves = spoken_digits(count, sample_rate=AUDIO_SAMPLE_RATE, seed=args.seed)[0][:, :samples]
+    else:
+        waves = tone_clips(count, sample_rate=AUDIO_SAMPLE_RATE, seconds=samples / AUDIO_SAMPLE_RATE,
+                           seed=args.seed)[0]
+    logmel = np.concatenate([keras.ops.convert_to_numpy(raw(waves[i : i + 256])) for i in range(0, len(waves), 256)])
+    train = logmel[NUM_HELDOUT:]
+    mean, std = float(train.mean()), float(train.std())
+    args._spectrogram_stats = (mean, std)
+    normalised = ((logmel - mean) / (2.0 * std)).astype("float32")
+    return normalised[NUM_HELDOUT:], normalised[:NUM_HELDOUT], skipped
 
 
 def user_data(args):

@@ -13,7 +13,9 @@ import math
 
 from keras_mim import registry_snapshot
 
-DATASETS = ("digits", "photos", "shapes")
+DATASETS = ("digits", "photos", "shapes", "spoken-digits", "tones")
+#: The built-in sets of each kind of training data (`MethodSpec.data`; SiamMAE's frame pairs are cut from clips).
+KIND_DATASETS = {"images": ("digits", "photos"), "clips": ("shapes",), "audio": ("spoken-digits", "tones")}
 
 # Defaults of `pretrain`, per dataset where they differ. The plain `keras-mim pretrain`
 # (digits, nano preset, 40 epochs x 45 steps of 32) takes a few minutes on a 2-core CPU
@@ -26,8 +28,13 @@ DATASETS = ("digits", "photos", "shapes")
 DEFAULT_DATASET = "digits"
 VIDEO_DATASET = "shapes"
 DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32",
-                   "shapes": "videomae_vit_nano_patch4_32", "data": "mae_vit_micro_patch4_32"}
+                   "shapes": "videomae_vit_nano_patch4_32", "data": "mae_vit_micro_patch4_32",
+                   "spoken-digits": "audiomae_vit_tiny_patch8", "tones": "audiomae_vit_tiny_patch8"}
 DEFAULT_NUM_CLIPS = 512
+# Audio methods: spoken digits synthesised by espeak-ng (1 s each; the first NUM_HELDOUT are held out),
+# or generated tones and chirps.
+DEFAULT_AUDIO_DATASET = "spoken-digits"
+DEFAULT_NUM_AUDIO_CLIPS = 640
 
 # `pretrain --data FOLDER` with the default method (MAE) and preset: the value study's recipe
 # for the data given (docs/value.md). Without --epochs: as many epochs as fit about
@@ -58,7 +65,7 @@ def data_recipe(num_images, num_tokens):
     per_epoch = num_images * num_tokens * MAE_SECONDS_PER_IMAGE_TOKEN + MAE_SECONDS_PER_EPOCH
     epochs = int(min(DATA_MAX_EPOCHS, max(DATA_MIN_EPOCHS, DATA_BUDGET_SECONDS // per_epoch)))
     return epochs, DATA_LARGE_BATCH if num_images >= 8 * DATA_LARGE_BATCH else DEFAULT_BATCH_SIZE
-DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20}
+DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20, "spoken-digits": 30, "tones": 20}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_MASK_RATIO = 0.75
@@ -97,6 +104,11 @@ def writes_figures(spec):
 def pretrains_on_clips(spec):
     """Whether the training data are clips (video methods, and SiamMAE's frame pairs)."""
     return spec.data == "clips"
+
+
+def data_kind(spec):
+    """What the run trains on: "images", "clips" (video methods, SiamMAE's frame pairs) or "audio"."""
+    return "clips" if spec.data == "clips" else spec.data
 
 
 def needs_video_preset(spec):
@@ -186,3 +198,40 @@ def architecture_overrides(args):
     """The `build_method` keyword arguments of the architecture options given."""
     names = {"patch_size": args.patch_size, "decoder_dim": args.decoder_dim, "decoder_depth": args.decoder_depth}
     return {name: value for name, value in names.items() if value is not None}
+
+
+def preset_is_audio(parser, args, spec, encoder):
+    """Whether the run trains on spectrograms; exits with status 2 when the preset and the
+    method disagree, or on --image-size (an audio preset fixes frames x mel bins)."""
+    from keras_mim.models.presets import preset_method
+    from keras_mim.models.methods import get_method_spec as method_spec
+
+    audio = method_spec(preset_method(args.preset)).data == "audio"
+    if audio != (spec.data == "audio"):
+        parser.error(f"preset {args.preset!r} is {'an audio' if audio else 'an image'} model; --method "
+                     f"{args.method} needs {'an audio' if spec.data == 'audio' else 'a non-audio'} preset")
+    if audio and args.image_size is not None:
+        parser.error(f"--image-size does not apply to audio; preset {args.preset!r} takes {encoder['image_size'][0]} "
+                     f"frames x {encoder['image_size'][1]} mel bins (choose another preset)")
+    return audio
+
+
+def check_data_flags(parser, args, spec):
+    """--data: only with image methods (view-pair ones cut their views from its images) and
+    without --dataset."""
+    if args.dataset is not None:
+        parser.error(f"--data and --dataset both choose the training images; give one (got --data "
+                     f"{args.data!r} and --dataset {args.dataset})")
+    if spec.data == "clips":
+        parser.error(f"--data holds single images; --method {args.method} needs clips (use --dataset)")
+    if spec.data == "audio":  # a folder of audio files; no augmentation, no tfds
+        if args.data.startswith("tfds:") or args.augmentation is not None:
+            parser.error(f"--method {args.method} takes --data as a folder of audio files (wav, flac, ogg); "
+                         "tfds sets and --augmentation apply to images")
+        return
+    if args.augmentation is None:  # view-pair methods: the view recipe crops and flips
+        from keras_mim.registry_snapshot import PRESET_AUGMENTATIONS
+
+        args.augmentation = "none" if spec.two_views else PRESET_AUGMENTATIONS.get(args.preset, "mae")
+    if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):
+        parser.error("--data-dir and --split apply to --data tfds:NAME only")

@@ -42,6 +42,9 @@ def build_model(args, num_channels, total_steps=None):
 
     spec = get_method_spec(args.method)
     kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed, **architecture_overrides(args))
+    if spec.data == "audio":  # the preset's frames x mel bins; the training set's log-mel statistics
+        del kwargs["image_size"]
+        kwargs["spectrogram_mean"], kwargs["spectrogram_std"] = args._spectrogram_stats
     preset = PRESETS.get(args.preset, {})
     preset_kwargs = preset.get("kwargs", {}) if preset.get("method") == spec.name else {}
     for argument in spec.schedule_steps if total_steps else ():
@@ -295,7 +298,7 @@ def _run_pretrain(args):
         f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
         f"({config['resolved']['model_parameters']:,} parameters) on "
         f"{num_examples or args.num_images} {args.data or args.dataset} "
-        f"{'clips' if args.dataset == VIDEO_DATASET else 'images'}"
+        f"{'clips' if args.dataset == VIDEO_DATASET else 'spectrograms' if spec.data == 'audio' else 'images'}"
         f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
         f"{steps} steps, batch {args.batch_size}, mask ratio "
         f"{config['resolved']['mask_ratio']}, "
@@ -330,8 +333,9 @@ def _run_pretrain(args):
         heldout_mse = float(np.mean((panels["reconstruction"] - panels["original"])[hidden] ** 2))
         plot_reconstructions(
             model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
+            spectrogram=spec.data == "audio",
             max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
-            title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out images",
+            title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out {'spectrograms' if spec.data == 'audio' else 'images'}",
         )
     value_check = run_value_check(args, model, output)
     from keras_mim.evaluation.probe_monitor import ProbeMonitor

@@ -154,6 +154,28 @@ def _walk(root, extensions, recursive):
     return found, loops
 
 
+def check_folder(path):
+    """`path` as a str after checking it names an existing folder (TypeError / FileNotFoundError /
+    ValueError naming it otherwise)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or path-like folder, got {type(path).__name__} {path!r:.80}.")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`path` {path!r} does not exist.")
+    if not os.path.isdir(path):
+        raise ValueError(f"`path` must be a folder, got the file {path!r}.")
+    return path
+
+
+def folder_classes(root, files):
+    """`(class_names, labels)`: the first-level subfolders of `root` holding `files`, in natural
+    order, and each file's class index (int32; -1 for a file directly in `root`)."""
+    tops = [os.path.relpath(f, root).split(os.sep) for f in files]
+    class_names = sorted({t[0] for t in tops if len(t) > 1}, key=natural_key)
+    index = {name: i for i, name in enumerate(class_names)}
+    return class_names, np.array([index[t[0]] if len(t) > 1 else -1 for t in tops], "int32")
+
+
 class ImageFolder:
     """The image files found under a folder, scanned once (headers and file ends, not pixels).
 
@@ -232,13 +254,7 @@ class ImageFolder:
     skipped_log = None
 
     def __init__(self, path, extensions=None, recursive=True):
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"`path` must be a str or path-like folder, got {type(path).__name__} {path!r:.80}.")
-        self.path = os.fspath(path)
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(f"`path` {self.path!r} does not exist.")
-        if not os.path.isdir(self.path):
-            raise ValueError(f"`path` must be a folder, got the file {self.path!r}.")
+        self.path = check_folder(path)
         if extensions is None:
             extensions = IMAGE_EXTENSIONS
         if isinstance(extensions, str) or not all(isinstance(e, str) and e for e in extensions):
@@ -266,10 +282,7 @@ class ImageFolder:
                              f"file(s): {summarize_skipped(self.skipped)}.")
         counts = set(self.channels)
         self.num_channels = 3 if counts == {1, 3} else max(counts, key=self.channels.count)
-        tops = [os.path.relpath(f, self.path).split(os.sep) for f in self.files]
-        self.class_names = sorted({t[0] for t in tops if len(t) > 1}, key=natural_key)
-        index = {name: i for i, name in enumerate(self.class_names)}
-        self.labels = np.array([index[t[0]] if len(t) > 1 else -1 for t in tops], "int32")
+        self.class_names, self.labels = folder_classes(self.path, self.files)
         if self.report():
             warnings.warn(self.report(), stacklevel=2)
 

@@ -21,3 +21,6 @@ from keras_mim.layers.sparse_batch_norm import SparseBatchNormalization
 from keras_mim.layers.unet_block import UNetBlock
 from keras_mim.layers.hiera_block import HieraBlock
 from keras_mim.layers.mask_unit_attention import MaskUnitAttention
+from keras_mim.layers.log_mel_spectrogram import LogMelSpectrogram
+from keras_mim.layers.window_attention import WindowAttention
+from keras_mim.layers.window_transformer_block import WindowTransformerBlock

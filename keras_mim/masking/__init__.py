@@ -15,6 +15,7 @@ from keras_mim.masking.random_mask_generator import RandomMaskGenerator
 from keras_mim.masking.running_cell_mask_generator import RunningCellMaskGenerator
 from keras_mim.masking.selection import num_visible, select_tokens
 from keras_mim.masking.simmim_mask_generator import SimMIMMaskGenerator
+from keras_mim.masking.time_frequency_mask_generator import TimeFrequencyMaskGenerator
 from keras_mim.masking.tube_mask_generator import TubeMaskGenerator
 
 #: Strategy name -> constructor. The ColorMAE colours are names of their own.
@@ -30,6 +31,7 @@ MASK_GENERATORS = {
     "guided": GuidedMaskGenerator,
     "easy_to_hard": EasyToHardMaskGenerator,
     "multi_block": MultiBlockMaskGenerator,
+    "time_frequency": TimeFrequencyMaskGenerator,
 }
 
 

@@ -9,6 +9,7 @@ from keras_mim.layers.layer_norm import LayerNorm
 from keras_mim.layers.pos_embed import PositionEmbedding, check_grid
 from keras_mim.layers.token_ops import gather_tokens, restore_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
+from keras_mim.layers.window_transformer_block import WindowTransformerBlock
 from keras_mim.utils import check_positive_int
 
 
@@ -34,6 +35,11 @@ class MAEDecoder(keras.layers.Layer):
     """MAE decoder: project, append mask tokens, unshuffle, add the fixed sin-cos
     position embedding, run `depth` blocks, norm, project each token to `output_dim`.
 
+    Local attention (Audio-MAE's decoder): with `window_size`, the blocks are
+    `WindowTransformerBlock`s on the 2D grid, their windows shifted by `shift_size`
+    in every second block, and the cls token is left out of the blocks (as the
+    official `decoder_mode=1`).
+
     `decoder(latent, ids_restore, ids_decode=ids)` runs the blocks only on the tokens
     at positions `ids` `(B, M)` (VideoMAE V2's dual masking: the visible tokens and the
     subset of hidden ones to reconstruct) and returns `(B, M, output_dim)` in that
@@ -50,6 +56,10 @@ class MAEDecoder(keras.layers.Layer):
         norm_epsilon: LayerNorm epsilon.
         pos_embed: fixed table, `"sincos"` (MAE 2D / 3D for clips) or `"sincos_1d"`
             (VideoMAE's flat table).
+        window_size: None (global attention), or `(wt, wf)`: local window attention on
+            a 2D grid (Audio-MAE: (4, 4)).
+        shift_size: the windows' shift in every second block (default: half the window
+            along the first axis, Audio-MAE's (2, 0)); `(0, 0)`: no shift.
         **kwargs: standard layer arguments.
 
     Examples:
@@ -71,10 +81,18 @@ class MAEDecoder(keras.layers.Layer):
         num_prefix_tokens=1,
         norm_epsilon=1e-6,
         pos_embed="sincos",
+        window_size=None,
+        shift_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.grid_shape = check_grid(grid_shape)
+        self.window_size = None if window_size is None else tuple(int(w) for w in window_size)
+        if self.window_size is not None and len(self.grid_shape) != 2:
+            raise ValueError(f"`window_size` needs a 2D token grid, got grid_shape={self.grid_shape}.")
+        if shift_size is None and self.window_size is not None:
+            shift_size = (self.window_size[0] // 2, 0)
+        self.shift_size = None if shift_size is None else tuple(int(s) for s in shift_size)
         if pos_embed not in ("sincos", "sincos_1d"):
             raise ValueError(f"`pos_embed` must be 'sincos' or 'sincos_1d', got {pos_embed!r}.")
         self.pos_embed_mode = pos_embed
@@ -93,11 +111,19 @@ class MAEDecoder(keras.layers.Layer):
             self.grid_shape, pos_embed, cls_token=self.num_prefix_tokens > 0, dtype=p,
             name="decoder_pos_embed",
         )
-        self.blocks = [
-            TransformerBlock(num_heads, mlp_ratio, norm_epsilon=norm_epsilon, dtype=p,
-                             name=f"decoder_block_{i}")
-            for i in range(depth)
-        ]
+        if self.window_size is None:
+            self.blocks = [
+                TransformerBlock(num_heads, mlp_ratio, norm_epsilon=norm_epsilon, dtype=p,
+                                 name=f"decoder_block_{i}")
+                for i in range(depth)
+            ]
+        else:
+            self.blocks = [
+                WindowTransformerBlock(num_heads, self.grid_shape, self.window_size,
+                                       self.shift_size if i % 2 else (0, 0), mlp_ratio,
+                                       norm_epsilon=norm_epsilon, dtype=p, name=f"decoder_block_{i}")
+                for i in range(depth)
+            ]
         self.norm = LayerNorm(epsilon=norm_epsilon, dtype=p, name="decoder_norm")
         self.pred = keras.layers.Dense(output_dim, dtype=p, name="decoder_pred")
 
@@ -112,14 +138,20 @@ class MAEDecoder(keras.layers.Layer):
             name="mask_token",
         )
         for block in self.blocks:
-            block.build(shape)
+            block.build(shape if self.window_size is None else (None, n, self.decoder_dim))
         self.norm.build(shape)
         self.pred.build(shape)
 
     def call(self, latent, ids_restore, ids_decode=None, training=None):
         prefix, x = unshuffle_tokens(self, latent, ids_restore)  # (B, P, Dd), (B, N, Dd)
         if ids_decode is not None:
+            if self.window_size is not None:
+                raise ValueError("Partial decoding (`ids_decode`) needs the whole grid with window attention.")
             x = gather_tokens(x, ids_decode)  # (B, M, Dd): only the tokens to decode
+        if self.window_size is not None:  # windows on the grid: the cls token stays out (Audio-MAE)
+            for block in self.blocks:
+                x = block(x, training=training)
+            return self.pred(self.norm(x))  # (B, N, output_dim)
         if self.num_prefix_tokens:
             x = ops.concatenate([prefix, x], axis=1)
         for block in self.blocks:
@@ -139,6 +171,8 @@ class MAEDecoder(keras.layers.Layer):
             num_prefix_tokens=self.num_prefix_tokens,
             norm_epsilon=self.norm_epsilon,
             pos_embed=self.pos_embed_mode,
+            window_size=self.window_size,
+            shift_size=self.shift_size,
         )
         return config
 

@@ -18,9 +18,10 @@ import re
 import types
 import warnings
 
-#: What a method trains on: single images, clips `(B, T, H, W, C)`, or the single images /
-#: clips its view recipe turns into `{"reference": ..., "target": ...}` pairs.
-DATA_KINDS = ("images", "clips")
+#: What a method trains on: single images, clips `(B, T, H, W, C)`, the single images /
+#: clips its view recipe turns into `{"reference": ..., "target": ...}` pairs, or audio
+#: (log-mel spectrograms `(B, frames, mel_bins, 1)` made from waveforms).
+DATA_KINDS = ("images", "clips", "audio")
 
 #: How methods learn (DESIGN.md's families), in the order the README lists them.
 FAMILIES = {
@@ -32,6 +33,7 @@ FAMILIES = {
     "video": "clips of tubelets",
     "convnets": "sparse convolutional encoders on visible 32 px cells; convolutional decoders",
     "hierarchical": "hierarchical ViTs on visible mask units; stages fused into one light decoder",
+    "audio": "log-mel spectrograms as one-channel images",
 }
 
 
@@ -44,7 +46,7 @@ class MethodSpec:
         model: the pretraining model class (a registered Keras-serializable
             `PretrainingModel` subclass).
         description: one line for the CLI help and the README's methods table.
-        data: what the training data holds: `"images"` or `"clips"`.
+        data: what the training data holds: `"images"`, `"clips"` or `"audio"`.
         views: None, or the recipe that makes `{"reference", "target"}` view pairs of
             the data (`keras_mim.data.view_dataset(method=...)`: `"cropmae"`, `"siammae"`,
             `"ibot"`).

@@ -26,6 +26,7 @@ CASES = {
     "guided": ({}, (6, 6), 7),
     "easy_to_hard": ({}, (6, 6), 7),
     "multi_block": ({}, (6, 6), 6),
+    "time_frequency": ({}, (8, 4), 6),
 }
 
 
