@@ -47,6 +47,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         max_images: positive int, the number of images (rows) per figure.
         filename_pattern: file name with an `{epoch}` field, e.g. `"rec_{epoch:03d}.png"`.
         overwrite: replace existing files instead of raising `FileExistsError`.
+        spectrogram: the images are spectrograms (`plot_reconstructions(spectrogram=True)`).
         keep_existing: leave files that already exist in place and skip saving those
             epochs' figures (for a resumed run whose earlier figures are in
             `output_dir`); cannot be combined with `overwrite`.
@@ -74,8 +75,10 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         filename_pattern="reconstruction_epoch{epoch:04d}.png",
         overwrite=False,
         keep_existing=False,
+        spectrogram=False,
     ):
         super().__init__()
+        self.spectrogram = bool(spectrogram)
         self.images = _check_images(images)
         if not isinstance(output_dir, (str, os.PathLike)):
             raise TypeError(
@@ -170,7 +173,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         try:
             figure = plot_reconstructions(
                 self.model, self.images, noise=self._fixed_noise(), path=partial,
-                max_images=self.max_images, title=f"epoch {epoch}",
+                max_images=self.max_images, title=f"epoch {epoch}", spectrogram=self.spectrogram,
             )
             figure.clear()  # a bare Figure (no pyplot): nothing else holds it
             os.replace(partial, path)
@@ -191,6 +194,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
             "filename_pattern": self.filename_pattern,
             "overwrite": self.overwrite,
             "keep_existing": self.keep_existing,
+            "spectrogram": self.spectrogram,
         }
 
 

@@ -29,6 +29,7 @@ METHODS = {
     'spark': 'SparK: any CNN made sparse on visible 32 px cells, UNet light decoder, pixel loss.',
     'hiera_mae': 'Hiera MAE: hierarchical ViT on visible mask units, multi-scale fusion, pixel loss.',
     'audiomae': 'Audio-MAE: MAE on log-mel spectrograms, 0.8 masked, local-window decoder.',
+    'pointmae': "Point-MAE: groups of points by FPS + k-NN, 0.6 hidden, Chamfer-L2 on the hidden groups' points.",
 }
 
 #: Method name -> the name of its model class (exported by keras_mim and keras_mim.models).
@@ -55,6 +56,7 @@ METHOD_MODELS = {
     'spark': 'SparK',
     'hiera_mae': 'HieraMAE',
     'audiomae': 'AudioMAE',
+    'pointmae': 'PointMAE',
 }
 
 #: Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).
@@ -81,6 +83,7 @@ METHOD_OPTIONS = {
     'spark': ('masking', 'norm_pix_loss'),
     'hiera_mae': ('masking', 'norm_pix_loss'),
     'audiomae': ('masking', 'norm_pix_loss'),
+    'pointmae': ('masking',),
 }
 
 #: Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.

@@ -301,3 +301,54 @@ def plot_mask_gallery(image, generators, patch_size=16, num_samples=4, path=None
                 ax.imshow(np.clip(mask_overlay(shown, masks[col], patch_size), 0, 1), interpolation="nearest")
                 ax.set_title(f"{name} ({masks[col].mean():.0%})" if col == 0 else labels[col], fontsize=9)
     return _finish(fig, path)
+
+
+def plot_point_reconstructions(model, points, noise=None, path=None, max_clouds=4, title=None):
+    """Draw point clouds as 3D scatter plots: the original, the visible groups, and the
+    hidden groups' predicted points (with the true ones in light gray), one row per cloud.
+
+    Args:
+        model: a model with `reconstruct(points, noise=None)` returning `(visible, hidden,
+            predicted)` points, e.g. a `PointMAE`.
+        points: float `(B, N, 3)` clouds at the model's `num_points`.
+        noise: optional float `(B, G)` scores fixing the hidden groups (lower = visible).
+        path: optional PNG path (parent folders are created, an existing file replaced).
+        max_clouds: the number of clouds (rows) drawn, from the start of the batch.
+        title: optional figure title.
+
+    Returns:
+        The `matplotlib.figure.Figure`.
+
+    Examples:
+        >>> import numpy as np, keras_mim
+        >>> model = keras_mim.PointMAE.from_preset("pointmae_test", seed=0)
+        >>> fig = plot_point_reconstructions(model, np.random.rand(2, 64, 3).astype("float32"))
+        >>> len(fig.axes)
+        6
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not hasattr(model, "reconstruct") or not hasattr(model, "encoder"):
+        raise TypeError(f"`model` must have `reconstruct`, e.g. a PointMAE, got {type(model).__name__}.")
+    if isinstance(max_clouds, bool) or not isinstance(max_clouds, int) or max_clouds < 1:
+        raise ValueError(f"`max_clouds` must be a positive int, got {max_clouds!r}.")
+    points = np.asarray(points, "float32")[:max_clouds]
+    noise = None if noise is None else np.asarray(noise, "float32")[:max_clouds]
+    visible, hidden, predicted = model.reconstruct(points, noise=noise)
+    fig = Figure(figsize=(9, 3 * len(points) + (0.4 if title else 0)))
+    FigureCanvasAgg(fig)
+    panels = (("original", [(points, "tab:blue")]), ("visible groups", [(visible, "tab:blue")]),
+              ("predicted hidden groups", [(hidden, "0.8"), (predicted, "tab:red")]))
+    for row in range(len(points)):
+        for col, (name, layers) in enumerate(panels):
+            ax = fig.add_subplot(len(points), 3, 3 * row + col + 1, projection="3d")
+            for cloud, color in layers:
+                ax.scatter(*cloud[row].T, s=2, c=color, depthshade=False)
+            ax.set_xlim(-1, 1), ax.set_ylim(-1, 1), ax.set_zlim(-1, 1)
+            ax.set_xticks([]), ax.set_yticks([]), ax.set_zticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _finish(fig, path)

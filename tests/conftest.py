@@ -21,10 +21,6 @@ ONE_PASS_MARKERS = ("backend_independent", "one_backend")
 #: cost no compilation (a JAX or XLA pass compiles every new small shape and every train
 #: step; measured: the CLI, property and docstring tests ran 2-8x faster on torch).
 DEFAULT_ONE_PASS = "torch"
-#: Passes the stable hash does not send tests to while others remain: JAX's, the CI's longest
-#: (its eager ops compile every new shape; measured at c660d72: 1495 s of test time against
-#: TensorFlow's 872 s and PyTorch's 604 s).
-HASH_AVOIDS = ("jax",)
 
 
 def one_pass_backend(item, passes=CI_PASSES):
@@ -36,10 +32,10 @@ def one_pass_backend(item, passes=CI_PASSES):
     tests and the method suite check on every backend. Either runs in the pass named by
     its marker's `backend=` argument if this run has that pass (`backend="rotate"`, never a
     pass, falls to the stable hash below: it spreads a parametrized test's cases over the
-    passes but `HASH_AVOIDS`); else a `one_backend` test
+    passes); else a `one_backend` test
     (it runs in the pytest process) in `DEFAULT_ONE_PASS`'s, and a `backend_independent`
     one (pure Python, or its own child processes) in one chosen by a stable hash of the
-    test id (not in `HASH_AVOIDS`), which spreads the notebooks and scripts over the passes. `every_backend` on a test
+    test id, which spreads the notebooks and scripts over the passes. `every_backend` on a test
     overrides its module's `one_backend`."""
     marks = [m for name in ONE_PASS_MARKERS for m in item.iter_markers(name)]
     if not marks or not passes or item.get_closest_marker("every_backend"):
@@ -48,8 +44,7 @@ def one_pass_backend(item, passes=CI_PASSES):
     pinned = next((m.kwargs["backend"] for m in marks if "backend" in m.kwargs), default)
     if pinned in passes:
         return pinned
-    spread = [p for p in passes if p not in HASH_AVOIDS] or passes
-    return spread[zlib.crc32(item.nodeid.encode()) % len(spread)]
+    return passes[zlib.crc32(item.nodeid.encode()) % len(passes)]
 
 
 def pytest_configure(config):

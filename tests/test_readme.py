@@ -78,6 +78,7 @@ REWRITES = [
     (r'(os.environ\["KERAS_BACKEND"\] = )"jax"', r'\1"torch"'),  # eager torch: no compiling tiny models
     (r"epochs=\d+", "epochs=1, steps_per_epoch=1"),  # one training step per fit
     (r"spoken_digits\(640\)", "spoken_digits(16)"),  # 16 clips synthesised, not 640
+    (r"shape_clouds\(600, num_points=512\)", "shape_clouds(16, num_points=512)"),  # 16 clouds, not 600
     (r'"mae_vit_base_patch16", target="hog"', '"mae_vit_tiny_patch16", target="hog"'),  # HOG's 8 px cells
     (r"(\w+)_vit_(small|base|large|huge)_patch\d+", r"\1_vit_test"),  # ViT-S/B/L/H -> the 16 px test preset
     (r"image_size=224", "image_size=16"),  # 224 px -> the test presets' 16 px

@@ -157,9 +157,20 @@ NUMBERS = {
         _preset(p)["decoder"]["window_size"] == (4, 4) for p in ("audiomae_vit_base_patch16", "audiomae_vit_tiny_patch8")),
     "(k-NN 87.3% vs 37.5%, ridge probe 95.3% vs 82.5%, ten words)": lambda paragraph: _audio_result() == (
         0.8725, 0.375, 0.9525, 0.825),
+    "in Keras ops), hides 0.6 of them": lambda paragraph: "mask_ratio=0.6" in _source("keras_mim/models/point_mae.py")
+    and "mask_ratio" not in str(_preset("pointmae_tiny").get("kwargs", {})),
+    "k-NN (56.7% vs 40.7%, six classes) and hardly by a ridge probe (60.0% vs 58.7%)": lambda paragraph: (
+        _point_result() == (0.5667, 0.4067, 0.6, 0.5867)),
     "Apache-2.0": lambda paragraph: 'license = "Apache-2.0"' in _source("pyproject.toml")
     and "Version 2.0" in _source("LICENSE"),
 }
+
+
+def _point_result():
+    """k-NN and ridge-probe top-1, pretrained then random init, of the Point-MAE shapes benchmark."""
+    r = json.loads(_source("benchmarks/results/pointmae_shapes_torch.json"))
+    return (r["pretrained"]["knn_top1"], r["random_init"]["knn_top1"], r["pretrained"]["ridge_linear_probe_top1"],
+            r["random_init"]["ridge_linear_probe_top1"])
 
 
 def _audio_result():

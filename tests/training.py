@@ -74,6 +74,10 @@ def method_inputs(spec, encoder, n=256):
     channels, size = encoder.num_channels, tuple(encoder.image_size)
     if spec.data == "audio":
         return tone_spectrograms(n, size)
+    if spec.data == "points":
+        from keras_mim.data.sample_points import shape_clouds
+
+        return shape_clouds(n, num_points=encoder.num_points, seed=0)[0]
     if size not in ((16, 16), (64, 64)):
         raise ValueError(f"test presets are 16 px (64 px for 32 px mask cells); got {size}")
     if spec.two_views:
@@ -120,4 +124,6 @@ def build_test_method(name, channels=1, **overrides):
 
     if get_method_spec(name).teacher and "teacher" not in overrides:
         overrides["teacher"] = small_teacher(channels)
-    return build_method(name, num_channels=channels, seed=0, **overrides)
+    if get_method_spec(name).data != "points":  # point clouds have x, y, z
+        overrides["num_channels"] = channels
+    return build_method(name, seed=0, **overrides)

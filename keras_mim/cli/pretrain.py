@@ -33,6 +33,7 @@ from keras_mim.cli.pretrain_options import (
     DEFAULT_MASK_RATIO,
     DEFAULT_NUM_AUDIO_CLIPS,
     DEFAULT_NUM_CLIPS,
+    DEFAULT_NUM_POINT_CLOUDS,
     DEFAULT_PRESETS,
     DEFAULT_WEIGHT_DECAY,
     KIND_DATASETS,
@@ -43,13 +44,15 @@ from keras_mim.cli.pretrain_options import (
     apply_data_recipe,
     check_architecture,
     check_data_flags,
+    check_masking,
     data_kind,
     default_preset,
     methods_taking,
     needs_video_preset,
-    preset_is_audio,
+    preset_kind,
     pretrains_on_clips,
     steps_per_epoch,
+    too_few_images,
     takes_masking,
     takes_norm_pix_loss,
     takes_target,
@@ -103,15 +106,17 @@ def add_pretrain_parser(commands):
                         f"generated on the fly, {DEFAULT_NUM_CLIPS} by default, for the video "
                         "methods), 'spoken-digits' (the words zero to nine spoken by espeak-ng in "
                         f"varied voices, {DEFAULT_NUM_AUDIO_CLIPS} clips of 1 s by default, for the audio methods) or "
-                        f"'tones' (generated tones and chirps); default {DEFAULT_DATASET} for image methods, "
-                        f"shapes for video ones, {DEFAULT_AUDIO_DATASET} for audio ones")
+                        "'tones' (generated tones and chirps), or 'shapes3d' (point clouds on generated sphere, cube, "
+                        "cylinder, cone, torus and pyramid surfaces, for the point-cloud methods); default "
+                        f"{DEFAULT_DATASET} for image methods, shapes for video ones, {DEFAULT_AUDIO_DATASET} for audio "
+                        "ones, shapes3d for point clouds")
     p.add_argument("--data", default=None,
                    help="your own images instead of --dataset: a folder (searched recursively; png, jpg, "
                         "bmp, gif, webp, tif incl. 16-bit and multi-band; unreadable files are skipped and "
                         "listed in skipped_files.txt) or tfds:NAME[/CONFIG] prepared under --data-dir "
                         f"(never downloaded); {NUM_HELDOUT} images are held out for the figures. For the "
                         "audio methods: a folder of wav (flac, ogg with soundfile) files, mixed to mono, "
-                        "resampled to 16 kHz")
+                        "resampled to 16 kHz; for the point-cloud methods: a folder of .npy (N x 3) or .ply files")
     p.add_argument("--data-dir", default=None,
                    help="with --data tfds:NAME: the TensorFlow Datasets folder holding the prepared set")
     p.add_argument("--split", default="train", help="with --data tfds:NAME: the split to pretrain on")
@@ -226,7 +231,8 @@ def resolve_pretrain(parser, args):
         parser.error("--augmentation, --data-dir and --split apply to --data only")
     kind = data_kind(spec)
     if args.data is None and args.dataset is None:
-        args.dataset = {"images": DEFAULT_DATASET, "clips": VIDEO_DATASET, "audio": DEFAULT_AUDIO_DATASET}[kind]
+        args.dataset = {"images": DEFAULT_DATASET, "clips": VIDEO_DATASET, "audio": DEFAULT_AUDIO_DATASET,
+                        "points": "shapes3d"}[kind]
     if args.dataset is not None and args.dataset not in KIND_DATASETS[kind]:
         holds = next(k for k, sets in KIND_DATASETS.items() if args.dataset in sets)
         parser.error(f"--method {args.method} pretrains on {kind}; use --dataset {' or '.join(KIND_DATASETS[kind])} "
@@ -254,15 +260,20 @@ def resolve_pretrain(parser, args):
         listing = "\n".join(f"  {name}: {preset['description']}" for name, preset in PRESETS.items())
         parser.error(f"unknown preset {args.preset!r}; available presets:\n{listing}")
     encoder = PRESETS[args.preset]["encoder"]
-    audio = preset_is_audio(parser, args, spec, encoder)
-    if args.image_size is None:
-        args.image_size = to_2tuple(encoder["image_size"], "image_size")[0]
-    patch = check_architecture(parser.error, args, spec, PRESETS[args.preset])
-    size = tuple(encoder["image_size"]) if audio else (args.image_size, args.image_size)  # audio: (frames, mel bins)
-    if size[0] % patch[0] or size[1] % patch[1]:
-        of = "--patch-size" if args.patch_size is not None else f"preset {args.preset!r}"
-        parser.error(f"--image-size {args.image_size} is not divisible by the patch size {patch} of {of}")
-    grid = (size[0] // patch[0], size[1] // patch[1])
+    audio = preset_kind(parser, args, spec, encoder) == "audio"
+    if spec.data == "points":  # groups of points: no image size, no patches
+        patch, grid = (encoder["group_size"],), (encoder["num_groups"],)
+        check_architecture(parser.error, args, spec, PRESETS[args.preset], patches=False)
+    else:
+        if args.image_size is None and not audio:  # audio: the preset's (frames, mel bins), no --image-size
+            args.image_size = to_2tuple(encoder["image_size"], "image_size")[0]
+        patch = check_architecture(parser.error, args, spec, PRESETS[args.preset])
+        size = tuple(encoder["image_size"]) if audio else (args.image_size, args.image_size)
+        if size[0] % patch[0] or size[1] % patch[1]:
+            of = "--patch-size" if args.patch_size is not None else f"preset {args.preset!r}"
+            what = f"frames x mel bins {size}" if audio else f"--image-size {args.image_size}"
+            parser.error(f"{what} is not divisible by the patch size {patch} of {of}")
+        grid = (size[0] // patch[0], size[1] // patch[1])
     video = needs_video_preset(spec)
     if encoder.get("num_frames") is not None:
         if not video:
@@ -300,10 +311,18 @@ def resolve_pretrain(parser, args):
         args.num_images = DEFAULT_NUM_CLIPS
     elif args.num_images is None and audio:
         args.num_images = DEFAULT_NUM_AUDIO_CLIPS
+    elif args.num_images is None and spec.data == "points":
+        args.num_images = DEFAULT_NUM_POINT_CLOUDS
     elif args.num_images is None:
         from keras_mim.data.sample_datasets import DEFAULT_NUM_PHOTO_CROPS
 
         args.num_images = DEFAULT_NUM_PHOTO_CROPS
+    if args.dataset == "spoken-digits" and args.resume is None:
+        from keras_mim.data.sample_audio import espeak_available
+
+        if not espeak_available():
+            parser.error("--dataset spoken-digits synthesises speech with the espeak-ng system package, which is not "
+                         "installed (apt-get install espeak-ng); use --dataset tones or --data FOLDER of audio files")
     if not math.isfinite(args.weight_decay) or args.weight_decay < 0:
         parser.error(f"--weight-decay must be a non-negative number, got {args.weight_decay}")
     if args.figure_every is None:
@@ -327,23 +346,6 @@ def resolve_pretrain(parser, args):
     return args
 
 
-def too_few_images(args, two_views, num_images_given):
-    """The error when the training images do not fill one batch (view pairs and --data drop a
-    partial last batch), naming what the user gave: --num-images, or the --data / --dataset
-    whose size it is."""
-    count, batch = args.num_images, args.batch_size
-    if num_images_given:
-        what = f"--num-images {count} is"
-    elif args.data is not None:
-        what = (f"the {count} training images of --data {args.data!r} ({NUM_HELDOUT} more are held out "
-                "for the figures) are")
-    else:
-        kind = "clips" if args.dataset == VIDEO_DATASET else "images"
-        what = f"the {count} training {kind} of --dataset {args.dataset} are"
-    unit = "view pairs" if two_views else "(a partial last batch is dropped)"
-    return f"{what} fewer than one batch of --batch-size {batch} {unit}; use --batch-size {count} or less"
-
-
 def check_method_options(parser, args, spec, grid, patch):
     """--mask-ratio, --masking, --norm-pix-loss, --target and --teacher against what the
     method's model takes (the registry record), and what it can do on the token `grid`."""
@@ -356,7 +358,8 @@ def check_method_options(parser, args, spec, grid, patch):
         except ValueError as error:
             parser.error(str(error).replace("`", ""))
     if args.masking is not None:
-        check_masking(parser, args.masking, DEFAULT_MASK_RATIO if args.mask_ratio is None else args.mask_ratio,
+        default = None if args.masking == "time_frequency" else DEFAULT_MASK_RATIO  # derives its own ratio
+        check_masking(parser, args.masking, default if args.mask_ratio is None else args.mask_ratio,
                       patch[0], grid)
     if args.norm_pix_loss is not None and not takes_norm_pix_loss(spec):
         parser.error(f"--norm-pix-loss applies to the methods {', '.join(methods_taking('norm_pix_loss'))}, "
@@ -410,21 +413,6 @@ def check_distribute(parser, args):
                 distribute.check_global_batch(NUM_HELDOUT, devices, name="held-out batch")
     except ValueError as error:
         parser.error(str(error).replace("`", ""))
-
-
-def check_masking(parser, name, mask_ratio, patch_size, grid):
-    """Exit with status 2 unless strategy `name` (a --masking choice) can mask `grid`."""
-    from keras_mim.masking import get_mask_generator
-
-    try:
-        generator = get_mask_generator(name, mask_ratio=mask_ratio, patch_size=patch_size)
-        if generator.grid_rank is not None and generator.grid_rank != len(grid):
-            raise ValueError("it masks video token grids (T, gh, gw), not images" if generator.grid_rank == 3
-                             else "it masks image token grids (gh, gw), not clips")
-        generator.num_visible(grid)
-    except (ValueError, TypeError) as error:
-        parser.error(f"--masking {name} cannot mask the {'x'.join(map(str, grid))} token grid: "
-                     + str(error).replace("`", ""))
 
 
 def run_pretrain(args):

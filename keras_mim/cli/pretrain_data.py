@@ -25,6 +25,8 @@ def load_data(args):
     size = args.image_size
     if get_method_spec(args.method).data == "audio":
         return audio_data(args)
+    if get_method_spec(args.method).data == "points":
+        return point_data(args)
     if args.data is not None:
         return user_data(args)
     if args.dataset == VIDEO_DATASET:
@@ -64,6 +66,16 @@ def data_source(args, seed):
             raise ValueError(f"the folder holds {len(folder)} readable audio files; more than {NUM_HELDOUT} are "
                              f"needed ({NUM_HELDOUT} are held out for the figures)")
         return folder, len(folder) - NUM_HELDOUT
+    if get_method_spec(args.method).data == "points":
+        from keras_mim.data.point_folder import PointFolder
+
+        with warnings.catch_warnings():  # listed in skipped_files.txt by `point_data`
+            warnings.simplefilter("ignore")
+            folder = PointFolder(args.data)
+        if len(folder) <= NUM_HELDOUT:
+            raise ValueError(f"the folder holds {len(folder)} readable point clouds; more than {NUM_HELDOUT} are "
+                             f"needed ({NUM_HELDOUT} are held out for the figures)")
+        return folder, len(folder) - NUM_HELDOUT
     if args.data.startswith("tfds:"):
         from keras_mim.data.images import tfds_builder
 
@@ -90,6 +102,21 @@ def data_source(args, seed):
     return (folder.subset(rest), folder.subset(held)), len(rest)
 
 
+def folder_order(args):
+    """The `--data` folder's files to read (an `AudioFolder` / `PointFolder` in `args._data`):
+    NUM_HELDOUT spread evenly over the folder first (held out), then `--num-images` of the
+    others shuffled with the seed; and the files its scan skipped (one warning line)."""
+    import numpy as np
+
+    folder = args._data
+    if folder.skipped:
+        print(f"keras-mim: warning: {folder.report(listed_in=SKIPPED_FILES)}", flush=True)
+    held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
+    rest = np.setdiff1d(np.arange(len(folder)), held)
+    rest = rest[np.random.default_rng(args.seed).permutation(len(rest))][: args.num_images]
+    return np.concatenate([held, rest]), list(folder.skipped)
+
+
 def audio_data(args):
     """Spectrograms `(n, frames, mel_bins, 1)` of the run's audio: spoken digits, tones, or the
     `--data` folder (each file's start, cut or zero-padded to the preset's frames; files
@@ -108,14 +135,8 @@ def audio_data(args):
     samples = raw.window_length + (frames - 1) * raw.hop_length  # just enough for `frames` Kaldi frames
     count, skipped = NUM_HELDOUT + args.num_images, []
     if args.data is not None:
-        folder = args._data
-        skipped = list(folder.skipped)
-        if skipped:
-            print(f"keras-mim: warning: {folder.report(listed_in=SKIPPED_FILES)}", flush=True)
-        held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
-        rest = np.setdiff1d(np.arange(len(folder)), held)
-        rest = rest[np.random.default_rng(args.seed).permutation(len(rest))][: args.num_images]
-        waves = folder.read(np.concatenate([held, rest]), samples)
+        order, skipped = folder_order(args)
+        waves = args._data.read(order, samples)
     elif args.dataset == "spoken-digits":
         print(f"keras-mim: synthesising {count} spoken digits with espeak-ng ...", flush=True)
         waves = spoken_digits(count, sample_rate=AUDIO_SAMPLE_RATE, seed=args.seed)[0][:, :samples]
@@ -128,6 +149,25 @@ def audio_data(args):
     args._spectrogram_stats = (mean, std)
     normalised = ((logmel - mean) / (2.0 * std)).astype("float32")
     return normalised[NUM_HELDOUT:], normalised[:NUM_HELDOUT], skipped
+
+
+def point_data(args):
+    """Point clouds `(n, num_points, 3)` of the run: generated shapes, or the `--data` folder
+    (each cloud sampled to the preset's points and normalised; files that do not read are
+    listed in skipped_files.txt). The first NUM_HELDOUT clouds are held out."""
+    import numpy as np
+
+    from keras_mim.data.sample_points import shape_clouds
+    from keras_mim.models.presets import PRESETS
+
+    num_points = PRESETS[args.preset]["encoder"]["num_points"]
+    skipped = []
+    if args.data is not None:
+        order, skipped = folder_order(args)
+        clouds = args._data.read(order, num_points, seed=args.seed)
+    else:
+        clouds = shape_clouds(NUM_HELDOUT + args.num_images, num_points=num_points, seed=args.seed)[0]
+    return clouds[NUM_HELDOUT:], clouds[:NUM_HELDOUT], skipped
 
 
 def user_data(args):

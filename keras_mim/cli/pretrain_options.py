@@ -13,9 +13,10 @@ import math
 
 from keras_mim import registry_snapshot
 
-DATASETS = ("digits", "photos", "shapes", "spoken-digits", "tones")
+DATASETS = ("digits", "photos", "shapes", "spoken-digits", "tones", "shapes3d")
 #: The built-in sets of each kind of training data (`MethodSpec.data`; SiamMAE's frame pairs are cut from clips).
-KIND_DATASETS = {"images": ("digits", "photos"), "clips": ("shapes",), "audio": ("spoken-digits", "tones")}
+KIND_DATASETS = {"images": ("digits", "photos"), "clips": ("shapes",), "audio": ("spoken-digits", "tones"),
+                 "points": ("shapes3d",)}
 
 # Defaults of `pretrain`, per dataset where they differ. The plain `keras-mim pretrain`
 # (digits, nano preset, 40 epochs x 45 steps of 32) takes a few minutes on a 2-core CPU
@@ -29,12 +30,15 @@ DEFAULT_DATASET = "digits"
 VIDEO_DATASET = "shapes"
 DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32",
                    "shapes": "videomae_vit_nano_patch4_32", "data": "mae_vit_micro_patch4_32",
-                   "spoken-digits": "audiomae_vit_tiny_patch8", "tones": "audiomae_vit_tiny_patch8"}
+                   "spoken-digits": "audiomae_vit_tiny_patch8", "tones": "audiomae_vit_tiny_patch8",
+                   "shapes3d": "pointmae_tiny"}
 DEFAULT_NUM_CLIPS = 512
 # Audio methods: spoken digits synthesised by espeak-ng (1 s each; the first NUM_HELDOUT are held out),
 # or generated tones and chirps.
 DEFAULT_AUDIO_DATASET = "spoken-digits"
 DEFAULT_NUM_AUDIO_CLIPS = 640
+# Point-cloud methods: clouds sampled on generated shapes (six classes), 512 points each by default.
+DEFAULT_NUM_POINT_CLOUDS = 600
 
 # `pretrain --data FOLDER` with the default method (MAE) and preset: the value study's recipe
 # for the data given (docs/value.md). Without --epochs: as many epochs as fit about
@@ -65,7 +69,7 @@ def data_recipe(num_images, num_tokens):
     per_epoch = num_images * num_tokens * MAE_SECONDS_PER_IMAGE_TOKEN + MAE_SECONDS_PER_EPOCH
     epochs = int(min(DATA_MAX_EPOCHS, max(DATA_MIN_EPOCHS, DATA_BUDGET_SECONDS // per_epoch)))
     return epochs, DATA_LARGE_BATCH if num_images >= 8 * DATA_LARGE_BATCH else DEFAULT_BATCH_SIZE
-DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20, "spoken-digits": 30, "tones": 20}
+DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20, "spoken-digits": 30, "tones": 20, "shapes3d": 40}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_MASK_RATIO = 0.75
@@ -73,7 +77,8 @@ DEFAULT_WEIGHT_DECAY = 0.05
 WARMUP_FRACTION = 0.05  # of all steps, as MAE (40 of 800 epochs)
 NUM_HELDOUT = 8  # images kept out of training for the reconstruction figures
 SIAMMAE_CLIP_FRAMES = 16  # frames of the generated clips SiamMAE draws its frame pairs from
-NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "cls_token", "mask_token"]  # as MAE: no decay on 1-D params / tokens
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "cls_token", "mask_token", "tau"]  # as MAE: no decay on 1-D params /
+# tokens (Swin V2's per-head attention temperature `tau` is one too)
 
 
 def steps_per_epoch(num_examples, batch_size, two_views):
@@ -174,7 +179,7 @@ def add_architecture_arguments(p, positive_int):
                    help="decoder blocks instead of the preset's (methods with a decoder)")
 
 
-def check_architecture(error, args, spec, preset):
+def check_architecture(error, args, spec, preset, patches=True):
     """The patch size of the run (`--patch-size` or the preset's, as a pair), after checking
     the architecture options against method `spec` and `preset` (a `PRESETS` entry);
     `error(message)` reports."""
@@ -189,6 +194,8 @@ def check_architecture(error, args, spec, preset):
     if args.decoder_dim is not None and heads and args.decoder_dim % heads:
         error(f"--decoder-dim {args.decoder_dim} is not a multiple of the {heads} decoder heads of preset "
               f"{args.preset!r}")
+    if not patches:
+        return None
     if args.patch_size is not None:
         return (args.patch_size, args.patch_size)
     return preset_patch_size(args.preset)
@@ -200,20 +207,25 @@ def architecture_overrides(args):
     return {name: value for name, value in names.items() if value is not None}
 
 
-def preset_is_audio(parser, args, spec, encoder):
-    """Whether the run trains on spectrograms; exits with status 2 when the preset and the
-    method disagree, or on --image-size (an audio preset fixes frames x mel bins)."""
-    from keras_mim.models.presets import preset_method
+def preset_kind(parser, args, spec, encoder):
+    """The data kind of the preset's method ("images", "clips", "audio", "points"); exits
+    with status 2 when an audio or point-cloud preset and the method disagree, or on
+    --image-size / --patch-size with one (their presets fix the input's layout)."""
     from keras_mim.models.methods import get_method_spec as method_spec
+    from keras_mim.models.presets import preset_method
 
-    audio = method_spec(preset_method(args.preset)).data == "audio"
-    if audio != (spec.data == "audio"):
-        parser.error(f"preset {args.preset!r} is {'an audio' if audio else 'an image'} model; --method "
-                     f"{args.method} needs {'an audio' if spec.data == 'audio' else 'a non-audio'} preset")
-    if audio and args.image_size is not None:
+    kind = method_spec(preset_method(args.preset)).data
+    for special, what in (("audio", "an audio"), ("points", "a point-cloud")):
+        if (kind == special) != (spec.data == special):
+            parser.error(f"preset {args.preset!r} is {what if kind == special else 'an image'} model; --method "
+                         f"{args.method} needs {what if spec.data == special else 'a non-' + special} preset")
+    if kind == "audio" and args.image_size is not None:
         parser.error(f"--image-size does not apply to audio; preset {args.preset!r} takes {encoder['image_size'][0]} "
                      f"frames x {encoder['image_size'][1]} mel bins (choose another preset)")
-    return audio
+    if kind == "points" and (args.image_size is not None or args.patch_size is not None):
+        parser.error(f"--image-size and --patch-size do not apply to point clouds; preset {args.preset!r} takes "
+                     f"{encoder['num_points']} points in {encoder['num_groups']} groups of {encoder['group_size']}")
+    return kind
 
 
 def check_data_flags(parser, args, spec):
@@ -224,10 +236,11 @@ def check_data_flags(parser, args, spec):
                      f"{args.data!r} and --dataset {args.dataset})")
     if spec.data == "clips":
         parser.error(f"--data holds single images; --method {args.method} needs clips (use --dataset)")
-    if spec.data == "audio":  # a folder of audio files; no augmentation, no tfds
+    if spec.data in ("audio", "points"):  # a folder of audio files / point clouds; no augmentation, no tfds
+        files = "audio files (wav, flac, ogg)" if spec.data == "audio" else "point clouds (npy, ply)"
         if args.data.startswith("tfds:") or args.augmentation is not None:
-            parser.error(f"--method {args.method} takes --data as a folder of audio files (wav, flac, ogg); "
-                         "tfds sets and --augmentation apply to images")
+            parser.error(f"--method {args.method} takes --data as a folder of {files}; tfds sets and "
+                         "--augmentation apply to images")
         return
     if args.augmentation is None:  # view-pair methods: the view recipe crops and flips
         from keras_mim.registry_snapshot import PRESET_AUGMENTATIONS
@@ -235,3 +248,35 @@ def check_data_flags(parser, args, spec):
         args.augmentation = "none" if spec.two_views else PRESET_AUGMENTATIONS.get(args.preset, "mae")
     if not args.data.startswith("tfds:") and (args.data_dir is not None or args.split != "train"):
         parser.error("--data-dir and --split apply to --data tfds:NAME only")
+
+
+def too_few_images(args, two_views, num_images_given):
+    """The error when the training images do not fill one batch (view pairs and --data drop a
+    partial last batch), naming what the user gave: --num-images, or the --data / --dataset
+    whose size it is."""
+    count, batch = args.num_images, args.batch_size
+    if num_images_given:
+        what = f"--num-images {count} is"
+    elif args.data is not None:
+        what = (f"the {count} training images of --data {args.data!r} ({NUM_HELDOUT} more are held out "
+                "for the figures) are")
+    else:
+        kind = "clips" if args.dataset == VIDEO_DATASET else "images"
+        what = f"the {count} training {kind} of --dataset {args.dataset} are"
+    unit = "view pairs" if two_views else "(a partial last batch is dropped)"
+    return f"{what} fewer than one batch of --batch-size {batch} {unit}; use --batch-size {count} or less"
+
+
+def check_masking(parser, name, mask_ratio, patch_size, grid):
+    """Exit with status 2 unless strategy `name` (a --masking choice) can mask `grid`."""
+    from keras_mim.masking import get_mask_generator
+
+    try:
+        generator = get_mask_generator(name, mask_ratio=mask_ratio, patch_size=patch_size)
+        if generator.grid_rank is not None and generator.grid_rank != len(grid):
+            raise ValueError("it masks video token grids (T, gh, gw), not images" if generator.grid_rank == 3
+                             else "it masks image token grids (gh, gw), not clips")
+        generator.num_visible(grid)
+    except (ValueError, TypeError) as error:
+        parser.error(f"--masking {name} cannot mask the {'x'.join(map(str, grid))} token grid: "
+                     + str(error).replace("`", ""))

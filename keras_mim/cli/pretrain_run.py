@@ -42,6 +42,8 @@ def build_model(args, num_channels, total_steps=None):
 
     spec = get_method_spec(args.method)
     kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed, **architecture_overrides(args))
+    if spec.data == "points":  # the preset fixes points and groups
+        del kwargs["image_size"], kwargs["num_channels"]
     if spec.data == "audio":  # the preset's frames x mel bins; the training set's log-mel statistics
         del kwargs["image_size"]
         kwargs["spectrogram_mean"], kwargs["spectrogram_std"] = args._spectrogram_stats
@@ -214,6 +216,7 @@ def _callbacks(args, model, output, heldout, noise, steps, resume, pixels, done)
         callbacks.append(ReconstructionFigureCallback(
             heldout, os.path.join(output, "figures"), every_n_epochs=args.figure_every, noise=noise,
             seed=args.seed, max_images=2 if heldout.ndim == 5 else 4, overwrite=args.overwrite or resume,
+            spectrogram=get_method_spec(args.method).data == "audio",
         ))
     tensorboard = run_folder.tensorboard_callback(output)
     return callbacks + ([tensorboard] if tensorboard else []) + [pretrain_checkpoints.checkpoint_callback(output)]
@@ -298,7 +301,7 @@ def _run_pretrain(args):
         f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
         f"({config['resolved']['model_parameters']:,} parameters) on "
         f"{num_examples or args.num_images} {args.data or args.dataset} "
-        f"{'clips' if args.dataset == VIDEO_DATASET else 'spectrograms' if spec.data == 'audio' else 'images'}"
+        f"{'clips' if args.dataset == VIDEO_DATASET else {'audio': 'spectrograms', 'points': 'point clouds'}.get(spec.data, 'images')}"
         f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
         f"{steps} steps, batch {args.batch_size}, mask ratio "
         f"{config['resolved']['mask_ratio']}, "
@@ -337,6 +340,13 @@ def _run_pretrain(args):
             max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
             title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out {'spectrograms' if spec.data == 'audio' else 'images'}",
         )
+    if spec.data == "points":  # 3D scatter plots: original, visible groups, predicted hidden groups
+        from keras_mim.viz import plot_point_reconstructions
+
+        plot_point_reconstructions(
+            model, heldout, path=os.path.join(output, "reconstructions.png"),
+            title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, "
+                  f"{args.epochs} epochs ({backend}): held-out clouds")
     value_check = run_value_check(args, model, output)
     from keras_mim.evaluation.probe_monitor import ProbeMonitor
 

@@ -67,8 +67,8 @@ class LogMelSpectrogram(DataLayer):
             raise ValueError(f"`std` must be positive, got {std!r}.")
         self.sample_rate, self.num_mel_bins, self.num_frames = sample_rate, num_mel_bins, num_frames
         self.window_ms, self.hop_ms = float(window_ms), float(hop_ms)
-        self.window_length = int(round(sample_rate * self.window_ms / 1000))  # 400 samples
-        self.hop_length = int(round(sample_rate * self.hop_ms / 1000))  # 160
+        self.window_length = int(sample_rate * self.window_ms * 0.001)  # 400 samples (truncated, as Kaldi)
+        self.hop_length = int(sample_rate * self.hop_ms * 0.001)  # 160
         if not 0 < self.hop_length <= self.window_length:
             raise ValueError(f"`hop_ms`={hop_ms} must be positive and at most `window_ms`={window_ms}.")
         self.fft_length = 2 ** math.ceil(math.log2(self.window_length))  # 512, as Kaldi's round_to_power_of_two
@@ -88,7 +88,10 @@ class LogMelSpectrogram(DataLayer):
 
     def num_kaldi_frames(self, num_samples):
         """Frames Kaldi makes of `num_samples` (`snip_edges`): `1 + (S - window) // hop`."""
-        if num_samples is None or num_samples < self.window_length:
+        if num_samples is None:
+            raise ValueError("LogMelSpectrogram needs the number of samples to be static (known when the model "
+                             "or the tf.data pipeline is built); cut or pad the waveforms to one length.")
+        if num_samples < self.window_length:
             raise ValueError(
                 f"A waveform of {num_samples} samples is shorter than one {self.window_ms:g} ms window "
                 f"({self.window_length} samples at {self.sample_rate} Hz)."
@@ -109,8 +112,9 @@ class LogMelSpectrogram(DataLayer):
             x = b.numpy.concatenate([x[:, :1] * (1.0 - self.pre_emphasis), x[:, 1:] - self.pre_emphasis * x[:, :-1]], -1)
         # MelSpectrogram's frame i covers [hop * i - window / 2, hop * i + window / 2); `lead` zeros in
         # front make its frame `skip + j` cover Kaldi's frame j, samples [hop * j, hop * j + window).
-        skip = math.ceil(self.window_length // 2 / self.hop_length)
-        lead = skip * self.hop_length - self.window_length // 2
+        half = self.fft_length // 2 - (self.fft_length - self.window_length) // 2  # frame start before its centre
+        skip = math.ceil(half / self.hop_length)
+        lead = skip * self.hop_length - half
         x = b.numpy.pad(x, [(0, 0), (lead, 0)]) if lead else x
         power = self.mel(x)[:, :, skip : skip + valid]  # (B, mel, frames)
         logmel = b.numpy.log(b.numpy.maximum(b.numpy.swapaxes(power, 1, 2), LOG_FLOOR))  # (B, frames, mel)

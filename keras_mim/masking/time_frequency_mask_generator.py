@@ -12,11 +12,12 @@ class TimeFrequencyMaskGenerator(MaskGenerator):
     """Hides random time rows and frequency columns of a spectrogram's token grid.
 
     On a `(T, F)` grid (time x frequency, Audio-MAE's 64 x 8 for 1024 frames x 128 mel
-    bins in 16 x 16 patches), `int(T * time_ratio)` time rows and `int(F * freq_ratio)`
-    frequency columns are drawn per sample; a token is hidden when its row or its column
-    is, so exactly `(T - int(T * time_ratio)) * (F - int(F * freq_ratio))` tokens stay
-    visible in every sample and `mask_ratio` follows from the two ratios (official
-    `random_masking_2d`, Audio-MAE's ablation: time 0.6 and frequency 0.5 hide 0.8).
+    bins in 16 x 16 patches), `int(T * (1 - time_ratio))` time rows and `int(F * (1 -
+    freq_ratio))` frequency columns are kept per sample (the official `random_masking_2d`'s
+    counts) and the others hidden; a token is hidden when its row or its column is, so
+    exactly `int(T * (1 - time_ratio)) * int(F * (1 - freq_ratio))` tokens stay visible
+    in every sample (25 x 4 on 64 x 8 at Audio-MAE's ablation, time 0.6 and frequency
+    0.5), and `mask_ratio` follows from the two ratios.
 
     Args:
         time_ratio: fraction of time rows to hide, in [0, 1) (official `mask_t_prob` 0.6).
@@ -59,7 +60,7 @@ class TimeFrequencyMaskGenerator(MaskGenerator):
         if len(grid) != 2:
             raise ValueError(f"TimeFrequencyMaskGenerator needs a (time, frequency) grid, got grid_shape={grid}.")
         t, f = grid
-        rows, cols = int(t * self.time_ratio), int(f * self.freq_ratio)
+        rows, cols = t - int(t * (1.0 - self.time_ratio)), f - int(f * (1.0 - self.freq_ratio))  # hidden
         if rows >= t or cols >= f:
             raise ValueError(
                 f"`time_ratio`={self.time_ratio} and `freq_ratio`={self.freq_ratio} hide every row or column "

@@ -18,6 +18,8 @@ from keras_mim.models.linear_probe import LinearProbe
 from keras_mim.models.mae_decoder import MAEDecoder
 from keras_mim.models.methods import METHODS, MethodSpec, get_method, get_method_spec, list_methods, register_method
 from keras_mim.models.partial_decoding import PartialDecoding
+from keras_mim.models.point_classifier import PointClassifier
+from keras_mim.models.point_encoder import PointEncoder
 from keras_mim.models.presets import build_method, list_presets
 from keras_mim.models.sparse_cnn import SparseCNN
 from keras_mim.models.vit_encoder import ViTEncoder
@@ -33,7 +35,7 @@ for _spec in METHODS.values():
 
 __all__ = sorted(
     {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
-     "MAEDecoder", "PartialDecoding", "SparseCNN", "ViTEncoder",
+     "MAEDecoder", "PartialDecoding", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
      "list_methods", "list_presets", "register_method", "to_keras_hub"}
     | {spec.model.__name__ for spec in METHODS.values()}

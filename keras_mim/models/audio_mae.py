@@ -71,7 +71,9 @@ class AudioMAE(MaskedAutoencoder):
             )
         if mask_generator == "time_frequency":  # hides 1 - (1 - 0.6) * (1 - 0.5) = 0.8; `mask_ratio` does not apply
             mask_generator = get_mask_generator("time_frequency", seed=seed)
-        kwargs.pop("decoder_mask_generator", None)  # no partial decoding: the windows need every token
+        if kwargs.pop("decoder_mask_generator", None) is not None:
+            raise ValueError("AudioMAE decodes every token (its decoder's windows need the whole grid); "
+                             "`decoder_mask_generator` must be None.")
         kwargs.pop("decoder_mask_ratio", None)
         super().__init__(encoder, decoder=decoder, mask_generator=mask_generator, mask_ratio=mask_ratio,
                          norm_pix_loss=norm_pix_loss, norm_pix_eps=norm_pix_eps, target=target, seed=seed, **kwargs)

@@ -87,7 +87,11 @@ class MAEDecoder(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.grid_shape = check_grid(grid_shape)
+        if isinstance(window_size, int):
+            window_size = (window_size, window_size)
         self.window_size = None if window_size is None else tuple(int(w) for w in window_size)
+        if self.window_size is None and shift_size is not None:
+            raise ValueError(f"`shift_size`={shift_size!r} shifts windows: give `window_size` too.")
         if self.window_size is not None and len(self.grid_shape) != 2:
             raise ValueError(f"`window_size` needs a 2D token grid, got grid_shape={self.grid_shape}.")
         if shift_size is None and self.window_size is not None:

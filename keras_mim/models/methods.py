@@ -20,8 +20,8 @@ import warnings
 
 #: What a method trains on: single images, clips `(B, T, H, W, C)`, the single images /
 #: clips its view recipe turns into `{"reference": ..., "target": ...}` pairs, or audio
-#: (log-mel spectrograms `(B, frames, mel_bins, 1)` made from waveforms).
-DATA_KINDS = ("images", "clips", "audio")
+#: (log-mel spectrograms `(B, frames, mel_bins, 1)` made from waveforms), or point clouds `(B, N, 3)`.
+DATA_KINDS = ("images", "clips", "audio", "points")
 
 #: How methods learn (DESIGN.md's families), in the order the README lists them.
 FAMILIES = {
@@ -34,6 +34,7 @@ FAMILIES = {
     "convnets": "sparse convolutional encoders on visible 32 px cells; convolutional decoders",
     "hierarchical": "hierarchical ViTs on visible mask units; stages fused into one light decoder",
     "audio": "log-mel spectrograms as one-channel images",
+    "points": "point clouds cut into local groups of points",
 }
 
 
@@ -46,7 +47,7 @@ class MethodSpec:
         model: the pretraining model class (a registered Keras-serializable
             `PretrainingModel` subclass).
         description: one line for the CLI help and the README's methods table.
-        data: what the training data holds: `"images"`, `"clips"` or `"audio"`.
+        data: what the training data holds: `"images"`, `"clips"`, `"audio"` or `"points"`.
         views: None, or the recipe that makes `{"reference", "target"}` view pairs of
             the data (`keras_mim.data.view_dataset(method=...)`: `"cropmae"`, `"siammae"`,
             `"ibot"`).

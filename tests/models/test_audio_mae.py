@@ -50,7 +50,7 @@ def test_frontend_checks_sample_rate_and_clip_length():
         AudioMAE.from_preset("audiomae_vit_test", num_channels=3)
     tf_model = AudioMAE.from_preset("audiomae_vit_test", mask_generator="time_frequency", seed=0)
     mask = to_numpy(tf_model(model.spectrograms(waves, 16000))["mask"]).reshape(2, 8, 4)
-    assert (mask.min(axis=2) == 1).sum(1).tolist() == [4, 4]  # 0.6 of the 8 time rows hidden whole
+    assert (mask.min(axis=2) == 1).sum(1).tolist() == [5, 5]  # int(8 x 0.4) = 3 of the 8 time rows kept
 
 
 @pytest.mark.one_backend(backend="torch")  # a learning check; the training step runs on every backend in the suite

@@ -63,7 +63,7 @@ def test_old_dict_access_still_works_with_a_deprecation_warning():
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(name="Bad Name"), ValueError, "lowercase identifier"),
     (dict(model="MaskedAutoencoder"), TypeError, "model class"),
-    (dict(data="audio"), ValueError, "`data` must be one of"),
+    (dict(data="smells"), ValueError, "`data` must be one of"),
     (dict(family="magic"), ValueError, "`family` must be one of"),
     (dict(test_preset="nope"), ValueError, "'nope' is not among its `presets`"),
     (dict(presets={"x_vit_test": {"encoder": {}}}), ValueError, "lacks \\['description'\\]"),
