@@ -54,27 +54,16 @@ def data_source(args, seed):
     `train` / `heldout` an `ImageFolder` view each (held-out images spread evenly over the
     folder, the rest shuffled with `seed`), or tfds split strings (the first images held
     out). Raises ValueError / FileNotFoundError / ImportError naming the problem."""
-    import numpy as np
-
-    if get_method_spec(args.method).data == "audio":
+    kind = get_method_spec(args.method).data
+    if kind == "audio":  # audio files, point clouds: read once, kept in memory
         from keras_mim.data.audio_folder import AudioFolder
 
-        with warnings.catch_warnings():  # what the scan skipped: listed in skipped_files.txt by `audio_data`
-            warnings.simplefilter("ignore")
-            folder = AudioFolder(args.data, sample_rate=AUDIO_SAMPLE_RATE)
-        if len(folder) <= NUM_HELDOUT:
-            raise ValueError(f"the folder holds {len(folder)} readable audio files; more than {NUM_HELDOUT} are "
-                             f"needed ({NUM_HELDOUT} are held out for the figures)")
+        folder = scan_folder(lambda: AudioFolder(args.data, sample_rate=AUDIO_SAMPLE_RATE), "audio files")
         return folder, len(folder) - NUM_HELDOUT
-    if get_method_spec(args.method).data == "points":
+    if kind == "points":
         from keras_mim.data.point_folder import PointFolder
 
-        with warnings.catch_warnings():  # listed in skipped_files.txt by `point_data`
-            warnings.simplefilter("ignore")
-            folder = PointFolder(args.data)
-        if len(folder) <= NUM_HELDOUT:
-            raise ValueError(f"the folder holds {len(folder)} readable point clouds; more than {NUM_HELDOUT} are "
-                             f"needed ({NUM_HELDOUT} are held out for the figures)")
+        folder = scan_folder(lambda: PointFolder(args.data), "point clouds")
         return folder, len(folder) - NUM_HELDOUT
     if args.data.startswith("tfds:"):
         from keras_mim.data.images import tfds_builder
@@ -90,16 +79,32 @@ def data_source(args, seed):
         return (f"{args.split}[{NUM_HELDOUT}:]", f"{args.split}[:{NUM_HELDOUT}]"), available
     from keras_mim.data import ImageFolder
 
-    with warnings.catch_warnings():  # what the scan skipped: one line in `user_data`, with the list's path
-        warnings.simplefilter("ignore")
-        folder = ImageFolder(args.data)
-    if len(folder) <= NUM_HELDOUT:
-        raise ValueError(f"the folder holds {len(folder)} readable images; more than {NUM_HELDOUT} are needed "
-                         f"({NUM_HELDOUT} are held out for the figures)")
-    held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
-    rest = np.setdiff1d(np.arange(len(folder)), held)
-    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
+    folder = scan_folder(lambda: ImageFolder(args.data), "images")
+    held, rest = heldout_split(len(folder), seed)
     return (folder.subset(rest), folder.subset(held)), len(rest)
+
+
+def scan_folder(make_folder, what):
+    """`make_folder()` (an `ImageFolder`, `AudioFolder` or `PointFolder` scan) run quietly: what it
+    skipped is said in one line when the data are read, with the list's path. Raises ValueError
+    unless it holds more than NUM_HELDOUT readable `what`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = make_folder()
+    if len(folder) <= NUM_HELDOUT:
+        raise ValueError(f"the folder holds {len(folder)} readable {what}; more than {NUM_HELDOUT} are needed "
+                         f"({NUM_HELDOUT} are held out for the figures)")
+    return folder
+
+
+def heldout_split(count, seed):
+    """`(held, rest)` indices of a folder of `count` files: NUM_HELDOUT spread evenly over it
+    (held out for the figures), the others shuffled with `seed`."""
+    import numpy as np
+
+    held = np.unique(np.linspace(0, count - 1, NUM_HELDOUT).round().astype(int))
+    rest = np.setdiff1d(np.arange(count), held)
+    return held, rest[np.random.default_rng(seed).permutation(len(rest))]
 
 
 def folder_order(args):
@@ -111,10 +116,8 @@ def folder_order(args):
     folder = args._data
     if folder.skipped:
         print(f"keras-mim: warning: {folder.report(listed_in=SKIPPED_FILES)}", flush=True)
-    held = np.unique(np.linspace(0, len(folder) - 1, NUM_HELDOUT).round().astype(int))
-    rest = np.setdiff1d(np.arange(len(folder)), held)
-    rest = rest[np.random.default_rng(args.seed).permutation(len(rest))][: args.num_images]
-    return np.concatenate([held, rest]), list(folder.skipped)
+    held, rest = heldout_split(len(folder), args.seed)
+    return np.concatenate([held, rest[: args.num_images]]), list(folder.skipped)
 
 
 def audio_data(args):
@@ -155,8 +158,6 @@ def point_data(args):
     """Point clouds `(n, num_points, 3)` of the run: generated shapes, or the `--data` folder
     (each cloud sampled to the preset's points and normalised; files that do not read are
     listed in skipped_files.txt). The first NUM_HELDOUT clouds are held out."""
-    import numpy as np
-
     from keras_mim.data.sample_points import shape_clouds
     from keras_mim.models.presets import PRESETS
 

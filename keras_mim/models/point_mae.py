@@ -76,14 +76,18 @@ class PointMAE(PretrainingModel):
         self.built = True
 
     # ------------------------------------------------------------------ the method
-    def forward_encoder(self, points, noise=None, training=None):
-        neighbourhoods, centres = self.encoder.group(points)  # (B, G, K, 3), (B, G, 3)
-        masking = self.random_masking(points, noise=noise)  # ids_keep (B, V), ids_restore, mask (B, G)
+    def forward_encoder(self, neighbourhoods, centres, noise=None, training=None):
+        masking = self.random_masking(centres, noise=noise)  # ids_keep (B, V), ids_restore, mask (B, G)
         latent = self.encoder.encode_groups(neighbourhoods, centres, ids_keep=masking["ids_keep"], training=training)
-        return latent, neighbourhoods, centres, masking
+        return latent, masking
 
     def call(self, points, noise=None, training=None):
-        latent, neighbourhoods, centres, masking = self.forward_encoder(points, noise=noise, training=training)
+        neighbourhoods, centres = self.encoder.group(points)  # (B, G, K, 3), (B, G, 3)
+        return self.forward_groups(neighbourhoods, centres, noise=noise, training=training)
+
+    def forward_groups(self, neighbourhoods, centres, noise=None, training=None):
+        """`call` on clouds already grouped (`encoder.group`)."""
+        latent, masking = self.forward_encoder(neighbourhoods, centres, noise=noise, training=training)
         ids_hidden = ops.argsort(masking["ids_restore"], axis=1)[:, self.num_visible :]  # (B, M)
         pred = self.decoder(latent, gather_tokens(centres, masking["ids_keep"]), gather_tokens(centres, ids_hidden),
                             training=training)  # (B, M, K, 3)
@@ -102,11 +106,10 @@ class PointMAE(PretrainingModel):
     def reconstruct(self, points, noise=None):
         """For figures: `(visible, hidden, predicted)` points in the clouds' own coordinates,
         `(B, V * K, 3)`, `(B, M * K, 3)` and `(B, M * K, 3)` (numpy)."""
-        out = self(points, noise=noise, training=False)
-        centres = out["centres"]
+        neighbourhoods, centres = self.encoder.group(points)
+        out = self.forward_groups(neighbourhoods, centres, noise=noise, training=False)
         ids = ops.argsort(out["ids_restore"], axis=1)
         k = self.encoder.group_size
-        neighbourhoods, _ = self.encoder.group(points)
         groups = neighbourhoods + ops.expand_dims(centres, 2)  # (B, G, K, 3)
         sorted_groups = ops.take_along_axis(groups, ops.reshape(ids, (-1, ids.shape[1], 1, 1)), axis=1)
         hidden_centres = gather_tokens(centres, ids[:, self.num_visible :])
