@@ -104,6 +104,22 @@ def check_mask_ratio_range(mask_ratio, num_tokens=None, name="mask_ratio"):
     return low, high
 
 
+def block_indices(layers, depth):
+    """Block indices `layers` (an int or a list; negative count from the end) of an encoder
+    of `depth` blocks, normalised to `[0, depth)`; ValueError on an index out of range."""
+    if isinstance(layers, int):
+        layers = [layers]
+    out = []
+    for i in layers:
+        if isinstance(i, bool) or not isinstance(i, int) or not -depth <= i < depth:
+            raise ValueError(
+                f"Block index {i!r} is out of range for an encoder of depth {depth}; "
+                f"expected ints in [{-depth}, {depth - 1}]."
+            )
+        out.append(i % depth)
+    return out
+
+
 def check_positive_int(value, name):
     """`value` if it is a positive int; a ValueError naming `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -22,7 +22,10 @@ BACKEND_MODULES = BACKENDS + ("keras",)
 #: Set before a backend is imported, unless the user set them or passed --verbose: TensorFlow's and
 #: XLA's C++ info and warning lines (absl's "All log messages before absl::InitializeLog()",
 #: cpu_feature_guard, "XLA service ... initialized", "Compiled cluster using XLA") are hidden
-#: (measured: all of a `pretrain` run's on TensorFlow 2.21); errors still show.
+#: (measured: all of a `pretrain` run's on TensorFlow 2.21); errors still show. Not hidden: TensorFlow
+#: 2.21's oneDNN notice ("oneDNN custom operations are on"), which it logs whatever this says on
+#: CPUs where it turns oneDNN on by itself (AMX / AVX-512 VNNI; only TF_ENABLE_ONEDNN_OPTS=0, which
+#: changes the kernels, silences it).
 QUIET_LOGS = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 # Descriptions and epilogs are laid out by `ArgumentParser` (paragraphs wrapped, listings kept).

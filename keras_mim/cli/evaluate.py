@@ -15,7 +15,6 @@ from keras_mim.cli.common import (
     add_jit_argument,
     check_backend_installed,
     check_output,
-    jit_compile_setting,
     non_negative_int,
     parsed,
     positive_float,
@@ -23,7 +22,7 @@ from keras_mim.cli.common import (
     write_json,
 )
 
-EVAL_DATASETS = ("digits",)
+EVAL_DATASETS = ("digits", "spoken-digits", "tones", "shapes3d")
 DEFAULT_TEST_FRACTION = 0.2  # keras_mim.evaluation.labelled_data's (not imported here: it imports Keras)
 KNN_K = 20
 KNN_TEMPERATURE = 0.07
@@ -40,7 +39,10 @@ def add_eval_arguments(p, command):
                    help="built-in labelled data: 'digits' = scikit-learn's digits in a fixed "
                         "stratified split (1438 train / 359 test, keras_mim.data.load_labelled_digits; "
                         "`keras-mim pretrain` pretrains on the train split only), resized to the "
-                        "model's image size; default digits unless --data is given")
+                        "model's image size; default digits unless --data is given. For an Audio-MAE "
+                        "model: 'spoken-digits' (default; espeak-ng, 500 train / 200 test words) or 'tones' "
+                        "(160 / 80); for a Point-MAE model: 'shapes3d' (600 / 300 generated clouds of six "
+                        "shapes); each drawn with seeds pretraining does not use")
     p.add_argument("--data", default=None,
                    help="your labelled images: a folder with one subfolder per class (labels are the "
                         "subfolder names in sorted order, class2 before class10; png, jpg, bmp, gif, webp, "
@@ -49,7 +51,11 @@ def add_eval_arguments(p, command):
                         "--test-fraction, or holding train/ and test/ (or val/) folders of class "
                         "subfolders; or a .npz "
                         "file with x_train, y_train, x_test, y_test (images (N, H, W[, C]) uint8 in "
-                        "0..255 or float in [0, 1], at the model's image size; integer labels)")
+                        "0..255 or float in [0, 1], at the model's image size; integer labels). For an "
+                        "Audio-MAE model: class subfolders of .wav/.flac/.ogg files (resampled to its rate, "
+                        "each clip's start cut or padded to its frames, then its log-mel spectrogram); for a "
+                        "Point-MAE model: class subfolders of .npy/.ply clouds (sampled to its points, "
+                        "normalised); both split by --test-fraction or given as train/ and test/")
     p.add_argument("--test-fraction", type=open_ratio, default=None,
                    help="with --data FOLDER of class subfolders: the share of each class held out as "
                         f"the test split (a fixed choice that never moves); default {DEFAULT_TEST_FRACTION}")
@@ -100,20 +106,30 @@ def add_knn_parser(commands):
 def resolve_eval(parser, args):
     """Check the shared arguments (the model file, the data and its labels) before anything
     heavy is loaded or written; keeps the resolved data in `args._data`."""
-    from keras_mim.evaluation import inspect_keras_file
+    from keras_mim.cli.evaluate_signals import frontend_settings, resolve_signal_data
+    from keras_mim.evaluation import data_kind, inspect_keras_file
 
     try:
-        inspect_keras_file(args.model, name="model")
+        config = inspect_keras_file(args.model, name="model")
     except (ValueError, OSError) as error:
         parser.error(str(error))
     if args.data is not None and args.dataset is not None:
         parser.error("give either --dataset or --data, not both")
-    if args.data is None and args.dataset is None:
-        args.dataset = "digits"
-    args._data = resolve_data(parser, args)
+    args._kind, args._frontend = data_kind(config), frontend_settings(config)
+    if args._kind != "images":
+        if args.test_fraction is not None and args.data is None:
+            parser.error("--test-fraction applies to --data FOLDER only")
+        args._data = resolve_signal_data(parser, args)
+    else:
+        if args.dataset not in (None, "digits"):
+            parser.error(f"--dataset {args.dataset} is not image data; {args.model} holds an image model "
+                         "(--dataset digits or --data)")
+        if args.data is None and args.dataset is None:
+            args.dataset = "digits"
+        args._data = resolve_data(parser, args)
     num_train = len(args._data["train_labels"])
     if getattr(args, "k", None) is not None and args.k > num_train:
-        what = "training digits" if args.dataset == "digits" and args.labels_per_class is None else "training images"
+        what = "training digits" if args.dataset == "digits" and args.labels_per_class is None else f"training {noun(args)}"
         parser.error(f"--k {args.k} is more than the {num_train} {what}")
     check_output(parser, args, args.command)
     check_backend_installed(parser, args)
@@ -149,14 +165,19 @@ def resolve_data(parser, args):
                 raise ValueError(f"--data {args.data!r} must be a folder of class subfolders or a .npz file")
             data.update(kind="npz", arrays=labelled_data.load_labelled_npz(args.data, name="--data"))
             labels = data["arrays"][1]
-        keep = None
-        if args.labels_per_class is not None:
-            keep = labelled_data.first_per_class(labels, args.labels_per_class, data["class_names"],
-                                                 what=f"--labels-per-class {args.labels_per_class}")
-            labels = labels[keep]
+        from keras_mim.cli.evaluate_signals import labels_per_class
+
+        keep, labels = labels_per_class(args, labels, data["class_names"])
     except (ValueError, OSError) as error:
         parser.error(str(error).rstrip("."))
     return {**data, "train_labels": labels, "keep": keep}
+
+
+def noun(args):
+    """What the messages call one labelled item: images, clips (audio) or clouds (points)."""
+    from keras_mim.cli.evaluate_signals import NOUNS
+
+    return NOUNS[getattr(args, "_kind", "images")]
 
 
 def fail(command, message):
@@ -185,6 +206,10 @@ def load_labelled(args, encoder):
     `skipped`: the (path, reason) pairs of files of a --data folder that did not read."""
     import numpy as np
 
+    if args._kind != "images":
+        from keras_mim.cli.evaluate_signals import load_signal_data
+
+        return load_signal_data(args, encoder)
     size, channels = tuple(encoder.image_size), encoder.num_channels
     if getattr(encoder, "num_frames", None):
         fail(args.command, "video encoders are not supported by this command yet (images only)")
@@ -308,12 +333,12 @@ def run_knn(args):
     encoder = load_encoder(args)
     (x_train, y_train, x_test, y_test), skipped = load_labelled(args, encoder)
     if args.k > len(x_train):  # files of a --data folder that did not decode
-        fail("knn", f"--k {args.k} is more than the {len(x_train)} training images")
+        fail("knn", f"--k {args.k} is more than the {len(x_train)} training {noun(args)}")
     output = prepare_output(args, ("config.json", "results.json"), skipped)
     write_json(os.path.join(output, "config.json"),
                run_record(args, encoder, {"num_train": len(x_train), "num_test": len(x_test)}))
     print(f"keras-mim knn: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "
-          f"{len(x_train)} train / {len(x_test)} test images, k={args.k}, T={args.temperature:g}", flush=True)
+          f"{len(x_train)} train / {len(x_test)} test {noun(args)}, k={args.k}, T={args.temperature:g}", flush=True)
     try:
         result = knn_evaluate(encoder, x_train, y_train, x_test, y_test, k=args.k,
                               temperature=args.temperature, pooling=args.pooling,

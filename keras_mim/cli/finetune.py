@@ -1,19 +1,16 @@
 """`keras-mim finetune`: fine-tune the encoder of a saved `.keras` model with MAE's recipe."""
 
 import os
-import sys
 import time
 
-from keras_mim.cli.common import HelpFormatter, jit_compile_setting, non_negative_float, ratio, write_json
+from keras_mim.cli.classifier_training import finetune_setup, train_classifier
+from keras_mim.cli.common import HelpFormatter, non_negative_float, non_negative_int, ratio, write_json
 from keras_mim.cli.evaluate import (
     add_eval_arguments,
     add_training_arguments,
-    build_classifier,
-    fail,
-    finish,
+    noun,
     prepare_output,
     run_record,
-    score_images,
 )
 
 # MAE's ViT-B recipe: 100 epochs, blr 5e-4 (x batch / 256), layer decay 0.65 (0.75 for L/H),
@@ -59,8 +56,9 @@ def add_finetune_parser(commands):
                         "--base-learning-rate where not given: 'mae' (RandAugment 2 ops, mixup 0.8, cutmix "
                         "1.0, base lr 1e-3), 'light' (flips only, base lr 4e-3), 'auto': "
                         f"light below {LIGHT_BELOW} training images, else mae")
-    p.add_argument("--layer-decay", type=ratio_or_one, default=0.75,
-                   help="layer-wise lr decay: block i trains at decay^(depth + 1 - (i + 1)) x lr")
+    p.add_argument("--layer-decay", type=ratio_or_one, default=None,
+                   help="layer-wise lr decay: block i trains at decay^(depth + 1 - (i + 1)) x lr; default 0.75 "
+                        "(MAE's ViT-L, Audio-MAE's), 1 (none) for a Point-MAE model, as the official Point-MAE")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.05, help="AdamW weight decay")
     p.add_argument("--drop-path", type=ratio, default=0.1, help="stochastic depth of the last block")
     p.add_argument("--mixup", type=non_negative_float, default=None, help="mixup alpha (0: off; default: --augmentation)")
@@ -82,6 +80,12 @@ def add_finetune_parser(commands):
                    help="with --multi-label: a CSV beside --data, the file path (relative to --data) first, then "
                         "either one column of '|'-separated findings ('No Finding' = none; NIH ChestX-ray14) or "
                         "one 0/1 column per class (-1, uncertain, read as 0; CheXpert-style)")
+    p.add_argument("--time-mask", type=non_negative_int, default=None,
+                   help="Audio-MAE models: SpecAugment's widest band of frames masked per training clip (0: off; "
+                        "default 3/16 of the frames, Audio-MAE's 192 of 1024 on AudioSet)")
+    p.add_argument("--frequency-mask", type=non_negative_int, default=None,
+                   help="Audio-MAE models: SpecAugment's widest band of mel bins masked per training clip (0: off; "
+                        "default 3/8 of the bins, Audio-MAE's 48 of 128)")
     p.add_argument("--rand-augment-factor", type=ratio_or_one, default=0.9,
                    help="RandAugment strength in (0, 1] (timm's m9 = 0.9; Keras' ops differ from timm's: "
                         "its rotation reaches factor x 360 degrees, timm's 30)")
@@ -106,6 +110,14 @@ def resolve_finetune(parser, args):
     if args.pooling is None:
         args.pooling = "avg"
     args = resolve_eval(parser, args)
+    if args._kind != "images":
+        from keras_mim.cli.finetune_signals import resolve_signal_recipe
+
+        return resolve_signal_recipe(parser, args)
+    if args.time_mask is not None or args.frequency_mask is not None:
+        parser.error("--time-mask and --frequency-mask apply to Audio-MAE models (spectrograms) only")
+    if args.layer_decay is None:
+        args.layer_decay = 0.75
     num_train = len(args._data["train_labels"])
     if args.augmentation == "auto":
         args.augmentation = "light" if num_train < LIGHT_BELOW else "mae"
@@ -119,15 +131,22 @@ def resolve_multilabel(parser, args):
     """--multi-label: its data checks, then the model file, run folder and backend."""
     from keras_mim.cli.common import check_backend_installed, check_output
     from keras_mim.cli.finetune_multilabel import check_multilabel_args
-    from keras_mim.evaluation import inspect_keras_file
+    from keras_mim.evaluation import data_kind, inspect_keras_file
 
     if args.dataset is not None or args.labels_per_class is not None:
         parser.error("--multi-label reads --data and --labels; --dataset and --labels-per-class do not apply")
     check_multilabel_args(parser, args)
     try:
-        inspect_keras_file(args.model, name="model")
+        config = inspect_keras_file(args.model, name="model")
     except (ValueError, OSError) as error:
         parser.error(str(error))
+    if data_kind(config) != "images":
+        parser.error(f"--multi-label fine-tunes image models; {args.model} holds a {data_kind(config)} model "
+                     "(multi-label audio or point clouds are not supported yet)")
+    if args.time_mask is not None or args.frequency_mask is not None:
+        parser.error("--time-mask and --frequency-mask apply to Audio-MAE models (spectrograms) only")
+    if args.layer_decay is None:
+        args.layer_decay = 0.75
     if args.pooling is None:
         args.pooling = "avg"
     if args.augmentation == "mae":
@@ -142,30 +161,22 @@ def resolve_multilabel(parser, args):
 
 
 def run_finetune(args):
-    import keras
-
     if args.multi_label:
         from keras_mim.cli.finetune_multilabel import run_finetune_multilabel
 
         return run_finetune_multilabel(args)
+    if args._kind != "images":
+        from keras_mim.cli.finetune_signals import run_finetune_signals
 
-    from keras_mim.cli.run_folder import history_logger
+        return run_finetune_signals(args)
+
     from keras_mim.data.finetune_augment import finetune_dataset
     from keras_mim.models.image_classifier import ImageClassifier
-    from keras_mim.optimizers import finetune_optimizer
 
     start = time.perf_counter()
-    encoder, (x_train, y_train, x_test, y_test), skipped, num_classes, model = build_classifier(
+    encoder, (x_train, y_train, x_test, y_test), skipped, num_classes, model, steps, optimizer = finetune_setup(
         args, lambda encoder, n, data: ImageClassifier(encoder, n, pooling=args.pooling,
                                                        drop_path_rate=args.drop_path, seed=args.seed))
-    steps = len(x_train) // args.batch_size  # the training pipeline drops the last partial batch
-    if steps < 1:
-        fail("finetune", f"--batch-size {args.batch_size} is more than the {len(x_train)} training images")
-    optimizer = finetune_optimizer(
-        model, total_steps=steps * args.epochs, warmup_steps=min(steps * args.warmup_epochs, steps * args.epochs - 1),
-        batch_size=args.batch_size, base_learning_rate=args.base_learning_rate,
-        weight_decay=args.weight_decay, layer_decay=args.layer_decay,
-    )
     train = finetune_dataset(
         x_train, y_train, num_classes=num_classes, batch_size=args.batch_size, training=True,
         rand_augment_ops=args.rand_augment_ops, rand_augment_factor=args.rand_augment_factor,
@@ -180,16 +191,8 @@ def run_finetune(args):
         "optimizer": "AdamW, layer-wise lr decay, no weight decay on biases/norms/tokens/pos, warmup + cosine",
     }))
     print(f"keras-mim finetune: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "
-          f"{len(x_train)} train / {len(x_test)} test images, {args.epochs} epochs x {steps} steps, "
+          f"{len(x_train)} train / {len(x_test)} test {noun(args)}, {args.epochs} epochs x {steps} steps, "
           f"lr {peak:g}, layer decay {args.layer_decay:g}, augmentation {args.augmentation} (RandAugment "
           f"{args.rand_augment_ops} ops, mixup {args.mixup:g}, cutmix {args.cutmix:g}, shifts {args.translate:g})",
           flush=True)
-    jit = jit_compile_setting(args.jit_compile, expected_steps=steps * args.epochs)
-    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=jit)
-    history = model.fit(train, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2, shuffle=False,
-                        callbacks=[history_logger(output)]).history  # epochs from 1
-    model.save(os.path.join(output, "classifier.keras"))
-    top1, top5 = score_images(model, x_test, y_test, args.batch_size)
-    return finish(args, output, start, {"top1": top1, "top5": top5, "train_loss": history["loss"],
-                                        "train_accuracy": history["accuracy"]})
+    return train_classifier(args, model, optimizer, train, steps, output, start, (x_test, y_test))

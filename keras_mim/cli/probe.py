@@ -12,6 +12,7 @@ from keras_mim.cli.evaluate import (
     build_classifier,
     fail,
     finish,
+    noun,
     prepare_output,
     resolve_eval,
     run_record,
@@ -193,7 +194,7 @@ def run_probe(args):
     })
     write_json(os.path.join(output, "config.json"), config)
     print(f"keras-mim probe: {'random-init' if args.random_init else 'pretrained'} encoder of {args.model}, "
-          f"{len(x_train)} train / {len(x_test)} test images, {args.epochs} epochs, lr {peak:g}", flush=True)
+          f"{len(x_train)} train / {len(x_test)} test {noun(args)}, {args.epochs} epochs, lr {peak:g}", flush=True)
     history = fit_linear_probe(
         probe, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
         base_learning_rate=args.base_learning_rate, warmup_epochs=args.warmup_epochs, head_init=args.head_init,
@@ -240,7 +241,7 @@ def run_attentive_probe(args):
     })
     write_json(os.path.join(output, "config.json"), config)
     print(f"keras-mim probe: attentive probe of the {'random-init' if args.random_init else 'pretrained'} encoder "
-          f"of {args.model}, {len(x_train)} train / {len(x_test)} test images, {args.epochs} epochs, "
+          f"of {args.model}, {len(x_train)} train / {len(x_test)} test {noun(args)}, {args.epochs} epochs, "
           f"lr {args.learning_rate:g}", flush=True)
     try:
         history = fit_attentive_probe(

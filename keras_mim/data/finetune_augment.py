@@ -208,6 +208,9 @@ def finetune_dataset(
     shuffle_buffer=None,
     drop_remainder=None,
     seed=None,
+    time_mask=0,
+    frequency_mask=0,
+    mask_value=0.0,
 ):
     """Batches of `(images, one-hot labels)` for fine-tuning a classifier, MAE's recipe.
 
@@ -237,6 +240,11 @@ def finetune_dataset(
             dataset of unknown size).
         drop_remainder: drop a last partial batch; None drops it when training.
         seed: int seed making the pipeline repeatable (maps then run sequentially).
+        time_mask: spectrograms `(frames, mel_bins, 1)`: SpecAugment's widest band of
+            frames set to `mask_value` per training clip (`keras_mim.data.spec_augment`,
+            Audio-MAE's fine-tuning); 0 (default) switches it off.
+        frequency_mask: the same for a band of mel bins.
+        mask_value: the value of the masked bands.
 
     Returns:
         A prefetched `tf.data.Dataset` of float32 `(images (B, H, W, C), labels (B, K))`
@@ -281,7 +289,12 @@ def finetune_dataset(
     if training and shuffle:
         buffer = shuffle_buffer or size or 10000
         dataset = dataset.shuffle(check_positive_int(buffer, "shuffle_buffer"), seed=seed)
-    if training and (horizontal_flip or rand_augment_ops or translate):
+    if training and (horizontal_flip or rand_augment_ops or translate or time_mask or frequency_mask):
+        mask_bands = None
+        if time_mask or frequency_mask:
+            from keras_mim.data.spec_augment import spec_augment
+
+            mask_bands = spec_augment(time_mask, frequency_mask, mask_value, _seed(seed, 7))
         flip = keras.layers.RandomFlip("horizontal", seed=_seed(seed, 1)) if horizontal_flip else None
         shift = keras.layers.RandomTranslation(translate, translate, seed=_seed(seed, 6)) if translate else None
         augment_ops = None
@@ -295,6 +308,8 @@ def finetune_dataset(
                 image = shift(image)
             if augment_ops is not None:
                 image = augment_ops(image)
+            if mask_bands is not None:
+                image = mask_bands(image)
             return image, label
 
         dataset = dataset.map(augment, num_parallel_calls=calls)

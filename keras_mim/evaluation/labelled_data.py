@@ -61,21 +61,28 @@ def load_labelled_npz(path, name="`path`"):
     return tuple(out)
 
 
-def _class_folder(path, where):
-    from keras_mim.data import ImageFolder
-
+def class_folder(make_folder, path, where):
+    """`make_folder()` (a scan of `path`: `ImageFolder`, `AudioFolder`, `PointFolder`) checked
+    to hold class subfolders: ValueError naming `where` if nothing reads, a file sits
+    directly in `path`, or there is one class only."""
     try:
-        folder = ImageFolder(path)
-    except ValueError as error:  # no image file, or none readable (the skipped ones listed)
+        folder = make_folder()
+    except ValueError as error:  # no file, or none readable (the skipped ones listed)
         raise ValueError(f"{where}: {error}") from None
     if (folder.labels < 0).any():
         first = folder.files[int(np.argmax(folder.labels < 0))]
         raise ValueError(f"{where} needs one subfolder per class (the labels are the subfolder names); "
-                         f"{first!r} is directly in {path!r}.")
+                         f"{first!r} is directly in {os.fspath(path)!r}.")
     if len(folder.class_names) < 2:
         raise ValueError(f"{where} holds one class ({folder.class_names[0]!r}); classification needs 2 or more "
                          "class subfolders.")
     return folder
+
+
+def _class_folder(path, where):
+    from keras_mim.data import ImageFolder
+
+    return class_folder(lambda: ImageFolder(path), path, where)
 
 
 def scan_labelled_folder(path, test_fraction=DEFAULT_TEST_FRACTION, name="`path`"):
@@ -115,17 +122,39 @@ def scan_labelled_folder(path, test_fraction=DEFAULT_TEST_FRACTION, name="`path`
                              f"{splits[0][1]}/ ({', '.join(test.class_names)}) differ.")
     else:
         folder = _class_folder(path, where)
-        rng = np.random.default_rng(0)  # fixed: the test split must not move between runs
-        test_ids = []
-        for c in range(len(folder.class_names)):
-            members = np.flatnonzero(folder.labels == c)
-            n = min(max(round(test_fraction * len(members)), 1), len(members) - 1)
-            test_ids += rng.choice(members, n, replace=False).tolist()
-        if not test_ids:
-            raise ValueError(f"{where}: every class holds one image; a test split needs 2 or more in a class.")
-        train_ids = np.setdiff1d(np.arange(len(folder)), test_ids)
-        train, test = folder.subset(train_ids), folder.subset(sorted(test_ids))
+        train_ids, test_ids = stratified_split(folder.labels, test_fraction, where)
+        train, test = folder.subset(train_ids), folder.subset(test_ids)
     return train, test
+
+
+def stratified_split(labels, test_fraction=DEFAULT_TEST_FRACTION, where="`labels`"):
+    """`(train_ids, test_ids)`, sorted: `test_fraction` of each class's items (at least one,
+    never all) chosen with seed 0, so the test split never moves between runs.
+
+    Args:
+        labels: `(N,)` class ids `0 .. K-1`.
+        test_fraction: the share of each class held out, in (0, 1).
+        where: how the error names the data.
+
+    Raises:
+        ValueError: every class holds one item (no test split possible).
+
+    Examples:
+        >>> [ids.tolist() for ids in stratified_split([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], 0.2)]
+        [[0, 1, 2, 3, 5, 6, 7, 9], [4, 8]]
+    """
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}.")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(0)  # fixed: the test split must not move between runs
+    test_ids = []
+    for c in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == c)
+        n = min(max(round(test_fraction * len(members)), 1), len(members) - 1)
+        test_ids += rng.choice(members, n, replace=False).tolist()
+    if not test_ids:
+        raise ValueError(f"{where}: every class holds one item; a test split needs 2 or more in a class.")
+    return np.setdiff1d(np.arange(len(labels)), test_ids), np.sort(test_ids)
 
 
 def read_labelled_folder(folder, image_size, num_channels=None, batch_size=256):

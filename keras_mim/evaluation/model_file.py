@@ -26,6 +26,23 @@ def _holds_encoder(config):
     return isinstance(inner.get("encoder"), dict) or {"image_size", "patch_size"} <= inner.keys()
 
 
+def data_kind(config):
+    """What a saved model takes, read from its serialized config (no Keras import):
+    "audio" for an `AudioMAE` (waveforms become its spectrograms), "points" for a model
+    around a `PointEncoder` (point clouds), else "images".
+
+    Examples:
+        >>> data_kind({"class_name": "PointMAE", "config": {"encoder": {"class_name": "PointEncoder"}}})
+        'points'
+    """
+    if config.get("class_name") == "AudioMAE":
+        return "audio"
+    inner = config.get("config")
+    encoder = inner.get("encoder") if isinstance(inner, dict) else None
+    names = (config.get("class_name"), encoder.get("class_name") if isinstance(encoder, dict) else None)
+    return "points" if "PointEncoder" in names else "images"
+
+
 def inspect_keras_file(path, name="`path`"):
     """Check a `.keras` file without loading it (nor importing Keras): it exists, is a whole
     zip archive holding a Keras `config.json` and weights, and holds a model with an encoder.

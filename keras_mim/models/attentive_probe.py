@@ -198,7 +198,7 @@ class AttentiveProbe(EncoderModel):
         enc = self.encoder
         if self.block is None:
             return enc(images, training=False)  # (B, [1+]N, D), after the final norm
-        _, [tokens] = enc.encode_tokens(enc.select_tokens(images), training=False, return_layers=[self.block])
+        _, [tokens] = enc.forward_features(images, [self.block], training=False)
         return tokens  # (B, [1+]N, D), before the final norm
 
     def pool(self, tokens):

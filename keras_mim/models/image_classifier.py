@@ -151,8 +151,7 @@ class ImageClassifier(EncoderModel):
         if self.pooling == "cls" and self.block is None:
             return pool_tokens(enc(images, training=training), "cls", enc.num_prefix_tokens)
         block = -1 if self.block is None else self.block
-        tokens = enc.select_tokens(images)  # (B, N, D)
-        _, [out] = enc.encode_tokens(tokens, training=training, return_layers=[block])  # before the final norm
+        _, [out] = enc.forward_features(images, [block], training=training)  # (B, [1+]N, D), before the final norm
         return self.fc_norm(pool_tokens(out, self.pooling, enc.num_prefix_tokens))
 
     def forward_head(self, features, training=None):

@@ -59,8 +59,11 @@ class PointClassifier(EncoderModel):
                                  keras.layers.ReLU(dtype=p),
                                  keras.layers.Dropout(dropout, seed=None if seed is None else seed + i, dtype=p)]
         self.head = keras.layers.Dense(num_classes, dtype=p, name="head")
+        self.build()  # every weight exists now, e.g. for an optimizer's per-variable tables
 
     def build(self, points_shape=None):
+        if self.built:
+            return
         width = 2 * self.encoder.embed_dim
         shape = (None, width)
         for layer in self.head_layers:

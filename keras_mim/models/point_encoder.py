@@ -9,7 +9,7 @@ from keras_mim.layers.point_ops import group_points
 from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
 from keras_mim.models.preset_io import EncoderPresetMixin
-from keras_mim.utils import check_positive_int
+from keras_mim.utils import block_indices, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -128,21 +128,43 @@ class PointEncoder(EncoderPresetMixin, keras.Model):
         """`(B, n, 3) -> (B, n, D)`: the MLP of the group centres."""
         return self.pos_fc2(keras.activations.gelu(self.pos_fc1(centres), approximate=False))
 
-    def encode_groups(self, neighbourhoods, centres, ids_keep=None, training=None):
+    def encode_groups(self, neighbourhoods, centres, ids_keep=None, training=None, return_layers=None):
         """Tokens of the groups (only those at `ids_keep` when given), through the blocks:
-        `(B, G or K, D)`."""
+        `(B, G or K, D)`. With `return_layers` (block indices), also the list of those
+        blocks' outputs (before the final norm): `(output, [features])`."""
         tokens = self.group_embed(neighbourhoods, training=training)  # (B, G, D)
         pos = self.position_embedding(centres)  # (B, G, D)
         if ids_keep is not None:
             tokens, pos = gather_tokens(tokens, ids_keep), gather_tokens(pos, ids_keep)
-        x = tokens
-        for block in self.blocks:
+        wanted = None if return_layers is None else self.layer_indices(return_layers)
+        x, features = tokens, {}
+        for i, block in enumerate(self.blocks):
             x = block(x + pos, training=training)  # the position is added before every block (official)
-        return self.norm(x)
+            if wanted is not None and i in wanted:
+                features[i] = x
+        x = self.norm(x)
+        return x if wanted is None else (x, [features[i] for i in wanted])
 
     def call(self, points, ids_keep=None, training=None):
         neighbourhoods, centres = self.group(points)
         return self.encode_groups(neighbourhoods, centres, ids_keep=ids_keep, training=training)
+
+    def forward_features(self, points, layers, ids_keep=None, training=None):
+        """Outputs of the blocks `layers` (list of `(B, G or K, D)`, before the final norm)
+        and the final output, as `(output, features)` (as `ViTEncoder.forward_features`:
+        what linear probes of a chosen block and classifiers read)."""
+        neighbourhoods, centres = self.group(points)
+        return self.encode_groups(neighbourhoods, centres, ids_keep=ids_keep, training=training,
+                                  return_layers=layers)
+
+    def layer_indices(self, layers):
+        """Normalise block indices (negative count from the end); raise on bad ones."""
+        return block_indices(layers, self.depth)
+
+    def layer_groups(self):
+        """Layer-wise lr decay's groups: the group embedding and the centre MLP (layer 0),
+        then one block each (`keras_mim.optimizers.layer_ids`)."""
+        return [[self.group_embed, self.pos_fc1, self.pos_fc2], *([block] for block in self.blocks)]
 
     def get_config(self):
         config = super().get_config()

@@ -13,7 +13,14 @@ from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.layers.transformer_block import TransformerBlock
 from keras_mim.models.feature_export import FeatureExport
 from keras_mim.models.preset_io import EncoderPresetMixin
-from keras_mim.utils import check_clip_size, check_image_batch, check_image_size, check_positive_int, to_2tuple
+from keras_mim.utils import (
+    block_indices,
+    check_clip_size,
+    check_image_batch,
+    check_image_size,
+    check_positive_int,
+    to_2tuple,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -250,17 +257,7 @@ class ViTEncoder(EncoderPresetMixin, FeatureExport, keras.Model):
 
     def layer_indices(self, layers):
         """Normalise block indices (negative count from the end); raise on bad ones."""
-        if isinstance(layers, int):
-            layers = [layers]
-        out = []
-        for i in layers:
-            if isinstance(i, bool) or not isinstance(i, int) or not -self.depth <= i < self.depth:
-                raise ValueError(
-                    f"Block index {i!r} is out of range for an encoder of depth {self.depth}; "
-                    f"expected ints in [{-self.depth}, {self.depth - 1}]."
-                )
-            out.append(i % self.depth)
-        return out
+        return block_indices(layers, self.depth)
 
     def select_tokens(self, images, ids_keep=None, token_mask=None):
         """Embedded patch tokens the blocks will see: all N, the `ids_keep` subset
