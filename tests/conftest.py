@@ -92,6 +92,16 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(keras.ops.stop_gradient(x))
 
 
+def inference_outputs(model, x):
+    """`model(x, training=False)`; on JAX through `model.predict_on_batch`, one jitted program:
+    eager JAX compiles each op for every new shape, a whole small model's forward pass 3-7x
+    slower than compiling it once (measured on the method suite's test presets: hiera_mae
+    9.6 s vs 1.4 s, pointmae 6.1 s vs 1.3 s). The outputs are the same computation."""
+    if keras.backend.backend() == "jax":
+        return model.predict_on_batch(x)
+    return model(x, training=False)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

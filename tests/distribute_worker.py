@@ -194,8 +194,10 @@ if __name__ == "__main__":
         checks = {("jax", "data"): jax_data_checks, ("jax", "model"): jax_model_checks,
                   ("tensorflow", "data"): tf_data_checks, ("tensorflow", "ibot"): ibot_centering_checks}[BACKEND, mode]
         results = checks()
-        # JAX: one process for both data-parallel checks (a start costs ~10 s). Not under
-        # tf.distribute: a second MirroredStrategy's all-reduce fails in the same process.
+        # JAX: one process for the data-parallel and model-parallel checks on the same 4
+        # devices (a start costs ~10 s). Not under tf.distribute: a second MirroredStrategy's
+        # all-reduce fails in the same process.
         if (BACKEND, mode) == ("jax", "data"):
             results["ibot"] = ibot_centering_checks()
+            results["model"] = jax_model_checks()
         print("RESULT " + json.dumps(results))

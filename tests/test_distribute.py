@@ -306,8 +306,8 @@ if BACKEND == "jax":
     def test_jax_data_parallel_matches_one_device(jax_data):
         assert_matches_single_device(jax_data, "data")
 
-    def test_jax_model_parallel_shards_block_kernels_and_trains():
-        results = worker_checks("jax", "model", 4)
+    def test_jax_model_parallel_shards_block_kernels_and_trains(jax_data):
+        results = jax_data["model"]  # run in the data-parallel checks' process, on the same 4 devices
         assert results["mesh"] == {"batch": 2, "model": 2}
         shardings = results["shardings"]
         for path, spec in shardings.items():

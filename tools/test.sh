@@ -36,7 +36,7 @@ for backend in $KERAS_MIM_TEST_PASSES; do
   echo "=== $backend (KERAS_BACKEND=$backend) ==="
   start=$(date +%s)
   result=passed
-  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" \
+  KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist worksteal \
     --junitxml="$shared/$backend.xml" --ignore=tests/keras_hub "$@" || { result=FAILED; status=1; }
   summary+=("$backend: $result in $(( $(date +%s) - start )) s")
 done
