@@ -111,6 +111,7 @@ LARGE = ["mae_vit_tiny_patch16", "mae_vit_small_patch16", "mae_vit_base_patch16"
          "mae_vit_huge_patch14", "colormae_vit_base_patch16", "medmae_vit_small_patch16", "medmae_vit_base_patch16"]
 
 
+@pytest.mark.one_backend  # preset plumbing (two ViT-B builds: 25 s on JAX); masks run on every backend elsewhere
 def test_preset_carries_its_masking_strategy():
     model = MaskedAutoencoder.from_preset("colormae_vit_base_patch16", image_size=32)
     assert type(model.mask_generator).__name__ == "ColorNoiseMaskGenerator"
