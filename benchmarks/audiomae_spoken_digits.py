@@ -12,12 +12,11 @@ import sys
 import time
 
 import keras
-import numpy as np
 
+from frozen_scores import frozen_accuracies
 from keras_mim import AudioMAE
 from keras_mim.data.sample_audio import spoken_digits
-from keras_mim.evaluation.knn import extract_features, knn_scores
-from keras_mim.evaluation.probe_selection import ridge_accuracy
+from keras_mim.evaluation.knn import extract_features
 
 
 def main(argv=None):
@@ -41,7 +40,7 @@ def main(argv=None):
                                     **stats)
 
     raw = build(0.0, 0.5)  # (x - 0) / (2 * 0.5): the log-mel values themselves, for the statistics
-    samples = raw.frontend().window_length + (raw.encoder.image_size[0] - 1) * raw.frontend().hop_length
+    samples = raw.frontend().num_samples()
     logmel = raw.spectrograms(train_waves[:, :samples], 16000)
     mean, std = float(logmel.mean()), float(logmel.std())
     model = build(mean, std)
@@ -57,9 +56,7 @@ def main(argv=None):
               "synthesis_time_s": round(synth_s, 1), "train_time_s": round(time.time() - start, 1)}
     for name, m in (("pretrained", model), ("random_init", build(mean, std))):
         train_f, test_f = (extract_features(m.encoder, x, verbose=0) for x in (x_train, x_test))
-        knn = float(np.mean(knn_scores(train_f, y_train, test_f, num_classes=10, k=20).argmax(-1) == y_test))
-        ridge = float(ridge_accuracy(train_f, y_train, test_f, y_test, num_classes=10))
-        result[name] = {"knn_top1": round(knn, 4), "ridge_linear_probe_top1": round(ridge, 4)}
+        result[name] = frozen_accuracies(train_f, y_train, test_f, y_test, num_classes=10)
         print(name, result[name], flush=True)
     if args.json:
         with open(args.json, "w") as f:

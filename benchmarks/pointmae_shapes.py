@@ -17,8 +17,7 @@ import numpy as np
 
 from keras_mim import PointMAE
 from keras_mim.data.sample_points import shape_clouds
-from keras_mim.evaluation.knn import knn_scores
-from keras_mim.evaluation.probe_selection import ridge_accuracy
+from frozen_scores import frozen_accuracies
 
 
 def pooled_features(encoder, clouds, batch_size=64):
@@ -52,9 +51,7 @@ def main(argv=None):
               "train_time_s": round(time.time() - start, 1)}
     for name, m in (("pretrained", model), ("random_init", PointMAE.from_preset(args.preset, seed=0))):
         train_f, test_f = pooled_features(m.encoder, x_train), pooled_features(m.encoder, x_test)
-        knn = float(np.mean(knn_scores(train_f, y_train, test_f, num_classes=len(names), k=20).argmax(-1) == y_test))
-        ridge = float(ridge_accuracy(train_f, y_train, test_f, y_test, num_classes=len(names)))
-        result[name] = {"knn_top1": round(knn, 4), "ridge_linear_probe_top1": round(ridge, 4)}
+        result[name] = frozen_accuracies(train_f, y_train, test_f, y_test, num_classes=len(names))
         print(name, result[name], flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -115,10 +115,10 @@ def resolve_eval(parser, args):
         parser.error(str(error))
     if args.data is not None and args.dataset is not None:
         parser.error("give either --dataset or --data, not both")
+    if args.test_fraction is not None and not (args.data is not None and os.path.isdir(args.data)):
+        parser.error("--test-fraction applies to --data FOLDER only")
     args._kind, args._frontend = data_kind(config), frontend_settings(config)
     if args._kind != "images":
-        if args.test_fraction is not None and args.data is None:
-            parser.error("--test-fraction applies to --data FOLDER only")
         args._data = resolve_signal_data(parser, args)
     else:
         if args.dataset not in (None, "digits"):
@@ -143,8 +143,6 @@ def resolve_data(parser, args):
     from keras_mim.evaluation import labelled_data
 
     is_folder = args.data is not None and os.path.isdir(args.data)
-    if args.test_fraction is not None and not is_folder:
-        parser.error("--test-fraction applies to --data FOLDER only")
     data = {"kind": "digits", "class_names": None}
     try:
         if args.data is None:

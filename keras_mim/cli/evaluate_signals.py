@@ -104,7 +104,7 @@ def load_signal_data(args, encoder):
         settings = args._frontend
         frontend = LogMelSpectrogram(sample_rate=settings["sample_rate"], num_mel_bins=bins, num_frames=frames,
                                      mean=settings["spectrogram_mean"], std=settings["spectrogram_std"])
-        size = frontend.window_length + (frames - 1) * frontend.hop_length  # samples of `frames` frames
+        size = frontend.num_samples()  # samples of `frames` frames
     else:
         size = encoder.num_points
     out, skipped = [], []

@@ -98,6 +98,14 @@ def ratio_or_one(text):
     return parsed(float, lambda v: 0.0 < v <= 1.0, "a number in (0, 1]")(text)
 
 
+def image_recipe_defaults(parser, args):
+    """An image model's fine-tuning: no SpecAugment options; layer decay 0.75 unless given."""
+    if args.time_mask is not None or args.frequency_mask is not None:
+        parser.error("--time-mask and --frequency-mask apply to Audio-MAE models (spectrograms) only")
+    if args.layer_decay is None:
+        args.layer_decay = 0.75
+
+
 def resolve_finetune(parser, args):
     from keras_mim.cli.evaluate import resolve_eval
 
@@ -114,10 +122,7 @@ def resolve_finetune(parser, args):
         from keras_mim.cli.finetune_signals import resolve_signal_recipe
 
         return resolve_signal_recipe(parser, args)
-    if args.time_mask is not None or args.frequency_mask is not None:
-        parser.error("--time-mask and --frequency-mask apply to Audio-MAE models (spectrograms) only")
-    if args.layer_decay is None:
-        args.layer_decay = 0.75
+    image_recipe_defaults(parser, args)
     num_train = len(args._data["train_labels"])
     if args.augmentation == "auto":
         args.augmentation = "light" if num_train < LIGHT_BELOW else "mae"
@@ -143,10 +148,7 @@ def resolve_multilabel(parser, args):
     if data_kind(config) != "images":
         parser.error(f"--multi-label fine-tunes image models; {args.model} holds a {data_kind(config)} model "
                      "(multi-label audio or point clouds are not supported yet)")
-    if args.time_mask is not None or args.frequency_mask is not None:
-        parser.error("--time-mask and --frequency-mask apply to Audio-MAE models (spectrograms) only")
-    if args.layer_decay is None:
-        args.layer_decay = 0.75
+    image_recipe_defaults(parser, args)
     if args.pooling is None:
         args.pooling = "avg"
     if args.augmentation == "mae":

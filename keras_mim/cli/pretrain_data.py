@@ -135,7 +135,7 @@ def audio_data(args):
 
     frames, bins = PRESETS[args.preset]["encoder"]["image_size"]
     raw = LogMelSpectrogram(sample_rate=AUDIO_SAMPLE_RATE, num_mel_bins=bins, num_frames=frames, mean=0.0, std=0.5)
-    samples = raw.window_length + (frames - 1) * raw.hop_length  # just enough for `frames` Kaldi frames
+    samples = raw.num_samples()  # just enough for `frames` Kaldi frames
     count, skipped = NUM_HELDOUT + args.num_images, []
     if args.data is not None:
         order, skipped = folder_order(args)

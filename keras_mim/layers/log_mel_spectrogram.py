@@ -86,6 +86,12 @@ class LogMelSpectrogram(DataLayer):
         self.mel.build(input_shape)  # no weights: the filters are computed in each call
         self.built = True
 
+    def num_samples(self, num_frames=None):
+        """The fewest samples that make `num_frames` Kaldi frames (default: the layer's
+        `num_frames`): `window + (frames - 1) * hop`, the inverse of `num_kaldi_frames`."""
+        frames = self.num_frames if num_frames is None else num_frames
+        return self.window_length + (frames - 1) * self.hop_length
+
     def num_kaldi_frames(self, num_samples):
         """Frames Kaldi makes of `num_samples` (`snip_edges`): `1 + (S - window) // hop`."""
         if num_samples is None:

@@ -89,8 +89,7 @@ class AudioMAE(MaskedAutoencoder):
 
     def min_samples(self):
         """The fewest samples that make one patch of frames (shorter clips are refused)."""
-        layer = self.frontend()
-        return layer.window_length + (self.patch_size[0] - 1) * layer.hop_length
+        return self.frontend().num_samples(self.patch_size[0])
 
     def spectrograms(self, waveforms, sample_rate):
         """Waveforms `(B, samples)` at `sample_rate` Hz -> this model's inputs `(B, T, F, 1)`

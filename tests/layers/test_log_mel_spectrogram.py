@@ -102,6 +102,9 @@ def test_config_and_bad_input(tmp_path):
     wave = np.random.default_rng(0).normal(size=(1, 4000)).astype("float32")
     np.testing.assert_allclose(to_numpy(keras.saving.load_model(tmp_path / "m.keras")(wave)), to_numpy(model(wave)),
                                atol=1e-6)
+    # 25 ms windows every 10 ms at 16 kHz: 400 + 31 x 160 samples make 32 frames, one fewer 31
+    assert layer.num_samples() == 5360 and layer.num_samples(96) == 15600
+    assert layer.num_kaldi_frames(5360) == 32 and layer.num_kaldi_frames(5359) == 31
     with pytest.raises(ValueError, match="shorter than one 25 ms window"):
         layer(np.zeros((1, 300), "float32"))
     with pytest.raises(ValueError, match="`num_mel_bins` must be a positive int"):
