@@ -1,6 +1,7 @@
 """`keras-mim knn | probe | finetune` on an Audio-MAE or Point-MAE model: built-in labelled
 sets, folders of labelled audio files and point clouds, and the argument checks."""
 
+import csv
 import json
 
 import numpy as np
@@ -79,6 +80,39 @@ def test_audio_knn_and_finetune_with_specaugment(models, tmp_path):
     assert config["class_names"] == sorted(names)
 
 
+@pytest.mark.one_backend(backend="torch")
+def test_audio_multilabel_finetune_scores_like_sklearn(models, tmp_path):
+    """Clips holding a subset of three tones, labelled by a 0/1-column CSV: the run's mAUC / mAP
+    are scikit-learn's on its own predictions.csv; SpecAugment and mixup on multi-hot labels."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 8000.0
+    rows = ["file,low,mid,high"]
+    for i in range(20):
+        hot = rng.random(3) < 0.5
+        wave = sum(np.sin(2 * np.pi * f * t) for f, on in zip((300.0, 1100.0, 2600.0), hot) if on) + 0.01 * rng.normal(size=t.shape)
+        wavfile.write(tmp_path / f"c{i:02d}.wav", 8000, (wave / 3 * 20000).astype("int16"))
+        rows.append(f"c{i:02d}.wav," + ",".join(str(int(v)) for v in hot))
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert cli.main(["finetune", str(models / "audio.keras"), "--multi-label", "--data", str(tmp_path), "--labels",
+                     str(tmp_path / "labels.csv"), "--test-fraction", "0.5", "--epochs", "1", "--batch-size", "4",
+                     "--mixup", "0.5", "--output", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["resolved"]
+    assert config["augmentation"] == "SpecAugment" and config["mixup"] == 0.5 and config["num_classes"] == 3
+    with open(out / "predictions.csv") as f:
+        table = list(csv.DictReader(f))
+    scores = np.array([[float(r[f"logit:{c}"]) for c in ("low", "mid", "high")] for r in table])
+    truth = np.array([[int(r[f"label:{c}"]) for c in ("low", "mid", "high")] for r in table])
+    scored = [j for j in range(3) if 0 < truth[:, j].sum() < len(truth)]
+    record = results(out)
+    assert len(table) == 10 and record["multi_label"]
+    assert record["mean_auc"] == pytest.approx(np.mean([roc_auc_score(truth[:, j], scores[:, j]) for j in scored]))
+    assert record["mean_ap"] == pytest.approx(
+        np.mean([average_precision_score(truth[:, j], scores[:, j]) for j in scored]))
+
+
 @pytest.mark.backend_independent
 @pytest.mark.parametrize("model, argv, message", [
     ("points", ["--dataset", "digits"], "a Point-MAE model (point clouds); give --dataset shapes3d"),
@@ -100,7 +134,8 @@ def test_bad_arguments_exit_2(models, model, argv, message, tmp_path, capsys):
     ("points", ["--time-mask", "4"], "--time-mask does not apply to a Point-MAE model"),
     ("audio", ["--augmentation", "mae"], "--augmentation mae is the image recipe"),
     ("audio", ["--rand-augment-ops", "2"], "--rand-augment-ops does not apply to an Audio-MAE model"),
-    ("audio", ["--multi-label"], "--multi-label fine-tunes image models"),
+    ("points", ["--multi-label"], "--multi-label fine-tunes image and Audio-MAE models"),
+    ("audio", ["--multi-label", "--translate", "0.1"], "--translate applies to single-label fine-tuning"),
 ])
 def test_bad_finetune_arguments_exit_2(models, model, argv, message, tmp_path, capsys):
     if "--multi-label" in argv:

@@ -87,6 +87,26 @@ def frontend_settings(config):
     return {k: inner[k] for k in ("sample_rate", "spectrogram_mean", "spectrogram_std") if k in inner}
 
 
+def audio_frontend(args, encoder):
+    """The `LogMelSpectrogram` an Audio-MAE model was trained on (its sample rate, the encoder's
+    frames and mel bins, its stored statistics), from `args._frontend`."""
+    from keras_mim.layers import LogMelSpectrogram
+
+    frames, bins = encoder.image_size
+    settings = args._frontend
+    return LogMelSpectrogram(sample_rate=settings["sample_rate"], num_mel_bins=bins, num_frames=frames,
+                             mean=settings["spectrogram_mean"], std=settings["spectrogram_std"])
+
+
+def spectrograms(frontend, waves, batch_size=256):
+    """`frontend` applied to waveforms `(N, samples)` in batches: float32 `(N, frames, bins, 1)`."""
+    import keras
+    import numpy as np
+
+    return np.concatenate([keras.ops.convert_to_numpy(frontend(waves[i : i + batch_size]))
+                           for i in range(0, len(waves), batch_size)]).astype("float32")
+
+
 def load_signal_data(args, encoder):
     """`((x_train, y_train, x_test, y_test), skipped)`: log-mel spectrograms `(N, frames,
     mel_bins, 1)` of the clips (each clip's start, cut or zero-padded to the encoder's
@@ -98,12 +118,7 @@ def load_signal_data(args, encoder):
 
     data, noun = args._data, NOUNS[args._kind]
     if args._kind == "audio":
-        from keras_mim.layers import LogMelSpectrogram
-
-        frames, bins = encoder.image_size
-        settings = args._frontend
-        frontend = LogMelSpectrogram(sample_rate=settings["sample_rate"], num_mel_bins=bins, num_frames=frames,
-                                     mean=settings["spectrogram_mean"], std=settings["spectrogram_std"])
+        frontend = audio_frontend(args, encoder)
         size = frontend.num_samples()  # samples of `frames` frames
     else:
         size = encoder.num_points
@@ -121,9 +136,7 @@ def load_signal_data(args, encoder):
         if split == "train" and data["keep"] is not None:
             x, y = x[data["keep"]], y[data["keep"]]
         if args._kind == "audio":
-            import keras
-
-            x = np.concatenate([keras.ops.convert_to_numpy(frontend(x[i : i + 256])) for i in range(0, len(x), 256)])
+            x = spectrograms(frontend, x)
         out += [np.asarray(x, "float32"), np.asarray(y, "int32")]
     print(f"keras-mim {args.command}: {len(out[0])} train / {len(out[2])} test {noun} of "
           f"{args.data or args.dataset} ({len(data['class_names'])} classes)", flush=True)

@@ -73,9 +73,10 @@ def add_finetune_parser(commands):
     p.add_argument("--rand-augment-ops", type=int, choices=range(0, 6), default=None, metavar="N",
                    help="RandAugment ops per image, 0-5 (0: off; default: --augmentation)")
     p.add_argument("--multi-label", action="store_true",
-                   help="several findings per image (e.g. chest X-rays): labels from --labels, a sigmoid head "
-                        "with binary cross-entropy, per-class AUC and AP (mAUC, mAP) on a --test-fraction split "
-                        "(default 0.2); flips only: no mixup, cutmix, RandAugment or label smoothing")
+                   help="several labels per image or clip (chest X-ray findings, AudioSet-style sound events): "
+                        "labels from --labels, a sigmoid head with binary cross-entropy, per-class AUC and AP "
+                        "(mAUC, mAP) on a --test-fraction split (default 0.2); no label smoothing; images: flips "
+                        "only; Audio-MAE models: SpecAugment, --mixup allowed (Audio-MAE's AudioSet: 0.5)")
     p.add_argument("--labels", default=None,
                    help="with --multi-label: a CSV beside --data, the file path (relative to --data) first, then "
                         "either one column of '|'-separated findings ('No Finding' = none; NIH ChestX-ray14) or "
@@ -133,30 +134,38 @@ def resolve_finetune(parser, args):
 
 
 def resolve_multilabel(parser, args):
-    """--multi-label: its data checks, then the model file, run folder and backend."""
+    """--multi-label: its data checks, then the model file (an image or Audio-MAE model), the
+    recipe of its kind, run folder and backend."""
     from keras_mim.cli.common import check_backend_installed, check_output
+    from keras_mim.cli.evaluate_signals import frontend_settings
     from keras_mim.cli.finetune_multilabel import check_multilabel_args
     from keras_mim.evaluation import data_kind, inspect_keras_file
 
     if args.dataset is not None or args.labels_per_class is not None:
         parser.error("--multi-label reads --data and --labels; --dataset and --labels-per-class do not apply")
-    check_multilabel_args(parser, args)
     try:
         config = inspect_keras_file(args.model, name="model")
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    if data_kind(config) != "images":
-        parser.error(f"--multi-label fine-tunes image models; {args.model} holds a {data_kind(config)} model "
-                     "(multi-label audio or point clouds are not supported yet)")
-    image_recipe_defaults(parser, args)
+    args._kind, args._frontend = data_kind(config), frontend_settings(config)
+    if args._kind == "points":
+        parser.error(f"--multi-label fine-tunes image and Audio-MAE models; {args.model} holds a Point-MAE model "
+                     "(multi-label point clouds are not supported)")
+    check_multilabel_args(parser, args)
+    if args._kind == "audio":
+        from keras_mim.cli.finetune_signals import resolve_signal_recipe
+
+        resolve_signal_recipe(parser, args)
+    else:
+        image_recipe_defaults(parser, args)
+        if args.augmentation == "mae":
+            parser.error("--multi-label trains with flips only; --augmentation mae does not apply")
+        args.augmentation = "light"
+        for name, value in AUGMENTATIONS["light"].items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
     if args.pooling is None:
         args.pooling = "avg"
-    if args.augmentation == "mae":
-        parser.error("--multi-label trains with flips only; --augmentation mae does not apply")
-    args.augmentation = "light"
-    for name, value in AUGMENTATIONS["light"].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
     check_output(parser, args, args.command)
     check_backend_installed(parser, args)
     return args
