@@ -32,9 +32,9 @@ _SUBMODULES = ("callbacks", "checkpoints", "data", "distribute", "evaluation", "
 #: (MaskedAutoencoder, SimMIM, HPM, ...) comes from keras_mim.models.
 _NAMES = {
     **dict.fromkeys(("export_state_dict", "load_mae_checkpoint", "save_hf_pretrained"), "checkpoints"),
-    **dict.fromkeys(("MaskGenerator", "RandomMaskGenerator"), "masking"),
+    **dict.fromkeys(("DirichletMaskGenerator", "MaskGenerator", "RandomMaskGenerator"), "masking"),
     **dict.fromkeys(("AttentiveProbe", "ConvNeXtEncoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
-                     "MAEDecoder", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
+                     "MAEDecoder", "MultiModalEncoder", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
                      "build_method", "get_method_spec", "list_methods", "list_presets", "to_keras_hub"), "models"),
     **dict.fromkeys(_METHOD_MODELS.values(), "models"),
 }

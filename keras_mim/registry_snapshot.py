@@ -30,6 +30,7 @@ METHODS = {
     'hiera_mae': 'Hiera MAE: hierarchical ViT on visible mask units, multi-scale fusion, pixel loss.',
     'audiomae': 'Audio-MAE: MAE on log-mel spectrograms, 0.8 masked, local-window decoder.',
     'pointmae': "Point-MAE: groups of points by FPS + k-NN, 0.6 hidden, Chamfer-L2 on the hidden groups' points.",
+    'multimae': 'MultiMAE: RGB + depth + classes, visible tokens split by a Dirichlet draw, a decoder per modality.',
 }
 
 #: Method name -> the name of its model class (exported by keras_mim and keras_mim.models).
@@ -57,6 +58,7 @@ METHOD_MODELS = {
     'hiera_mae': 'HieraMAE',
     'audiomae': 'AudioMAE',
     'pointmae': 'PointMAE',
+    'multimae': 'MultiMAE',
 }
 
 #: Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).
@@ -84,6 +86,7 @@ METHOD_OPTIONS = {
     'hiera_mae': ('masking', 'norm_pix_loss'),
     'audiomae': ('masking', 'norm_pix_loss'),
     'pointmae': ('masking',),
+    'multimae': ('masking', 'norm_pix_loss'),
 }
 
 #: Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.
@@ -103,6 +106,7 @@ MASK_STRATEGIES = {
     'easy_to_hard': 'Hides the patches with the highest predicted difficulty, the rest at random (HPM).',
     'multi_block': "I-JEPA's multi-block masks: M target blocks and a context block without them.",
     'time_frequency': "Hides random time rows and frequency columns of a spectrogram's token grid.",
+    'dirichlet': 'Splits a static number of visible tokens across modalities, differently per sample.',
 }
 
 #: Preset name -> the `keras-mim pretrain --data` augmentation it uses by default (presets not listed: mae).

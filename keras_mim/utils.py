@@ -143,3 +143,21 @@ def copy_model(model, name=None, **overrides):
         copy.build()
     copy.set_weights(model.get_weights())
     return copy
+
+
+def modality_specs(modalities):
+    """`modalities` as an ordered dict name -> `{"channels": C}` (float images) or
+    `{"classes": K}` (int class maps); an int is a channel count."""
+    if not isinstance(modalities, dict) or not modalities:
+        raise ValueError(f"`modalities` must be a non-empty dict name -> channels or spec, got {modalities!r}.")
+    specs = {}
+    for name, spec in modalities.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"`modalities` names must be identifiers, got {name!r}.")
+        spec = {"channels": spec} if isinstance(spec, int) and not isinstance(spec, bool) else spec
+        if not isinstance(spec, dict) or len(spec) != 1 or not set(spec) <= {"channels", "classes"}:
+            raise ValueError(f"`modalities[{name!r}]` must be a channel count, {{'channels': C}} or "
+                             f"{{'classes': K}}, got {spec!r}.")
+        ((kind, value),) = spec.items()
+        specs[name] = {kind: check_positive_int(value, f"modalities[{name!r}][{kind!r}]")}
+    return specs

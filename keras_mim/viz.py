@@ -244,7 +244,7 @@ def plot_mask_gallery(image, generators, patch_size=16, num_samples=4, path=None
 
     2D generators draw `num_samples` masks of a batch; video generators (`grid_rank`
     3, they need a `(T, gh, gw)` grid) draw one clip of `num_frames` time slices,
-    shown left to right. Hidden patches are mid-gray; each row is titled with the
+    shown left to right (a multi-modal one, `num_frames` modalities). Hidden patches are mid-gray; each row is titled with the
     strategy name and its hidden fraction.
 
     Args:
@@ -290,7 +290,8 @@ def plot_mask_gallery(image, generators, patch_size=16, num_samples=4, path=None
             shape = (num_frames,) + grid
             masks = ops.convert_to_numpy(generator(np.zeros((1, 1)), grid_shape=shape)["mask"])
             masks = masks.reshape(num_frames, -1)
-            labels = [f"t = {t}" for t in range(num_frames)]
+            axis = getattr(generator, "leading_axis", "t")
+            labels = [f"t = {t}" if axis == "t" else f"{axis} {t}" for t in range(num_frames)]
         else:
             masks = ops.convert_to_numpy(generator(np.zeros((num_samples, 1)), grid_shape=grid)["mask"])
             labels = [f"sample {i}" for i in range(num_samples)]
@@ -351,4 +352,65 @@ def plot_point_reconstructions(model, points, noise=None, path=None, max_clouds=
                 ax.set_title(name, fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
+    return _finish(fig, path)
+
+
+def plot_multimodal_reconstructions(model, inputs, noise=None, path=None, max_samples=3, title=None):
+    """Draw each modality of a few samples: the input, the masked input (hidden patches
+    blank) and the reconstruction with the visible patches pasted in; one row per sample
+    and modality. Images with 3 channels show as RGB, one channel (depth) with the viridis
+    map in the input's range, class maps with a class colour map.
+
+    Args:
+        model: a model with `reconstruct(inputs, noise=None)` returning modality ->
+            `(seen, reconstruction, pixel_mask)`, e.g. a `MultiMAE`.
+        inputs: dict modality -> batch, as the model takes it.
+        noise: optional float `(B, N)` scores fixing the hidden tokens (lower = visible).
+        path: optional PNG path (parent folders are created).
+        max_samples: samples drawn, from the start of the batch.
+        title: optional figure title.
+
+    Returns:
+        The `matplotlib.figure.Figure`.
+
+    Examples:
+        >>> import keras_mim
+        >>> from keras_mim.data.paired_scenes import paired_scenes
+        >>> model = keras_mim.MultiMAE.from_preset("multimae_vit_test", seed=0)
+        >>> fig = plot_multimodal_reconstructions(model, paired_scenes(2, 16), max_samples=2)
+        >>> len(fig.axes)  # 2 samples x 3 modalities x 3 panels
+        18
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not callable(getattr(model, "reconstruct", None)) or not isinstance(inputs, dict):
+        raise TypeError(f"`model` must have `reconstruct` (e.g. a MultiMAE) and `inputs` be a dict of modalities, "
+                        f"got {type(model).__name__} and {type(inputs).__name__}.")
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"`max_samples` must be a positive int, got {max_samples!r}.")
+    inputs = {k: np.asarray(v)[:max_samples] for k, v in inputs.items()}
+    noise = None if noise is None else np.asarray(noise, "float32")[:max_samples]
+    panels = model.reconstruct(inputs, noise=noise)
+    rows = [(i, name) for i in range(len(next(iter(inputs.values())))) for name in panels]
+    fig = Figure(figsize=(6.6, 2.1 * len(rows) + (0.4 if title else 0)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for r, (i, name) in enumerate(rows):
+        seen, rec, mask = (a[i] for a in panels[name])
+        classes = model.encoder.modalities[name].get("classes")
+        if classes:
+            style = {"cmap": "tab10" if classes <= 10 else "tab20", "vmin": 0, "vmax": max(classes - 1, 1)}
+        elif seen.shape[-1] >= 3:
+            seen, rec, style = np.clip(seen[..., :3], 0, 1), np.clip(rec[..., :3], 0, 1), {}
+        else:
+            style = {"cmap": "viridis", "vmin": float(seen.min()), "vmax": float(seen.max())}
+        shown = [seen, np.where(mask > 0, np.nan, seen), rec * mask + seen * (1 - mask)]
+        for c, (image, label) in enumerate(zip(shown, ("input", "masked", "reconstruction + visible"))):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            ax.imshow(image if image.shape[-1] == 3 else image[..., 0], interpolation="nearest", **style)
+            ax.set_title(f"{name}: {label}" if c == 0 else label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _finish(fig, path)

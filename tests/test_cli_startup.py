@@ -149,7 +149,7 @@ def test_masking_choices_are_every_strategy(capsys):
     assert "argument --masking: invalid choice: 'chessboard'" in err
     from keras_mim.masking import MASK_GENERATORS
 
-    assert len(MASK_GENERATORS) == 15 and all(f"{name}" in err for name in MASK_GENERATORS)
+    assert len(MASK_GENERATORS) == 16 and all(f"{name}" in err for name in MASK_GENERATORS)
 
 
 def test_backend_logs_are_quiet_unless_verbose_or_set(monkeypatch):

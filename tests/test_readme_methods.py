@@ -127,7 +127,7 @@ NUMBERS = {
     "the visible 32 px cells only": lambda paragraph: all(
         _preset(p)["encoder_class"].cell_size(**_preset(p)["encoder"]) == 32
         for p in ("fcmae_convnextv2_atto", "spark_resnet50", "spark_convnextv2_atto_64")),
-    "all 15 strategies": lambda paragraph: len(_mask_generators()) == 15,
+    "all 16 strategies": lambda paragraph: len(_mask_generators()) == 16,
     "(B, N; 1 = hidden)": lambda paragraph: 'load_sample_images("digits"' in CHECKS,
     "float32 batches in [0, 1]": lambda paragraph: 'image_dataset("data/xrays"' in CHECKS,
     "float pixels must already be in [0, 1] (0-255 or [-1, 1] floats raise":
@@ -258,7 +258,7 @@ def test_prose_numbers_have_a_source():
 
 def test_masking_strategies_the_readme_counts_and_lists():
     text = README.read_text()
-    assert "Fifteen masking strategies" in text and len(_mask_generators()) == 15
+    assert "Sixteen masking strategies" in text and len(_mask_generators()) == 16
     table = next(p for p in paragraphs(text) if p.startswith("| name | class | hides |"))
     names = [n for row in table.splitlines()[2:] for n in code_spans(row.split("|")[1])]
     assert sorted(names) == sorted(_mask_generators())

@@ -78,6 +78,10 @@ def method_inputs(spec, encoder, n=256):
         from keras_mim.data.sample_points import shape_clouds
 
         return shape_clouds(n, num_points=encoder.num_points, seed=0)[0]
+    if spec.data == "paired":  # generated scenes: RGB, depth and class maps
+        from keras_mim.data.paired_scenes import paired_scenes
+
+        return paired_scenes(n, image_size=encoder.image_size, seed=0)
     if size not in ((16, 16), (64, 64)):
         raise ValueError(f"test presets are 16 px (64 px for 32 px mask cells); got {size}")
     if spec.two_views:
@@ -124,6 +128,6 @@ def build_test_method(name, channels=1, **overrides):
 
     if get_method_spec(name).teacher and "teacher" not in overrides:
         overrides["teacher"] = small_teacher(channels)
-    if get_method_spec(name).data != "points":  # point clouds have x, y, z
+    if get_method_spec(name).data not in ("points", "paired"):  # x, y, z; modalities fix theirs
         overrides["num_channels"] = channels
     return build_method(name, seed=0, **overrides)

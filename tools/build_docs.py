@@ -30,7 +30,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "build" / "docs_src"
-GUIDES = ["demo", "data", "methods", "audio", "points", "evaluation", "checkpoints", "speed", "study", "value", "ci"]
+GUIDES = ["demo", "data", "methods", "audio", "points", "multimodal", "evaluation", "checkpoints", "speed", "study", "value", "ci"]
 NOTEBOOKS = sorted((ROOT / "examples").glob("*.ipynb"))
 #: Modules without an API page: the generated registry table, the CLI's argument plumbing.
 PRIVATE = ("keras_mim.registry_snapshot", "keras_mim.cli.", "keras_mim.compat")

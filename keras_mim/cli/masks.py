@@ -20,7 +20,7 @@ def add_masks_parser(commands):
         help="draw every masking strategy on a real image (a PNG gallery).",
         description="Draw masks of each strategy over an image (a file of yours, or a sample photo "
                     "bundled with scikit-image); one row per strategy (video strategies show successive "
-                    "time slices).",
+                    "time slices, the multi-modal one its modalities).",
         epilog=help_listing("strategies (--strategies NAME,...)", registry_snapshot.MASK_STRATEGIES),
         formatter_class=HelpFormatter,
     )

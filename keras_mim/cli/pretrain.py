@@ -230,6 +230,9 @@ def resolve_pretrain(parser, args):
     elif args.augmentation is not None or args.data_dir is not None or args.split != "train":
         parser.error("--augmentation, --data-dir and --split apply to --data only")
     kind = data_kind(spec)
+    if kind == "paired":
+        parser.error(f"--method {args.method} pretrains on paired modalities, which the command line does not read "
+                     "yet; use the Python API (keras_mim.MultiMAE with keras_mim.data.paired_scenes, docs/multimodal.md)")
     if args.data is None and args.dataset is None:
         args.dataset = {"images": DEFAULT_DATASET, "clips": VIDEO_DATASET, "audio": DEFAULT_AUDIO_DATASET,
                         "points": "shapes3d"}[kind]

@@ -274,7 +274,9 @@ def check_masking(parser, name, mask_ratio, patch_size, grid):
     try:
         generator = get_mask_generator(name, mask_ratio=mask_ratio, patch_size=patch_size)
         if generator.grid_rank is not None and generator.grid_rank != len(grid):
-            raise ValueError("it masks video token grids (T, gh, gw), not images" if generator.grid_rank == 3
+            three = f"{'modality' if generator.leading_axis == 'modality' else 'video'} token grids " \
+                    f"({'M' if generator.leading_axis == 'modality' else 'T'}, gh, gw)"
+            raise ValueError(f"it masks {three}, not images" if generator.grid_rank == 3
                              else "it masks image token grids (gh, gw), not clips")
         generator.num_visible(grid)
     except (ValueError, TypeError) as error:

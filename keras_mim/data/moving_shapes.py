@@ -143,12 +143,12 @@ def _render(params, out):
         for k, kind in enumerate(SHAPE_KINDS):
             rows = np.flatnonzero(params["kind"][:, s] == k)
             if rows.size:
-                inside[rows] = _inside(kind, dy[rows], dx[rows], r[rows])
+                inside[rows] = shape_mask(kind, dy[rows], dx[rows], r[rows])
         colour = params["colour"][:, s, None, None, None, :].astype("float32")
         np.copyto(out, colour, where=inside[..., None])
 
 
-def _inside(kind, dy, dx, r):
+def shape_mask(kind, dy, dx, r):
     """Boolean mask `(n, T, H, W)` of the pixels covered by a shape of half-size `r`."""
     if kind == "square":
         return (np.abs(dy) <= r) & (np.abs(dx) <= r)

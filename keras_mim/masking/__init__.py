@@ -5,6 +5,7 @@ import inspect
 
 from keras_mim.masking.block_mask_generator import BlockMaskGenerator
 from keras_mim.masking.color_noise_mask_generator import ColorNoiseMaskGenerator
+from keras_mim.masking.dirichlet_mask_generator import DirichletMaskGenerator
 from keras_mim.masking.disjoint_mask_generator import DisjointMaskGenerator, duplicate_for_disjoint
 from keras_mim.masking.easy_to_hard_mask_generator import EasyToHardMaskGenerator
 from keras_mim.masking.grid_mask_generator import GridMaskGenerator
@@ -32,6 +33,7 @@ MASK_GENERATORS = {
     "easy_to_hard": EasyToHardMaskGenerator,
     "multi_block": MultiBlockMaskGenerator,
     "time_frequency": TimeFrequencyMaskGenerator,
+    "dirichlet": DirichletMaskGenerator,
 }
 
 

@@ -54,6 +54,9 @@ class MaskGenerator(keras.layers.Layer):
     #: Rank of the token grids the strategy works on: 2 for `(gh, gw)`, 3 for video
     #: `(T, gh, gw)`, None for any.
     grid_rank = None
+    #: What the first axis of a rank-3 grid is, for figures: time (`"t"`, video strategies) or
+    #: `"modality"` (multi-modal ones).
+    leading_axis = "t"
 
     def __init__(self, mask_ratio=0.75, seed=None, **kwargs):
         super().__init__(**kwargs)

@@ -8,8 +8,10 @@ from keras import ops
 
 
 def num_visible(num_tokens, mask_ratio):
-    """Static visible-token count `int(N * (1 - r))`, as the official MAE."""
-    return int(num_tokens * (1.0 - mask_ratio))
+    """Static visible-token count `int(N * (1 - r))`, as the official MAE (plus 1e-9 before
+    truncating, so that a ratio written as a fraction keeps what it says: 5/6 of 588 tokens
+    hidden leaves 98 visible, where float round-off alone gives 97.99999999999998 -> 97)."""
+    return int(num_tokens * (1.0 - mask_ratio) + 1e-9)
 
 
 def select_tokens(scores, num_keep):

@@ -16,6 +16,7 @@ from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 from keras_mim.models.keras_hub_vit import to_keras_hub
 from keras_mim.models.linear_probe import LinearProbe
 from keras_mim.models.mae_decoder import MAEDecoder
+from keras_mim.models.multi_modal_encoder import MultiModalEncoder
 from keras_mim.models.methods import METHODS, MethodSpec, get_method, get_method_spec, list_methods, register_method
 from keras_mim.models.partial_decoding import PartialDecoding
 from keras_mim.models.point_classifier import PointClassifier
@@ -35,7 +36,7 @@ for _spec in METHODS.values():
 
 __all__ = sorted(
     {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
-     "MAEDecoder", "PartialDecoding", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
+     "MAEDecoder", "MultiModalEncoder", "PartialDecoding", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
      "list_methods", "list_presets", "register_method", "to_keras_hub"}
     | {spec.model.__name__ for spec in METHODS.values()}

@@ -27,6 +27,7 @@ CASES = {
     "easy_to_hard": ({}, (6, 6), 7),
     "multi_block": ({}, (6, 6), 6),
     "time_frequency": ({}, (8, 4), 6),
+    "dirichlet": ({}, (3, 4, 4), 7),
 }
 
 
