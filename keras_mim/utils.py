@@ -78,13 +78,21 @@ def check_image_size(image_size, patch_size, name="image size"):
     return h // ph, w // pw
 
 
+def visible_count(num_tokens, mask_ratio):
+    """Tokens left visible when `mask_ratio` of `num_tokens` are hidden: `int(N * (1 - r))`, as
+    the official MAE, plus 1e-9 before truncating, so that a ratio keeps what it says where
+    float round-off alone would lose a token (5/6 of 588 hidden: 98 visible, not
+    97.99999999999998 -> 97; 0.9 of 20: 2, not 1)."""
+    return int(num_tokens * (1.0 - mask_ratio) + 1e-9)
+
+
 def check_mask_ratio(mask_ratio, num_tokens=None, name="mask_ratio"):
     """Raise unless `0 <= mask_ratio < 1` and (if `num_tokens` is given) a token stays visible."""
     if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)):
         raise TypeError(f"`{name}` must be a float in [0, 1), got {mask_ratio!r}.")
     if not 0.0 <= float(mask_ratio) < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1), got {mask_ratio!r}.")
-    if num_tokens is not None and int(num_tokens * (1.0 - mask_ratio)) < 1:
+    if num_tokens is not None and visible_count(num_tokens, mask_ratio) < 1:
         raise ValueError(
             f"`{name}`={mask_ratio!r} leaves no visible token out of {num_tokens}; "
             f"use a ratio below {1.0 - 1.0 / num_tokens:.4f}."

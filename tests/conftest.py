@@ -92,6 +92,15 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(keras.ops.stop_gradient(x))
 
 
+def expected_visible(num_tokens, ratio):
+    """Visible tokens for a hidden `ratio` of `num_tokens`, in exact decimal arithmetic (the
+    ratio as written, `Fraction(str(ratio))`): 0.9 of 20 leaves 2, where float arithmetic
+    gives 1.9999999999999996."""
+    from fractions import Fraction
+
+    return int(num_tokens * (1 - Fraction(str(ratio))))
+
+
 def inference_outputs(model, x):
     """`model(x, training=False)`; on JAX through `model.predict_on_batch`, one jitted program:
     eager JAX compiles each op for every new shape, a whole small model's forward pass 3-7x

@@ -249,7 +249,8 @@ def resolve_pretrain(parser, args):
             parser.error("give --encoder or --preset, not both")
         by_method = {}
         for p, preset in PRESETS.items():
-            if "encoder_class" in preset and not p.endswith("_test"):
+            on_cli = get_method_spec(preset["method"]).data != "paired"  # paired data: not on the CLI yet
+            if "encoder_class" in preset and not p.endswith("_test") and on_cli:
                 by_method.setdefault(preset["method"], []).append(p[len(preset["method"]) + 1:])
         encoders = sorted(by_method.get(args.method, []))
         if args.encoder not in encoders:

@@ -6,12 +6,13 @@ into index tensors, so all strategies share one static-shape, jit-friendly path.
 
 from keras import ops
 
+from keras_mim.utils import visible_count
+
 
 def num_visible(num_tokens, mask_ratio):
-    """Static visible-token count `int(N * (1 - r))`, as the official MAE (plus 1e-9 before
-    truncating, so that a ratio written as a fraction keeps what it says: 5/6 of 588 tokens
-    hidden leaves 98 visible, where float round-off alone gives 97.99999999999998 -> 97)."""
-    return int(num_tokens * (1.0 - mask_ratio) + 1e-9)
+    """Static visible-token count `int(N * (1 - r))`, as the official MAE (see
+    `keras_mim.utils.visible_count` for the float round-off it guards against)."""
+    return visible_count(num_tokens, mask_ratio)
 
 
 def select_tokens(scores, num_keep):

@@ -10,13 +10,13 @@ from keras_mim import MaskedAutoencoder
 from keras_mim.data import load_labelled_digits
 from keras_mim.evaluation.anomaly import anomaly_auroc, fixed_mask_noise, reconstruction_scores
 from keras_mim.layers.patching import patchify
-from tests.conftest import to_numpy
+from tests.conftest import expected_visible, to_numpy
 
 
 def numpy_errors(model, images, noise):
     """Hidden-patch MSE against raw pixels (norm_pix_loss=False), the mask from argsort of the noise."""
     n = noise.shape[0]
-    keep = int(n * (1 - model.mask_ratio))
+    keep = expected_visible(n, model.mask_ratio)
     hidden = np.ones(n)
     hidden[np.argsort(noise, kind="stable")[:keep]] = 0
     pred = to_numpy(model(images, noise=np.tile(noise[None], (len(images), 1)), training=False)["pred"])

@@ -5,7 +5,7 @@ from skimage.measure import label
 
 from keras_mim.masking.color_noise_mask_generator import ColorNoiseMaskGenerator
 from keras_mim.masking.guided_mask_generator import GuidedMaskGenerator
-from tests.conftest import to_numpy
+from tests.conftest import expected_visible, to_numpy
 
 GRID = (16, 16)
 N = GRID[0] * GRID[1]
@@ -189,7 +189,7 @@ def test_guided_peaked_importance_hides_the_important_half():
 @pytest.mark.parametrize("sample,temperature", [("hidden", 1.0), ("visible", 1.0), ("hidden", 2.0)])
 def test_guided_frequencies_follow_sampling_without_replacement(sample, temperature):
     n, ratio, batch = 16, 0.75, 4096
-    keep = int(n * (1 - ratio))
+    keep = expected_visible(n, ratio)
     weights = np.arange(1, n + 1, dtype="float64")
     mask = guided_masks(np.tile(weights, (batch, 1)), (4, 4), ratio, seed=11, sample=sample, temperature=temperature)
     np.testing.assert_array_equal(mask.sum(1), n - keep)

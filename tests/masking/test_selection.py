@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_mim.masking import RandomMaskGenerator, num_visible, select_tokens
-from tests.conftest import to_numpy
+from tests.conftest import expected_visible, to_numpy
 
 
 @pytest.mark.one_backend  # property test, many shapes: one CI pass; fixed cases run on every backend
@@ -40,20 +40,21 @@ def test_selection_properties(batch, num_tokens, ratio, seed):
 @given(gh=st.integers(1, 6), gw=st.integers(2, 6), ratio=st.sampled_from([0.0, 0.5, 0.75, 0.9]))
 def test_random_generator_counts_and_dtypes(gh, gw, ratio):
     n = gh * gw
-    if int(n * (1 - ratio)) < 1:
+    if expected_visible(n, ratio) < 1:
         with pytest.raises(ValueError, match="leaves no visible token"):
             RandomMaskGenerator(ratio)(np.zeros((2, n, 1)), grid_shape=(gh, gw))
         return
     out = RandomMaskGenerator(ratio, seed=3)(np.zeros((3, n, 1)), grid_shape=(gh, gw))
     mask = to_numpy(out["mask"])
     assert mask.dtype == np.float32 and mask.shape == (3, n)
-    np.testing.assert_array_equal(mask.sum(1), n - num_visible(n, ratio))
+    np.testing.assert_array_equal(mask.sum(1), n - expected_visible(n, ratio))
     assert "int" in str(to_numpy(out["ids_keep"]).dtype)
 
 
 def test_keep_count_is_official_formula():
     assert num_visible(196, 0.75) == 49
     assert num_visible(196, 0.985) == 2  # CropMAE
+    assert num_visible(588, 5 / 6) == 98 and num_visible(20, 0.9) == 2  # not lost to float round-off
     assert num_visible(1568, 0.9) == 156  # VideoMAE 16x224
 
 

@@ -15,7 +15,7 @@ from keras_mim.masking.grid_mask_generator import GridMaskGenerator
 from keras_mim.masking.running_cell_mask_generator import RunningCellMaskGenerator
 from keras_mim.masking.simmim_mask_generator import SimMIMMaskGenerator
 from keras_mim.masking.tube_mask_generator import TubeMaskGenerator
-from tests.conftest import to_numpy
+from tests.conftest import expected_visible, to_numpy
 
 
 def draw(gen, batch, grid):
@@ -41,12 +41,12 @@ def draw(gen, batch, grid):
 def test_block_exact_count(gh, gw, ratio, min_patches):
     n = gh * gw
     gen = BlockMaskGenerator(ratio, min_num_patches=min_patches, seed=1)
-    if int(n * (1 - ratio)) < 1:
+    if expected_visible(n, ratio) < 1:
         with pytest.raises(ValueError, match="leaves no visible token"):
             gen.num_visible((gh, gw))
         return
     mask = draw(gen, 3, (gh, gw))
-    np.testing.assert_array_equal(mask.sum((1, 2)), n - int(n * (1 - ratio)))
+    np.testing.assert_array_equal(mask.sum((1, 2)), n - expected_visible(n, ratio))
 
 
 def test_block_hidden_tokens_are_clustered():
@@ -276,12 +276,12 @@ def test_running_cell_rejects_bad_arguments():
 def test_disjoint_pairs_cover_every_token(gh, gw, ratio, pairs):
     n = gh * gw
     gen = DisjointMaskGenerator(ratio, seed=11)
-    if int(n * (1 - ratio)) < 1:
+    if expected_visible(n, ratio) < 1:
         with pytest.raises(ValueError, match="leaves no visible token"):
             gen.num_visible((gh, gw))
         return
     mask = draw(gen, 2 * pairs, (gh, gw)).reshape(2 * pairs, n)
-    np.testing.assert_array_equal(mask.sum(1), n - int(n * (1 - ratio)))
+    np.testing.assert_array_equal(mask.sum(1), n - expected_visible(n, ratio))
     np.testing.assert_array_equal(np.maximum(mask[:pairs], mask[pairs:]), 1)  # union = all tokens
     # the second mask hides everything the first one shows
     assert (mask[pairs:][mask[:pairs] == 0] == 1).all()
