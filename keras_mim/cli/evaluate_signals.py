@@ -90,12 +90,9 @@ def frontend_settings(config):
 def audio_frontend(args, encoder):
     """The `LogMelSpectrogram` an Audio-MAE model was trained on (its sample rate, the encoder's
     frames and mel bins, its stored statistics), from `args._frontend`."""
-    from keras_mim.layers import LogMelSpectrogram
+    from keras_mim.models.audio_mae import spectrogram_frontend
 
-    frames, bins = encoder.image_size
-    settings = args._frontend
-    return LogMelSpectrogram(sample_rate=settings["sample_rate"], num_mel_bins=bins, num_frames=frames,
-                             mean=settings["spectrogram_mean"], std=settings["spectrogram_std"])
+    return spectrogram_frontend(encoder, **args._frontend)
 
 
 def spectrograms(frontend, waves, batch_size=256):

@@ -35,7 +35,7 @@ def check_multilabel_args(parser, args):
         args.test_fraction = 0.2
 
 
-def _labelled_rows(args, table, files):
+def _labelled_rows(table, files):
     """Rows of the CSV whose file read (`rows`) and their index in `files` (`found`)."""
     index = {os.path.abspath(path): i for i, path in enumerate(files)}
     rows, found = [], []
@@ -52,7 +52,7 @@ def read_labelled(args, encoder):
     images (its size and channels) or, for an Audio-MAE model, its log-mel spectrograms."""
     import numpy as np
 
-    from keras_mim.cli.evaluate import fail
+    from keras_mim.cli.evaluate import fail, noun
     from keras_mim.data.multilabel_csv import read_multilabel_csv
 
     audio = args._kind == "audio"
@@ -70,10 +70,9 @@ def read_labelled(args, encoder):
         fail("finetune", str(error))
     skipped = [(os.path.join(args.data, name), "listed in --labels, not found") for name in table["missing"]]
     skipped += list(folder.skipped)
-    rows, found = _labelled_rows(args, table, folder.files)
-    noun = "clips" if audio else "images"
+    rows, found = _labelled_rows(table, folder.files)
     if len(found) < 4:
-        fail("finetune", f"only {len(found)} labelled {noun} read from --data {args.data!r}; need at least 4")
+        fail("finetune", f"only {len(found)} labelled {noun(args)} read from --data {args.data!r}; need at least 4")
     if audio:
         from keras_mim.cli.evaluate_signals import audio_frontend, spectrograms
 
@@ -117,7 +116,7 @@ def run_finetune_multilabel(args):
     import keras
     import numpy as np
 
-    from keras_mim.cli.evaluate import fail, load_encoder, prepare_output, run_record
+    from keras_mim.cli.evaluate import fail, load_encoder, noun, prepare_output, run_record
     from keras_mim.cli.run_folder import history_logger
     from keras_mim.evaluation.multilabel import multilabel_metrics
     from keras_mim.models.image_classifier import ImageClassifier
@@ -126,14 +125,13 @@ def run_finetune_multilabel(args):
     start = time.perf_counter()
     encoder = load_encoder(args)
     x, y, names, class_names, skipped = read_labelled(args, encoder)
-    noun = "clips" if args._kind == "audio" else "images"
     args._data = {"class_names": class_names}  # what run_record lists
     order = np.random.default_rng(args.seed).permutation(len(x))
     num_test = max(1, int(round(len(x) * args.test_fraction)))
     test, train = order[:num_test], order[num_test:]
     steps = len(train) // args.batch_size
     if steps < 1:
-        fail("finetune", f"--batch-size {args.batch_size} is more than the {len(train)} training {noun}")
+        fail("finetune", f"--batch-size {args.batch_size} is more than the {len(train)} training {noun(args)}")
     keras.utils.set_random_seed(args.seed)
     try:
         model = ImageClassifier(encoder, len(class_names), pooling=args.pooling, drop_path_rate=args.drop_path,
@@ -153,7 +151,7 @@ def run_finetune_multilabel(args):
         "peak_learning_rate": args.base_learning_rate * args.batch_size / 256, "steps_per_epoch": steps,
         **recipe}))
     print(f"keras-mim finetune --multi-label: {'random-init' if args.random_init else 'pretrained'} encoder of "
-          f"{args.model}, {len(train)} train / {len(test)} test {noun}, {len(class_names)} classes, "
+          f"{args.model}, {len(train)} train / {len(test)} test {noun(args)}, {len(class_names)} classes, "
           f"{args.epochs} epochs x {steps} steps, augmentation {recipe['augmentation']}", flush=True)
 
     model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True),
@@ -171,7 +169,7 @@ def run_finetune_multilabel(args):
     try:
         metrics = multilabel_metrics(y[test], scores, class_names)
     except ValueError as error:
-        fail("finetune", f"{error} (the held-out split of {len(test)} {noun}; raise --test-fraction)")
+        fail("finetune", f"{error} (the held-out split of {len(test)} {noun(args)}; raise --test-fraction)")
     record = {"command": "finetune", "multi_label": True, "model": os.path.abspath(args.model),
               "weights": "random-init" if args.random_init else "pretrained", "data": args.data,
               "labels": args.labels, **metrics, "train_loss": history["loss"],

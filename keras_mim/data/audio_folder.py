@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from keras_mim.data.decoding import error_reason, summarize_skipped
+from keras_mim.data.decoding import error_reason, summarize_skipped, write_skipped
 from keras_mim.data.image_folder import _walk, check_folder, folder_classes
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -166,6 +166,4 @@ class AudioFolder:
     def write_skipped(self, path):
         """Write the skipped files, one `path<TAB>reason` a line, to a new text file `path`
         (an existing file is never overwritten: FileExistsError). Returns the count."""
-        with open(path, "x", encoding="utf-8") as handle:
-            handle.writelines(f"{p}\t{r}\n" for p, r in self.skipped)
-        return len(self.skipped)
+        return write_skipped(path, self.skipped)

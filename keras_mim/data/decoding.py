@@ -104,3 +104,12 @@ def summarize_skipped(skipped, limit=3):
         return "none"
     shown = "; ".join(f"{p} ({r})" for p, r in skipped[:limit])
     return shown + (f"; ... {len(skipped) - limit} more" if len(skipped) > limit else "")
+
+
+def write_skipped(path, skipped):
+    """Write `(path, reason)` pairs, one `path<TAB>reason` a line, to a new text file `path`
+    (an existing file is never overwritten: FileExistsError). Returns the count; the
+    `write_skipped` of the folder sources."""
+    with open(path, "x", encoding="utf-8") as handle:
+        handle.writelines(f"{p}\t{r}\n" for p, r in skipped)
+    return len(skipped)

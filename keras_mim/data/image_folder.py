@@ -18,6 +18,7 @@ from keras_mim.data.decoding import (
     pil_to_array,
     summarize_skipped,
     upright_size,
+    write_skipped,
 )
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -370,9 +371,7 @@ class ImageFolder:
     def write_skipped(self, path):
         """Write the skipped files, one `path<TAB>reason` a line, to a new text file `path`
         (an existing file is never overwritten: FileExistsError). Returns the count."""
-        with open(path, "x", encoding="utf-8") as handle:
-            handle.writelines(f"{p}\t{r}\n" for p, r in self.skipped)
-        return len(self.skipped)
+        return write_skipped(path, self.skipped)
 
     def channel_counts(self):
         """How many files have each channel count, e.g. `{1: 10, 3: 90}`."""

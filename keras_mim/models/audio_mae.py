@@ -16,6 +16,14 @@ from keras_mim.models.methods import MethodSpec, register_method
 from keras_mim.models.presets import decoder, vit
 
 
+def spectrogram_frontend(encoder, sample_rate, spectrogram_mean, spectrogram_std):
+    """The `LogMelSpectrogram` that makes the inputs of an Audio-MAE `encoder` (its frames and
+    mel bins) from waveforms at `sample_rate`, normalised with the given statistics."""
+    frames, bins = encoder.image_size
+    return LogMelSpectrogram(sample_rate=sample_rate, num_mel_bins=bins, num_frames=frames, mean=spectrogram_mean,
+                             std=spectrogram_std)
+
+
 @keras.saving.register_keras_serializable(package="keras_mim")
 class AudioMAE(MaskedAutoencoder):
     """MAE on log-mel spectrograms with Audio-MAE's masking and local-window decoder.
@@ -83,9 +91,7 @@ class AudioMAE(MaskedAutoencoder):
 
     def frontend(self):
         """The `LogMelSpectrogram` that makes this model's inputs from waveforms."""
-        frames, bins = self.encoder.image_size
-        return LogMelSpectrogram(sample_rate=self.sample_rate, num_mel_bins=bins, num_frames=frames,
-                                 mean=self.spectrogram_mean, std=self.spectrogram_std)
+        return spectrogram_frontend(self.encoder, self.sample_rate, self.spectrogram_mean, self.spectrogram_std)
 
     def min_samples(self):
         """The fewest samples that make one patch of frames (shorter clips are refused)."""

@@ -7,7 +7,7 @@ from keras import ops
 from keras_mim.layers.patching import PatchEmbedding
 from keras_mim.layers.token_ops import gather_tokens
 from keras_mim.models.vit_encoder import ViTEncoder
-from keras_mim.utils import check_image_batch, check_image_size, check_positive_int, modality_specs
+from keras_mim.utils import check_image_batch, check_positive_int, modality_specs
 
 
 @keras.saving.register_keras_serializable(package="keras_mim")
@@ -86,7 +86,6 @@ class MultiModalEncoder(keras.Model):
         t = self.trunk
         self.image_size, self.patch_size, self.patch_shape = t.image_size, t.patch_size, t.patch_size
         self.input_size, self.num_channels, self.embed_dim, self.depth = t.image_size, t.num_channels, t.embed_dim, t.depth
-        self.modality_grid = t.grid_shape  # (gh, gw) of each modality
         self.grid_shape = (len(self.names),) + tuple(t.grid_shape)
         self.num_patches = len(self.names) * t.num_patches
         self.output_grid_shape, self.output_dim, self.num_prefix_tokens = self.grid_shape, t.embed_dim, 1
@@ -153,10 +152,9 @@ class MultiModalEncoder(keras.Model):
                 size = shape[1:3]
             else:
                 size = check_image_batch(x, spec["channels"], where)[1:3]
-            if tuple(size) != tuple(self.image_size):
+            if tuple(size) != tuple(self.image_size):  # (the image size is a whole number of patches)
                 raise ValueError(f"`{where}` has size {tuple(size)} but every modality of this encoder is "
                                  f"{self.image_size} (`image_size`).")
-            check_image_size(size, self.patch_size, f"`{where}` size")
         return self.grid_shape
 
     def embed_modality(self, name, x):

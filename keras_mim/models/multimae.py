@@ -50,7 +50,8 @@ class MultiMAE(PretrainingModel):
     of all modalities together, and decodes each modality with its own
     `MultiMAEDecoder`, which attends to the visible tokens of all of them. Returns a
     dict: `pred` (modality -> `(B, N, output)` per-token predictions), `mask` `(B, M N)`
-    (1 = hidden, modality-major) and `ids_restore`.
+    (1 = hidden, modality-major), `ids_restore` and, if any, `standardized` (modality ->
+    its standardised input, which is also its target).
 
     Losses (`compute_loss`, float32), each on its modality's hidden tokens only, per
     sample, averaged over the samples with at least one hidden token of that modality
@@ -189,7 +190,14 @@ class MultiMAE(PretrainingModel):
         inputs = self.prepare_inputs(inputs)
         latent, masking = self.forward_encoder(inputs, noise=noise, training=training)
         pred = self.forward_decoders(latent, masking, training=training)
-        return {"pred": pred, "mask": masking["mask"], "ids_restore": masking["ids_restore"]}
+        out = {"pred": pred, "mask": masking["mask"], "ids_restore": masking["ids_restore"]}
+        if self.standardize:  # the standardised modalities, the targets' too: computed once per step
+            out["standardized"] = {n: inputs[n] for n in self.standardize}
+        return out
+
+    def seen_inputs(self, inputs, out):
+        """The modalities as the model saw them in the call that gave `out`."""
+        return {**inputs, **out.get("standardized", {})}
 
     def _check_call(self, inputs):
         if not isinstance(inputs, dict) or set(inputs) != set(self.encoder.names):
@@ -235,7 +243,7 @@ class MultiMAE(PretrainingModel):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
-        return self.add_layer_losses(self.forward_loss(self.prepare_inputs(x), y_pred)["total"])
+        return self.add_layer_losses(self.forward_loss(self.seen_inputs(x, y_pred), y_pred)["total"])
 
     def reconstruct(self, inputs, noise=None):
         """For figures: modality -> `(seen, reconstruction, pixel_mask)` numpy arrays, `seen`
@@ -247,7 +255,7 @@ class MultiMAE(PretrainingModel):
         from keras_mim.models.reconstruction import pixel_reconstruction
 
         out = self(inputs, noise=noise, training=False)
-        seen = self.prepare_inputs(inputs)
+        seen = self.seen_inputs(inputs, out)
         (h, w), (ph, pw) = self.encoder.image_size, self.encoder.patch_size
         figures = {}
         for name in self.encoder.names:

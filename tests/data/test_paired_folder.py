@@ -50,6 +50,10 @@ def test_items_read_back_exactly_and_bad_ones_are_listed(tmp_path):
     reasons = {p.split("/")[-1]: r for p, r in folder.skipped}
     assert "no depth or semseg partner" in reasons["lonely_rgb.png"]
     assert "broken_semseg.png" in reasons and "not in [0, 4)" in reasons["wide_semseg.png"]
+    assert folder.write_skipped(tmp_path / "skipped.txt") == 3
+    assert "lonely_rgb.png\tno depth or semseg partner" in (tmp_path / "skipped.txt").read_text()
+    with pytest.raises(FileExistsError):
+        folder.write_skipped(tmp_path / "skipped.txt")  # never overwritten
     small = folder.arrays(image_size=8)
     assert small["rgb"].shape == (5, 8, 8, 3) and small["semseg"].dtype == np.int32
     assert set(np.unique(small["semseg"])) <= set(np.unique(s["semseg"]))  # nearest: no new class ids
