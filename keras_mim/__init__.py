@@ -33,8 +33,9 @@ _SUBMODULES = ("callbacks", "checkpoints", "data", "distribute", "evaluation", "
 _NAMES = {
     **dict.fromkeys(("export_state_dict", "load_mae_checkpoint", "save_hf_pretrained"), "checkpoints"),
     **dict.fromkeys(("DirichletMaskGenerator", "MaskGenerator", "RandomMaskGenerator"), "masking"),
-    **dict.fromkeys(("AttentiveProbe", "ConvNeXtEncoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
-                     "MAEDecoder", "MultiModalEncoder", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
+    **dict.fromkeys(("AttentiveProbe", "ConvNeXtEncoder", "GroupChannelEncoder", "HieraEncoder", "ImageClassifier",
+                     "LinearProbe", "MAEDecoder", "MultiModalEncoder", "PointClassifier", "PointEncoder", "SparseCNN",
+                     "ViTEncoder",
                      "build_method", "get_method_spec", "list_methods", "list_presets", "to_keras_hub"), "models"),
     **dict.fromkeys(_METHOD_MODELS.values(), "models"),
 }

@@ -31,6 +31,7 @@ METHODS = {
     'audiomae': 'Audio-MAE: MAE on log-mel spectrograms, 0.8 masked, local-window decoder.',
     'pointmae': "Point-MAE: groups of points by FPS + k-NN, 0.6 hidden, Chamfer-L2 on the hidden groups' points.",
     'multimae': 'MultiMAE: RGB + depth + classes, visible tokens split by a Dirichlet draw, a decoder per modality.',
+    'satmae': 'SatMAE: multispectral bands in groups, a token per group and patch, group and date encodings.',
 }
 
 #: Method name -> the name of its model class (exported by keras_mim and keras_mim.models).
@@ -59,6 +60,7 @@ METHOD_MODELS = {
     'audiomae': 'AudioMAE',
     'pointmae': 'PointMAE',
     'multimae': 'MultiMAE',
+    'satmae': 'SatMAE',
 }
 
 #: Method name -> the `keras-mim pretrain` options that apply to it (cli.pretrain_options).
@@ -87,6 +89,7 @@ METHOD_OPTIONS = {
     'audiomae': ('masking', 'norm_pix_loss'),
     'pointmae': ('masking',),
     'multimae': ('masking', 'norm_pix_loss'),
+    'satmae': ('masking', 'norm_pix_loss'),
 }
 
 #: Mask strategy name -> one-line description, in `keras_mim.masking.MASK_GENERATORS` order.

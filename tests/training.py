@@ -82,6 +82,10 @@ def method_inputs(spec, encoder, n=256):
         from keras_mim.data.paired_scenes import paired_scenes
 
         return paired_scenes(n, image_size=encoder.image_size, seed=0)
+    if spec.data == "multispectral":  # generated tiles, SatMAE's 10 of the 13 bands
+        from keras_mim.data.multispectral import SATMAE_BANDS, multispectral_scenes
+
+        return multispectral_scenes(n, image_size=size, seed=0)[0][..., list(SATMAE_BANDS)[:channels]]
     if size not in ((16, 16), (64, 64)):
         raise ValueError(f"test presets are 16 px (64 px for 32 px mask cells); got {size}")
     if spec.two_views:
@@ -126,8 +130,10 @@ def build_test_method(name, channels=1, **overrides):
     methods get `small_teacher`."""
     from keras_mim.models import build_method, get_method_spec
 
-    if get_method_spec(name).teacher and "teacher" not in overrides:
+    spec = get_method_spec(name)
+    if spec.teacher and "teacher" not in overrides:
         overrides["teacher"] = small_teacher(channels)
-    if get_method_spec(name).data not in ("points", "paired"):  # x, y, z; modalities fix theirs
+    fixed = "channel_groups" in spec.presets[spec.test_preset]["encoder"]  # SatMAE's band groups fix the bands
+    if spec.data not in ("points", "paired") and not fixed:  # x, y, z; modalities fix theirs
         overrides["num_channels"] = channels
     return build_method(name, seed=0, **overrides)

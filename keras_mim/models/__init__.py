@@ -11,6 +11,7 @@ import pkgutil
 from keras_mim.models.attentive_probe import AttentiveProbe
 from keras_mim.models.convnext_encoder import ConvNeXtEncoder
 from keras_mim.models.cross_attention_decoder import CrossAttentionDecoder
+from keras_mim.models.group_channel_encoder import GroupChannelEncoder
 from keras_mim.models.hiera_encoder import HieraEncoder
 from keras_mim.models.image_classifier import ImageClassifier, get_encoder
 from keras_mim.models.keras_hub_vit import to_keras_hub
@@ -35,7 +36,8 @@ for _spec in METHODS.values():
     globals()[_spec.model.__name__] = _spec.model
 
 __all__ = sorted(
-    {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "HieraEncoder", "ImageClassifier", "LinearProbe",
+    {"AttentiveProbe", "ConvNeXtEncoder", "CrossAttentionDecoder", "GroupChannelEncoder", "HieraEncoder",
+     "ImageClassifier", "LinearProbe",
      "MAEDecoder", "MultiModalEncoder", "PartialDecoding", "PointClassifier", "PointEncoder", "SparseCNN", "ViTEncoder",
      "HPMSchedule", "METHODS", "MethodSpec", "build_method", "get_encoder", "get_method", "get_method_spec",
      "list_methods", "list_presets", "register_method", "to_keras_hub"}

@@ -21,8 +21,9 @@ import warnings
 #: What a method trains on: single images, clips `(B, T, H, W, C)`, the single images /
 #: clips its view recipe turns into `{"reference": ..., "target": ...}` pairs, or audio
 #: (log-mel spectrograms `(B, frames, mel_bins, 1)` made from waveforms), or point clouds `(B, N, 3)`,
-#: or paired modalities (a dict name -> `(B, H, W, C)` images or `(B, H, W)` class maps).
-DATA_KINDS = ("images", "clips", "audio", "points", "paired")
+#: or paired modalities (a dict name -> `(B, H, W, C)` images or `(B, H, W)` class maps), or
+#: multispectral images `(B, H, W, bands)` (band stacks normalised per band by the model).
+DATA_KINDS = ("images", "clips", "audio", "points", "paired", "multispectral")
 
 #: How methods learn (DESIGN.md's families), in the order the README lists them.
 FAMILIES = {
@@ -36,7 +37,7 @@ FAMILIES = {
     "hierarchical": "hierarchical ViTs on visible mask units; stages fused into one light decoder",
     "audio": "log-mel spectrograms as one-channel images",
     "points": "point clouds cut into local groups of points",
-    "multimodal": "several paired inputs (modalities, band groups) masked together, a decoder per input",
+    "multimodal": "several inputs (paired modalities, band groups) masked together, each predicted by its own decoder or head",
 }
 
 

@@ -63,9 +63,11 @@ EVERY_PASS = ("mae",)
 #: 25 s, cae (encoder twice, regressor, decoder) 23 s, videomae 14 s, gmml 14 s; torch runs
 #: each eagerly in 2-3 s.
 PINNED = {"cropmae": "torch", "hpm": "torch", "cae": "torch", "videomae": "torch", "gmml": "torch",
-          "spark": "torch", "fcmae": "torch", "hiera_mae": "torch", "pointmae": "torch", "multimae": "torch"}  # 64 px convnets: TF + XLA 54 s and 28 s in CI;
+          "spark": "torch", "fcmae": "torch", "hiera_mae": "torch", "pointmae": "torch", "multimae": "torch",
+          "satmae": "torch"}  # 64 px convnets: TF + XLA 54 s and 28 s in CI;
 #: hiera_mae (64 px, 1024 tokens in its first stage): TF + XLA compiled its test fit in 14 s here, torch 0.2 s;
-#: multimae (three decoders): TF + XLA 43 s, JAX 17 s beside a CI run
+#: multimae (three decoders): TF + XLA 43 s, JAX 17 s beside a CI run;
+#: satmae (three band groups, a head each): TF + XLA 16 s here, JAX 2 s, torch 1 s
 #: Methods whose loss does not measure learning over 5 short epochs, and why; their own test
 #: file checks what does instead. Self-distillation: the loss falls fastest when the teacher
 #: collapses to one prototype (iBOT without centering: 13-17% of its first epoch's loss after
