@@ -102,7 +102,7 @@ def main(argv=None):
                                        probe_test, patch)}
         print(name, result[name], flush=True)
         if name == "multimae" and args.figure:
-            from keras_mim.viz import plot_multimodal_reconstructions
+            from keras_mim.viz_multimodal import plot_multimodal_reconstructions
 
             plot_multimodal_reconstructions(multimae, probe_test, path=args.figure, max_samples=3, title=(
                 f"MultiMAE {args.preset}, {args.epochs} epochs on {args.num_train} generated scenes: held-out scenes"))

@@ -9,6 +9,10 @@ import keras
 import numpy as np
 
 from keras_mim.viz import _check_images, _check_noise, plot_reconstructions
+from keras_mim.viz_multimodal import plot_band_group_reconstructions, plot_multimodal_reconstructions
+
+#: What `ReconstructionFigureCallback` draws (its `figure` argument).
+FIGURES = ("reconstructions", "modalities", "band_groups")
 
 
 def _pattern_regex(filename_pattern):
@@ -48,6 +52,10 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         filename_pattern: file name with an `{epoch}` field, e.g. `"rec_{epoch:03d}.png"`.
         overwrite: replace existing files instead of raising `FileExistsError`.
         spectrogram: the images are spectrograms (`plot_reconstructions(spectrogram=True)`).
+        figure: `"reconstructions"` (`plot_reconstructions`), `"modalities"` (a dict of
+            paired modalities, `plot_multimodal_reconstructions`, e.g. MultiMAE) or
+            `"band_groups"` (multispectral images, `plot_band_group_reconstructions`,
+            e.g. SatMAE).
         keep_existing: leave files that already exist in place and skip saving those
             epochs' figures (for a resumed run whose earlier figures are in
             `output_dir`); cannot be combined with `overwrite`.
@@ -76,10 +84,17 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         overwrite=False,
         keep_existing=False,
         spectrogram=False,
+        figure="reconstructions",
     ):
         super().__init__()
         self.spectrogram = bool(spectrogram)
-        self.images = _check_images(images)
+        if figure not in FIGURES:
+            raise ValueError(f"`figure` must be one of {FIGURES}, got {figure!r}.")
+        self.figure = figure
+        if isinstance(images, dict):  # paired modalities (or frames with timestamps)
+            self.images = {k: np.asarray(v) for k, v in images.items()}
+        else:
+            self.images = _check_images(images)
         if not isinstance(output_dir, (str, os.PathLike)):
             raise TypeError(
                 f"`output_dir` must be a str or os.PathLike, got {type(output_dir).__name__}."
@@ -93,7 +108,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"`seed` must be an int or None, got {seed!r}.")
         self.seed = seed
-        self.noise = _check_noise(noise, self.images.shape[0])
+        self.noise = _check_noise(noise, self._batch_size())
         if not isinstance(filename_pattern, str):
             raise TypeError(f"`filename_pattern` must be a str, got {type(filename_pattern).__name__}.")
         self._regex, fields = _pattern_regex(filename_pattern)
@@ -120,6 +135,18 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         self._rng = np.random.default_rng(seed)
         self._written = set()
 
+    def _batch_size(self):
+        return len(next(iter(self.images.values()))) if isinstance(self.images, dict) else self.images.shape[0]
+
+    def _plot(self, path, epoch):
+        common = dict(noise=self._fixed_noise(), path=path, title=f"epoch {epoch}")
+        if self.figure == "modalities":
+            return plot_multimodal_reconstructions(self.model, self.images, max_samples=self.max_images, **common)
+        if self.figure == "band_groups":
+            return plot_band_group_reconstructions(self.model, self.images, max_samples=self.max_images, **common)
+        return plot_reconstructions(self.model, self.images, max_images=self.max_images,
+                                    spectrogram=self.spectrogram, **common)
+
     def _path(self, epoch):
         return os.path.join(self.output_dir, self.filename_pattern.format(epoch=epoch))
 
@@ -132,7 +159,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
                     "ReconstructionFigureCallback needs `noise` for a model without "
                     f"`encoder.num_patches`; got a {type(self.model).__name__}."
                 )
-            self.noise = self._rng.random((self.images.shape[0], num_patches)).astype("float32")
+            self.noise = self._rng.random((self._batch_size(), num_patches)).astype("float32")
         return self.noise
 
     def on_train_begin(self, logs=None):
@@ -171,10 +198,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
         # leaves a truncated figure under the real name (and a stopped one no partial file).
         partial = os.path.join(self.output_dir, f".{os.path.basename(path)}.partial.png")
         try:
-            figure = plot_reconstructions(
-                self.model, self.images, noise=self._fixed_noise(), path=partial,
-                max_images=self.max_images, title=f"epoch {epoch}", spectrogram=self.spectrogram,
-            )
+            figure = self._plot(partial, epoch)
             figure.clear()  # a bare Figure (no pyplot): nothing else holds it
             os.replace(partial, path)
         except BaseException:  # Ctrl-C, a full disk
@@ -185,7 +209,8 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
 
     def get_config(self):
         return {
-            "images": self.images.tolist(),
+            "images": ({k: v.tolist() for k, v in self.images.items()} if isinstance(self.images, dict)
+                       else self.images.tolist()),
             "output_dir": self.output_dir,
             "every_n_epochs": self.every_n_epochs,
             "noise": None if self.noise is None else self.noise.tolist(),
@@ -195,6 +220,7 @@ class ReconstructionFigureCallback(keras.callbacks.Callback):
             "overwrite": self.overwrite,
             "keep_existing": self.keep_existing,
             "spectrogram": self.spectrogram,
+            "figure": self.figure,
         }
 
 

@@ -237,7 +237,7 @@ def test_jit_compile_auto_weighs_the_expected_steps():
         (["--method", "spark", "--encoder", "vgg16"], "--encoder 'vgg16' is not an encoder of --method spark; "
                                                      "expected one of ['convnext_tiny', 'convnextv2_atto_64'"),
         (["--method", "mae", "--encoder", "resnet50"], "--encoder applies to the methods with encoder presets (fcmae, "
-                                                       "hiera_mae, pointmae, spark)"),
+                                                       "hiera_mae, multimae, pointmae, satmae, spark)"),
         (["--method", "fcmae", "--encoder", "convnextv2_atto", "--preset", "fcmae_convnextv2_atto"],
          "give --encoder or --preset, not both"),
         (["--method", "fcmae", "--image-size", "48"], "--image-size 48 is not divisible by the patch size (32, 32)"),
@@ -427,10 +427,11 @@ def teacher_file(tmp_path_factory):
 def method_runs():
     """Every registered method but MAE (which the tests above run): its CLI run trains the
     method's test preset (clip methods on generated moving-shapes clips, CropMAE on view
-    pairs of digits, SiamMAE on frame pairs of clips)."""
+    pairs of digits, SiamMAE on frame pairs of clips, MultiMAE on generated paired scenes, SatMAE on
+    generated multispectral tiles)."""
     from keras_mim.models.methods import METHODS
 
-    return sorted(name for name, spec in METHODS.items() if name != "mae" and spec.data != "paired")
+    return sorted(name for name in METHODS if name != "mae")
 
 
 @pytest.mark.backend_independent  # the CLI's wiring of each method; `fit` of each method on every
@@ -464,7 +465,6 @@ def test_pretrain_each_method(method, tmp_path, teacher_file):
     (["--method", "videomae", "--preset", "mae_vit_test"], "needs a video preset"),
     (["--method", "mae", "--preset", "videomae_vit_test"], "is a video model"),
     (["--method", "videomae", "--masking", "grid"], "masks image token grids"),
-    (["--method", "multimae"], "pretrains on paired modalities, which the command line does not read yet"),
     (["--method", "mae", "--masking", "dirichlet"], "dirichlet"),
 ])
 def test_images_and_clips_do_not_mix(argv, match, tmp_path, capsys):

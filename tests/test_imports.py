@@ -54,7 +54,7 @@ LEVELS = {
     # built on models: multi-device training (distribute and its backend-free parts),
     # checkpoints, evaluation, optimizers, figures
     "distribute": 4, "distribution_checks": 4, "model_parallel": 4,
-    "checkpoints": 4, "evaluation": 4, "optimizers": 4, "callbacks": 4, "viz": 4,
+    "checkpoints": 4, "evaluation": 4, "optimizers": 4, "callbacks": 4, "viz": 4, "viz_multimodal": 4,
     # the command line, and the public API (keras_mim/__init__.py), which the CLI may read
     # (`keras_mim.__version__`)
     "cli": 5, "": 5,

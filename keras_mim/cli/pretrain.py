@@ -57,6 +57,7 @@ from keras_mim.cli.pretrain_options import (
     takes_norm_pix_loss,
     takes_target,
 )
+from keras_mim.cli.pretrain_multimodal import DEFAULT_NUM_SCENES, add_multimodal_arguments, leading_axis
 from keras_mim.cli.pretrain_value import add_value_check_argument, check_monitor
 from keras_mim.utils import check_mask_ratio, to_2tuple
 
@@ -107,16 +108,21 @@ def add_pretrain_parser(commands):
                         "methods), 'spoken-digits' (the words zero to nine spoken by espeak-ng in "
                         f"varied voices, {DEFAULT_NUM_AUDIO_CLIPS} clips of 1 s by default, for the audio methods) or "
                         "'tones' (generated tones and chirps), or 'shapes3d' (point clouds on generated sphere, cube, "
-                        "cylinder, cone, torus and pyramid surfaces, for the point-cloud methods); default "
+                        "cylinder, cone, torus and pyramid surfaces, for the point-cloud methods), 'scenes' (generated "
+                        "scenes as paired RGB, depth and 4-class maps, for multimae) or 'multispectral' (generated "
+                        "tiles of Sentinel-2's 13 bands cut to SatMAE's 10, for satmae); default "
                         f"{DEFAULT_DATASET} for image methods, shapes for video ones, {DEFAULT_AUDIO_DATASET} for audio "
-                        "ones, shapes3d for point clouds")
+                        "ones, shapes3d for point clouds, scenes for multimae, multispectral for satmae")
     p.add_argument("--data", default=None,
                    help="your own images instead of --dataset: a folder (searched recursively; png, jpg, "
                         "bmp, gif, webp, tif incl. 16-bit and multi-band; unreadable files are skipped and "
                         "listed in skipped_files.txt) or tfds:NAME[/CONFIG] prepared under --data-dir "
                         f"(never downloaded); {NUM_HELDOUT} images are held out for the figures. For the "
                         "audio methods: a folder of wav (flac, ogg with soundfile) files, mixed to mono, "
-                        "resampled to 16 kHz; for the point-cloud methods: a folder of .npy (N x 3) or .ply files")
+                        "resampled to 16 kHz; for the point-cloud methods: a folder of .npy (N x 3) or .ply files; for "
+                        "multimae: a folder of paired files <item>_<modality>.<ext> (scene_0001_rgb.png, "
+                        "scene_0001_depth.tif, scene_0001_semseg.png; items missing a partner are skipped and "
+                        "listed); for satmae: multi-band images (e.g. 10-band TIFFs)")
     p.add_argument("--data-dir", default=None,
                    help="with --data tfds:NAME: the TensorFlow Datasets folder holding the prepared set")
     p.add_argument("--split", default="train", help="with --data tfds:NAME: the split to pretrain on")
@@ -134,6 +140,7 @@ def add_pretrain_parser(commands):
     p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in pixels; default: the preset's image size")
     add_architecture_arguments(p, positive_int)
+    add_multimodal_arguments(p)
     p.add_argument("--num-images", type=positive_int, default=None,
                    help="training images (clips for shapes); default: the 1438 digits of the fixed train split "
                         f"(keras_mim.data.load_labelled_digits), 4096 photo crops or {DEFAULT_NUM_CLIPS} clips")
@@ -230,12 +237,9 @@ def resolve_pretrain(parser, args):
     elif args.augmentation is not None or args.data_dir is not None or args.split != "train":
         parser.error("--augmentation, --data-dir and --split apply to --data only")
     kind = data_kind(spec)
-    if kind == "paired":
-        parser.error(f"--method {args.method} pretrains on paired modalities, which the command line does not read "
-                     "yet; use the Python API (keras_mim.MultiMAE with keras_mim.data.paired_scenes, docs/multimodal.md)")
     if args.data is None and args.dataset is None:
         args.dataset = {"images": DEFAULT_DATASET, "clips": VIDEO_DATASET, "audio": DEFAULT_AUDIO_DATASET,
-                        "points": "shapes3d"}[kind]
+                        "points": "shapes3d", "paired": "scenes", "multispectral": "multispectral"}[kind]
     if args.dataset is not None and args.dataset not in KIND_DATASETS[kind]:
         holds = next(k for k, sets in KIND_DATASETS.items() if args.dataset in sets)
         parser.error(f"--method {args.method} pretrains on {kind}; use --dataset {' or '.join(KIND_DATASETS[kind])} "
@@ -249,8 +253,7 @@ def resolve_pretrain(parser, args):
             parser.error("give --encoder or --preset, not both")
         by_method = {}
         for p, preset in PRESETS.items():
-            on_cli = get_method_spec(preset["method"]).data != "paired"  # paired data: not on the CLI yet
-            if "encoder_class" in preset and not p.endswith("_test") and on_cli:
+            if "encoder_class" in preset and not p.endswith("_test"):
                 by_method.setdefault(preset["method"], []).append(p[len(preset["method"]) + 1:])
         encoders = sorted(by_method.get(args.method, []))
         if args.encoder not in encoders:
@@ -278,6 +281,8 @@ def resolve_pretrain(parser, args):
             what = f"frames x mel bins {size}" if audio else f"--image-size {args.image_size}"
             parser.error(f"{what} is not divisible by the patch size {patch} of {of}")
         grid = (size[0] // patch[0], size[1] // patch[1])
+        lead = leading_axis(parser, args, spec, encoder)  # modalities or band groups
+        grid = grid if lead is None else (lead,) + grid
     video = needs_video_preset(spec)
     if encoder.get("num_frames") is not None:
         if not video:
@@ -317,6 +322,8 @@ def resolve_pretrain(parser, args):
         args.num_images = DEFAULT_NUM_AUDIO_CLIPS
     elif args.num_images is None and spec.data == "points":
         args.num_images = DEFAULT_NUM_POINT_CLOUDS
+    elif args.num_images is None and args.dataset in ("scenes", "multispectral"):
+        args.num_images = DEFAULT_NUM_SCENES
     elif args.num_images is None:
         from keras_mim.data.sample_datasets import DEFAULT_NUM_PHOTO_CROPS
 

@@ -6,6 +6,7 @@ import math
 import os
 import warnings
 
+from keras_mim.cli.pretrain_multimodal import paired_source
 from keras_mim.cli.pretrain_options import NUM_HELDOUT, SIAMMAE_CLIP_FRAMES, VIDEO_DATASET
 from keras_mim.cli.run_folder import SKIPPED_FILES
 from keras_mim.models.methods import get_method_spec
@@ -23,12 +24,17 @@ def load_data(args):
     from keras_mim.data import load_sample_images
 
     size = args.image_size
-    if get_method_spec(args.method).data == "audio":
+    kind = get_method_spec(args.method).data
+    if kind == "audio":
         return audio_data(args)
-    if get_method_spec(args.method).data == "points":
+    if kind == "points":
         return point_data(args)
+    if kind == "paired":
+        return paired_data(args)
     if args.data is not None:
         return user_data(args)
+    if args.dataset == "multispectral":
+        return multispectral_data(args)
     if args.dataset == VIDEO_DATASET:
         from keras_mim.data import moving_shapes
 
@@ -65,6 +71,8 @@ def data_source(args, seed):
 
         folder = scan_folder(lambda: PointFolder(args.data), "point clouds")
         return folder, len(folder) - NUM_HELDOUT
+    if kind == "paired":
+        return paired_source(args)
     if args.data.startswith("tfds:"):
         from keras_mim.data.images import tfds_builder
 
@@ -171,6 +179,33 @@ def point_data(args):
     return clouds[NUM_HELDOUT:], clouds[:NUM_HELDOUT], skipped
 
 
+def paired_data(args):
+    """Paired modalities `(train, heldout, skipped)`, dicts of arrays: the generated scenes
+    (`paired_scenes`, the first NUM_HELDOUT held out) or the `--data` folder (NUM_HELDOUT items
+    spread over it held out, `--num-images` of the others in a seeded order)."""
+    from keras_mim.data.paired_scenes import paired_scenes
+
+    size = args.image_size
+    if args.data is None:
+        scenes = paired_scenes(NUM_HELDOUT + args.num_images, image_size=size, seed=args.seed)
+        return ({k: v[NUM_HELDOUT:] for k, v in scenes.items()}, {k: v[:NUM_HELDOUT] for k, v in scenes.items()}, [])
+    order, skipped = folder_order(args)
+    arrays = args._data.arrays(image_size=size, indices=order)
+    return {k: v[NUM_HELDOUT:] for k, v in arrays.items()}, {k: v[:NUM_HELDOUT] for k, v in arrays.items()}, skipped
+
+
+def multispectral_data(args):
+    """SatMAE's generated tiles `(train, heldout, [])`: `multispectral_scenes` cut to the 10
+    bands SatMAE keeps, reflectance as is (the model normalises each band with the training
+    set's statistics, `args._band_stats`)."""
+    from keras_mim.data.multispectral import SATMAE_BANDS, band_statistics, multispectral_scenes
+
+    tiles = multispectral_scenes(NUM_HELDOUT + args.num_images, image_size=args.image_size, seed=args.seed)[0]
+    tiles = tiles[..., list(SATMAE_BANDS)]
+    args._band_stats = band_statistics(tiles[NUM_HELDOUT:])
+    return tiles[NUM_HELDOUT:], tiles[:NUM_HELDOUT], []
+
+
 def user_data(args):
     """`--data`: a tf.data pipeline of full batches (repeated, `steps` per epoch, so files
     skipped while decoding never end an epoch early) and the held-out images as numpy."""
@@ -187,7 +222,7 @@ def user_data(args):
         heldout = image_dataset(heldout_source, batch_size=NUM_HELDOUT, shuffle=False, **common)
         train_source, extra = train_source.subset(range(args.num_images)), {}
     heldout = np.concatenate([np.asarray(batch) for batch in heldout])[:NUM_HELDOUT]
-    common["num_channels"] = heldout.shape[-1]
+    common["num_channels"] = heldout.shape[-1] if heldout.shape[-1] in (1, 3) else None  # band stacks as read
     augmentation = None if args.augmentation == "none" else args.augmentation
     train = image_dataset(train_source, batch_size=args.batch_size, augmentation=augmentation,
                           shuffle=True, seed=args.seed, drop_remainder=True, **common, **extra)
@@ -198,10 +233,29 @@ def user_data(args):
         if train_source.report():  # one line for all the files the scan skipped
             print(f"keras-mim: warning: {train_source.report(listed_in=log)}", flush=True)
         train_source.skipped_log = log  # files failing to decode during training are added to it
+    if get_method_spec(args.method).data == "multispectral":  # the model normalises each band
+        args._band_stats = band_statistics_of(train_source, extra, common)
     hint = few_updates_hint(args.num_images, args.batch_size, args.epochs, args.gradient_accumulation)
     if hint:
         print(hint, flush=True)
     return train.repeat().take(steps), heldout, skipped
+
+
+def band_statistics_of(source, extra, common, count=256):
+    """Per-band mean and std of the first `count` training images of `source`, read without
+    augmentation (SatMAE's normalisation statistics of a `--data` set)."""
+    import numpy as np
+
+    from keras_mim.data import image_dataset
+    from keras_mim.data.multispectral import band_statistics
+
+    if not isinstance(source, str):  # a folder
+        source = source.subset(range(min(count, len(source))))
+    else:
+        extra = {"split": f"{extra['split']}"}
+    batches = image_dataset(source, batch_size=64, shuffle=False, **common, **extra)
+    images = np.concatenate([np.asarray(batch) for batch in batches.take(-(-count // 64))])[:count]
+    return band_statistics(images)
 
 
 def few_updates_hint(num_images, batch_size, epochs, accumulation=1):

@@ -13,10 +13,10 @@ import math
 
 from keras_mim import registry_snapshot
 
-DATASETS = ("digits", "photos", "shapes", "spoken-digits", "tones", "shapes3d")
+DATASETS = ("digits", "photos", "shapes", "spoken-digits", "tones", "shapes3d", "scenes", "multispectral")
 #: The built-in sets of each kind of training data (`MethodSpec.data`; SiamMAE's frame pairs are cut from clips).
 KIND_DATASETS = {"images": ("digits", "photos"), "clips": ("shapes",), "audio": ("spoken-digits", "tones"),
-                 "points": ("shapes3d",)}
+                 "points": ("shapes3d",), "paired": ("scenes",), "multispectral": ("multispectral",)}
 
 # Defaults of `pretrain`, per dataset where they differ. The plain `keras-mim pretrain`
 # (digits, nano preset, 40 epochs x 45 steps of 32) takes a few minutes on a 2-core CPU
@@ -31,7 +31,7 @@ VIDEO_DATASET = "shapes"
 DEFAULT_PRESETS = {"digits": "mae_vit_nano_patch2_16", "photos": "mae_vit_micro_patch4_32",
                    "shapes": "videomae_vit_nano_patch4_32", "data": "mae_vit_micro_patch4_32",
                    "spoken-digits": "audiomae_vit_tiny_patch8", "tones": "audiomae_vit_tiny_patch8",
-                   "shapes3d": "pointmae_tiny"}
+                   "shapes3d": "pointmae_tiny", "scenes": "multimae_vit_tiny", "multispectral": "satmae_vit_tiny"}
 DEFAULT_NUM_CLIPS = 512
 # Audio methods: spoken digits synthesised by espeak-ng (1 s each; the first NUM_HELDOUT are held out),
 # or generated tones and chirps.
@@ -69,7 +69,8 @@ def data_recipe(num_images, num_tokens):
     per_epoch = num_images * num_tokens * MAE_SECONDS_PER_IMAGE_TOKEN + MAE_SECONDS_PER_EPOCH
     epochs = int(min(DATA_MAX_EPOCHS, max(DATA_MIN_EPOCHS, DATA_BUDGET_SECONDS // per_epoch)))
     return epochs, DATA_LARGE_BATCH if num_images >= 8 * DATA_LARGE_BATCH else DEFAULT_BATCH_SIZE
-DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20, "spoken-digits": 30, "tones": 20, "shapes3d": 40}
+DEFAULT_EPOCHS = {"digits": 40, "photos": 20, "shapes": 20, "data": 20, "spoken-digits": 30, "tones": 20, "shapes3d": 40,
+                  "scenes": 20, "multispectral": 20}
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_LEARNING_RATE = 2e-3
 DEFAULT_MASK_RATIO = 0.75
@@ -112,7 +113,8 @@ def pretrains_on_clips(spec):
 
 
 def data_kind(spec):
-    """What the run trains on: "images", "clips" (video methods, SiamMAE's frame pairs) or "audio"."""
+    """What the run trains on (`MethodSpec.data`): "images", "clips" (video methods, SiamMAE's
+    frame pairs), "audio", "points", "paired" (modalities) or "multispectral" (band stacks)."""
     return "clips" if spec.data == "clips" else spec.data
 
 
@@ -236,8 +238,9 @@ def check_data_flags(parser, args, spec):
                      f"{args.data!r} and --dataset {args.dataset})")
     if spec.data == "clips":
         parser.error(f"--data holds single images; --method {args.method} needs clips (use --dataset)")
-    if spec.data in ("audio", "points"):  # a folder of audio files / point clouds; no augmentation, no tfds
-        files = "audio files (wav, flac, ogg)" if spec.data == "audio" else "point clouds (npy, ply)"
+    if spec.data in ("audio", "points", "paired"):  # a folder of audio files / point clouds / paired files
+        files = {"audio": "audio files (wav, flac, ogg)", "points": "point clouds (npy, ply)",
+                 "paired": "paired files (<item>_<modality>.<ext>)"}[spec.data]
         if args.data.startswith("tfds:") or args.augmentation is not None:
             parser.error(f"--method {args.method} takes --data as a folder of {files}; tfds sets and "
                          "--augmentation apply to images")

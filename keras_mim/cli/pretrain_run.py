@@ -12,6 +12,8 @@ from keras_mim.cli import pretrain_checkpoints, run_folder
 from keras_mim.cli.backend import backend_version
 from keras_mim.cli.common import jit_compile_setting, steps_per_execution_setting, write_json
 from keras_mim.cli.pretrain_data import load_data, view_pairs
+from keras_mim.cli.pretrain_figures import figure_images, figure_kind, final_figure
+from keras_mim.cli.pretrain_multimodal import encoder_overrides
 from keras_mim.cli.pretrain_value import monitor_callback, run_value_check
 from keras_mim.cli.pretrain_options import (
     NO_WEIGHT_DECAY,
@@ -44,6 +46,11 @@ def build_model(args, num_channels, total_steps=None):
     kwargs = dict(image_size=args.image_size, num_channels=num_channels, seed=args.seed, **architecture_overrides(args))
     if spec.data == "points":  # the preset fixes points and groups
         del kwargs["image_size"], kwargs["num_channels"]
+    if spec.data == "paired":  # channels per modality: the preset's or --modalities
+        del kwargs["num_channels"]
+    if spec.data == "multispectral":  # each band normalised with the training set's statistics
+        kwargs["band_mean"], kwargs["band_std"] = (v.tolist() for v in args._band_stats)
+    kwargs.update(encoder_overrides(args))
     if spec.data == "audio":  # the preset's frames x mel bins; the training set's log-mel statistics
         del kwargs["image_size"]
         kwargs["spectrogram_mean"], kwargs["spectrogram_std"] = args._spectrogram_stats
@@ -215,8 +222,8 @@ def _callbacks(args, model, output, heldout, noise, steps, resume, pixels, done)
         # training the stop discarded, and is replaced.
         callbacks.append(ReconstructionFigureCallback(
             heldout, os.path.join(output, "figures"), every_n_epochs=args.figure_every, noise=noise,
-            seed=args.seed, max_images=2 if heldout.ndim == 5 else 4, overwrite=args.overwrite or resume,
-            spectrogram=get_method_spec(args.method).data == "audio",
+            seed=args.seed, max_images=figure_images(heldout), overwrite=args.overwrite or resume,
+            spectrogram=get_method_spec(args.method).data == "audio", figure=figure_kind(args),
         ))
     tensorboard = run_folder.tensorboard_callback(output)
     return callbacks + ([tensorboard] if tensorboard else []) + [pretrain_checkpoints.checkpoint_callback(output)]
@@ -239,7 +246,6 @@ def _run_pretrain(args):
     import numpy as np
 
     from keras_mim.distribute import num_replicas
-    from keras_mim.viz import plot_reconstructions, reconstruction_panels
 
     start = time.perf_counter()
     backend = keras.backend.backend()
@@ -257,6 +263,9 @@ def _run_pretrain(args):
         if steps < 1:
             raise ValueError(f"the training dataset must have a known, positive cardinality, got {steps}")
         num_examples, num_channels = args.num_images if args.data else None, int(train.element_spec.shape[-1])
+    elif isinstance(train, dict):  # paired modalities: channels per modality, from the preset
+        num_examples, num_channels = len(next(iter(train.values()))), None
+        steps = steps_per_epoch(num_examples, args.batch_size, two_views)
     else:
         train = train[: len(train) - len(train) % args.batch_size % replicas]  # even last batch on every device
         num_examples, num_channels = len(train), int(train.shape[-1])
@@ -301,7 +310,7 @@ def _run_pretrain(args):
         f"keras-mim: {args.method} ({type(model).__name__}), {args.preset} "
         f"({config['resolved']['model_parameters']:,} parameters) on "
         f"{num_examples or args.num_images} {args.data or args.dataset} "
-        f"{'clips' if args.dataset == VIDEO_DATASET else {'audio': 'spectrograms', 'points': 'point clouds'}.get(spec.data, 'images')}"
+        f"{'clips' if args.dataset == VIDEO_DATASET else {'audio': 'spectrograms', 'points': 'point clouds', 'paired': '(paired modalities)', 'multispectral': 'tiles'}.get(spec.data, 'images')}"
         f"{' (as view pairs)' if two_views else ''}, {args.epochs} epoch(s) x "
         f"{steps} steps, batch {args.batch_size}, mask ratio "
         f"{config['resolved']['mask_ratio']}, "
@@ -327,19 +336,7 @@ def _run_pretrain(args):
     model.save(partial)
     os.replace(partial, os.path.join(output, "model.keras"))
     heldout_loss = float(model.evaluate(heldout, batch_size=NUM_HELDOUT, verbose=0, return_dict=True)["loss"])
-    heldout_mse = None
-    if pixels:
-        # Pixel-space MSE on the hidden pixels of the held-out images, with the figure's masks
-        # (with --norm-pix-loss true the reconstruction borrows each patch's own statistics).
-        panels = reconstruction_panels(model, heldout, noise=noise)
-        hidden = np.broadcast_to(panels["mask"], panels["original"].shape) > 0.5
-        heldout_mse = float(np.mean((panels["reconstruction"] - panels["original"])[hidden] ** 2))
-        plot_reconstructions(
-            model, heldout, noise=noise, path=os.path.join(output, "reconstructions.png"),
-            spectrogram=spec.data == "audio",
-            max_images=4 if args.dataset == VIDEO_DATASET else len(heldout),
-            title=f"{args.method}, {args.preset}, {os.path.basename(str(args.data or args.dataset).rstrip('/'))}, {args.epochs} epochs ({backend}): held-out {'spectrograms' if spec.data == 'audio' else 'images'}",
-        )
+    heldout_mse = final_figure(args, model, heldout, noise, output, backend) if pixels else None
     if spec.data == "points":  # 3D scatter plots: original, visible groups, predicted hidden groups
         from keras_mim.viz import plot_point_reconstructions
 

@@ -100,8 +100,14 @@ class PairedFolder:
                              f"{', '.join(f'<item>_{m}.<ext>' for m in self.modalities)}; skipped "
                              f"{len(self.skipped)} file(s): {summarize_skipped(self.skipped)}.")
         if self.skipped:
-            warnings.warn(f"paired folder {self.path!r}: skipped {len(self.skipped)} file(s) "
-                          f"({summarize_skipped(self.skipped, limit=2)}); all listed in `.skipped`.", stacklevel=2)
+            warnings.warn(self.report(), stacklevel=2)
+
+    def report(self, listed_in="`.skipped`"):
+        """One line on what the scan skipped, or "" when nothing was."""
+        if not self.skipped:
+            return ""
+        return (f"paired folder {self.path!r}: skipped {len(self.skipped)} file(s) "
+                f"({summarize_skipped(self.skipped, limit=2)}); all listed in {listed_in}.")
 
     def _read(self, modality, file):
         spec = self.modalities[modality]

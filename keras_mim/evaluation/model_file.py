@@ -118,7 +118,8 @@ def load_encoder(path, name="`path`"):
         name: how errors name the argument.
 
     Returns:
-        The encoder (a `ViTEncoder` or another model keeping its protocol).
+        The encoder (a `ViTEncoder` or another model keeping its protocol); of a model on
+        several modalities (`MultiMAE`), the ViT of its main modality (`encoder.trunk`).
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -129,6 +130,7 @@ def load_encoder(path, name="`path`"):
 
     from keras_mim.data.decoding import error_reason
     from keras_mim.models.image_classifier import get_encoder
+    from keras_mim.models.multi_modal_encoder import MultiModalEncoder
     from keras_mim.models.pretraining_model import check_encoder
 
     config = inspect_keras_file(path, name)
@@ -138,7 +140,10 @@ def load_encoder(path, name="`path`"):
     except Exception as error:  # damaged weights, unknown classes, a config this version cannot build
         raise ValueError(f"{where} holds a {_describe(config)} that does not load: {error_reason(error)}") from error
     try:
-        return check_encoder(get_encoder(model), type(model).__name__)
+        encoder = get_encoder(model)
+        if isinstance(encoder, MultiModalEncoder):  # its main modality's ViT (MultiMAE's RGB encoder)
+            encoder = encoder.trunk
+        return check_encoder(encoder, type(model).__name__)
     except TypeError as error:
         found = type(getattr(model, "encoder", None)).__name__
         raise ValueError(f"{where} holds a {type(model).__name__}"
