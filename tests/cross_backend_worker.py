@@ -8,7 +8,8 @@ For each model in `MODELS` it writes `OUTPUT_DIR/<name>.keras` and
 same on every backend) and the outputs this backend computes on them (`out_*`), on
 inference paths with fixed masking noise where the model masks, and its optimizer's
 variables (`opt_<index>`). Each model first takes one AdamW update, so the saved weights
-are not the initial ones and the file carries optimizer state. Prints `RESULT <json>` (backend, model names, seconds) at the end.
+are not the initial ones and the file carries optimizer state. Prints `RESULT <json>` (backend, model names, seconds) at the end. The test suite calls
+`main` in its own process for the backend it runs on (no child to start).
 """
 
 import json
@@ -104,6 +105,7 @@ def optimizer_state(model):
 
 
 def main(output):
+    """Write every model's files into `output`; returns (and prints) the RESULT record."""
     start = time.perf_counter()
     output = pathlib.Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -119,6 +121,7 @@ def main(output):
     result = {"backend": keras.backend.backend(), "models": list(MODELS),
               "seconds": round(time.perf_counter() - start, 2)}
     print("RESULT " + json.dumps(result), flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -71,9 +71,10 @@ def max_diff(a, b):
     return float(max(np.max(np.abs(x - y)) for x, y in zip(a, b)))
 
 
-def jax_data_checks():
+def jax_data_checks(single_run=None):
+    """`single_run`: the one-device `train("none")` to compare with (made here if None)."""
     out = {"devices": list_devices()}
-    single, _, loss_1, w_1 = train("none")
+    single, _, loss_1, w_1 = single_run or train("none")
     data, dist, loss_d, w_d = train("data")
     out.update(loss_single=loss_1, loss_data=loss_d, weight_diff_data=max_diff(w_1, w_d))
     # Masks: same seed, identical images. The step is one SPMD program over the global
@@ -90,10 +91,11 @@ def jax_data_checks():
     return out
 
 
-def jax_model_checks():
-    """Model parallel: a (devices / 2) x 2 mesh, block kernels split over "model"."""
+def jax_model_checks(single_run=None):
+    """Model parallel: a (devices / 2) x 2 mesh, block kernels split over "model"; `single_run`
+    as in `jax_data_checks`."""
     out = {"devices": list_devices()}
-    _, _, loss_1, w_1 = train("none")
+    _, _, loss_1, w_1 = single_run or train("none")
     model, _, loss_m, w_m = train("model", model_parallel_size=2)
     out.update(loss_single=loss_1, loss_model=loss_m, weight_diff_model=max_diff(w_1, w_m))
     out["shardings"] = {v.path: str(v.value.sharding.spec) for v in model.trainable_variables}
@@ -193,11 +195,15 @@ if __name__ == "__main__":
     else:
         checks = {("jax", "data"): jax_data_checks, ("jax", "model"): jax_model_checks,
                   ("tensorflow", "data"): tf_data_checks, ("tensorflow", "ibot"): ibot_centering_checks}[BACKEND, mode]
-        results = checks()
         # JAX: one process for the data-parallel and model-parallel checks on the same 4
-        # devices (a start costs ~10 s). Not under tf.distribute: a second MirroredStrategy's
+        # devices (a start costs ~10 s), both against one one-device run (the same seed and
+        # data give the same run). Not under tf.distribute: a second MirroredStrategy's
         # all-reduce fails in the same process.
         if (BACKEND, mode) == ("jax", "data"):
+            single = train("none")
+            results = jax_data_checks(single)
             results["ibot"] = ibot_centering_checks()
-            results["model"] = jax_model_checks()
+            results["model"] = jax_model_checks(single)
+        else:
+            results = checks()
         print("RESULT " + json.dumps(results))

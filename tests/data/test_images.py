@@ -21,12 +21,22 @@ def batches(ds):
     return [tuple(np.asarray(v) for v in b) if isinstance(b, tuple) else np.asarray(b) for b in ds]
 
 
+#: The tiny MAEs `fit_one_step` trains, one per channel count, built and compiled once per
+#: process: each test's `fit` then reuses the compiled step (its batches are all 4 x 16 x 16 x C),
+#: where a model per test compiled (JAX) or traced (TensorFlow) it anew, 5-10 s each.
+FIT_MODELS = {}
+FIT_BATCH = 4
+
+
 def fit_one_step(ds, num_channels):
-    """A tiny MAE takes the dataset in `fit` (one step). Compiled on JAX, whose eager
-    op-by-op dispatch costs ~4x its one XLA compile; TensorFlow's graph mode (no XLA)
-    and torch eager are the cheaper ways there."""
-    model = MaskedAutoencoder.from_preset("mae_vit_test", image_size=16, num_channels=num_channels, seed=0)
-    model.compile(optimizer="adamw", jit_compile=keras.backend.backend() == "jax")
+    """A tiny MAE takes the dataset in `fit` (one step of a `FIT_BATCH` batch). Compiled on
+    JAX, whose eager op-by-op dispatch costs ~4x its one XLA compile; TensorFlow's graph mode
+    (no XLA) and torch eager are the cheaper ways there."""
+    model = FIT_MODELS.get(num_channels)
+    if model is None:
+        model = MaskedAutoencoder.from_preset("mae_vit_test", image_size=16, num_channels=num_channels, seed=0)
+        model.compile(optimizer="adamw", jit_compile=keras.backend.backend() == "jax")
+        FIT_MODELS[num_channels] = model
     history = model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
 
@@ -50,7 +60,7 @@ def test_array_gray_labels_shuffle_and_fit():
     epoch = lambda d: np.concatenate([b[1] for b in batches(d)])  # noqa: E731
     np.testing.assert_array_equal(epoch(image_dataset(x, 16, 4, labels=np.arange(12), seed=3)),
                                   epoch(image_dataset(x, 16, 4, labels=np.arange(12), seed=3)))
-    fit_one_step(image_dataset(x, image_size=16, batch_size=4, augmentation="mae"), 1)
+    fit_one_step(image_dataset(x, image_size=16, batch_size=FIT_BATCH, augmentation="mae"), 1)
 
 
 def test_array_non_finite_raises():
@@ -88,7 +98,7 @@ def test_tf_data_sources(kind):
     if labels:
         np.testing.assert_array_equal(np.concatenate([b[1] for b in out]), y)
     if kind == "dicts":
-        fit_one_step(image_dataset(source, batch_size=3, num_channels=1), 1)
+        fit_one_step(image_dataset(source, batch_size=FIT_BATCH, num_channels=1), 1)
 
 
 # ------------------------------------------------------------------------------------ folders
@@ -103,7 +113,8 @@ def test_folder_source_skips_lists_and_fits(tmp_path):
     names = sorted(os.path.basename(p) for p, _ in ds.skipped)
     assert names == ["corrupt.png", "empty.png", "notes.jpg", "random.png", "truncated.jpg"]
     assert len(batches(ds)) == 3 and len(ds.skipped) == 5  # listed once, not per pass
-    fit_one_step(image_dataset(ImageFolder(tmp_path / "scans"), image_size=16, num_channels=1, batch_size=2), 1)
+    fit_one_step(image_dataset(ImageFolder(tmp_path / "scans"), image_size=16, num_channels=1, batch_size=FIT_BATCH),
+                 1)
 
 
 def test_folder_mixed_channels_and_gray_conversion(tmp_path):
@@ -161,7 +172,7 @@ def test_tfds_prepared_set_loads_offline(tmp_path):
     assert ds.class_names == ["a", "b"]
     images = np.concatenate([b[0] for b in batches(ds)])
     np.testing.assert_allclose(np.sort(images[:, 0, 0, 0]), np.arange(6) * 40 / 255, atol=1e-6)
-    fit_one_step(image_dataset("tfds:keras_mim_tiny_images", data_dir=tmp_path, batch_size=3), 3)
+    fit_one_step(image_dataset("tfds:keras_mim_tiny_images", data_dir=tmp_path, batch_size=FIT_BATCH), 3)
     with pytest.raises(ValueError, match=r"`split`='validation' .*\['train'\]"):
         image_dataset("tfds:keras_mim_tiny_images", data_dir=tmp_path, split="validation")
 
@@ -193,7 +204,7 @@ def test_torch_dataloader():
     out = batches(image_dataset(loader, batch_size=4, labels="inferred"))
     np.testing.assert_allclose(np.concatenate([b[0] for b in out]), np.moveaxis(x, 1, -1), atol=1e-6)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in out]), np.arange(5))
-    fit_one_step(image_dataset(loader, batch_size=4), 3)
+    fit_one_step(image_dataset(loader, batch_size=FIT_BATCH), 3)
 
 
 def test_dataloader_channels_last_or_unscaled_batches_raise():
