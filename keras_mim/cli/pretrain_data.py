@@ -249,10 +249,8 @@ def band_statistics_of(source, extra, common, count=256):
     from keras_mim.data import image_dataset
     from keras_mim.data.multispectral import band_statistics
 
-    if not isinstance(source, str):  # a folder
+    if not isinstance(source, str):  # a folder (a tfds name reads its split's first images)
         source = source.subset(range(min(count, len(source))))
-    else:
-        extra = {"split": f"{extra['split']}"}
     batches = image_dataset(source, batch_size=64, shuffle=False, **common, **extra)
     images = np.concatenate([np.asarray(batch) for batch in batches.take(-(-count // 64))])[:count]
     return band_statistics(images)
