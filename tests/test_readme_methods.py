@@ -161,6 +161,10 @@ NUMBERS = {
     and "mask_ratio" not in str(_preset("pointmae_tiny").get("kwargs", {})),
     "k-NN (56.7% vs 40.7%, six classes) and hardly by a ridge probe (60.0% vs 58.7%)": lambda paragraph: (
         _point_result() == (0.5667, 0.4067, 0.6, 0.5867)),
+    "(Sentinel-2's official grouping, or yours)": lambda paragraph: "SENTINEL2_GROUPS = ((0, 1, 2, 6), (3, 4, 5, 7), "
+    "(8, 9))" in _source("keras_mim/models/satmae.py"),
+    "13-band tiles": lambda paragraph: 'SENTINEL2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", '
+    '"B10", "B11", "B12")' in _source("keras_mim/data/multispectral.py"),
     "Apache-2.0": lambda paragraph: 'license = "Apache-2.0"' in _source("pyproject.toml")
     and "Version 2.0" in _source("LICENSE"),
 }
