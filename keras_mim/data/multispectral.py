@@ -164,7 +164,8 @@ def band_normalize(images, mean, std):
 
     Args:
         images: float `(..., C)`.
-        mean, std: per-band `(C,)` statistics (`band_statistics` of the training set).
+        mean: per-band means `(C,)` (`band_statistics` of the training set).
+        std: per-band standard deviations `(C,)`.
 
     Returns:
         float32 array of the shape of `images`.
