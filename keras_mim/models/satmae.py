@@ -66,7 +66,7 @@ class SatMAE(PretrainingModel):
         mask_ratio: fraction of tokens hidden (SatMAE: 0.75).
         mask_generator: `"independent"` (default: a uniform random mask over all `T G N`
             tokens, each group and frame masked on its own), `"consistent"` (the same
-            spatial mask for every group and frame: SatMAE's `--spatial_mask` and the
+            spatial mask for every group and frame: SatMAE's `spatial_mask` option and the
             temporal `same_mask`), or any mask generator name or instance over the
             `(T G, gh, gw)` grid.
         norm_pix_loss: per-patch normalised targets (SatMAE: off).
