@@ -2,7 +2,6 @@
 heavy); the run itself is in `pretrain_run.py`, the run folder in `run_folder.py`."""
 
 import math
-import os
 
 from keras_mim import registry_snapshot
 from keras_mim.cli import run_folder
@@ -44,7 +43,6 @@ from keras_mim.cli.pretrain_options import (
     apply_data_recipe,
     check_architecture,
     check_data_flags,
-    check_masking,
     data_kind,
     default_preset,
     methods_taking,
@@ -53,13 +51,11 @@ from keras_mim.cli.pretrain_options import (
     pretrains_on_clips,
     steps_per_epoch,
     too_few_images,
-    takes_masking,
-    takes_norm_pix_loss,
-    takes_target,
 )
+from keras_mim.cli.pretrain_checks import check_distribute, check_method_options, scan_data
 from keras_mim.cli.pretrain_multimodal import DEFAULT_NUM_SCENES, add_multimodal_arguments, leading_axis
 from keras_mim.cli.pretrain_value import add_value_check_argument, check_monitor
-from keras_mim.utils import check_mask_ratio, to_2tuple
+from keras_mim.utils import to_2tuple
 
 
 def add_pretrain_parser(commands):
@@ -355,75 +351,6 @@ def resolve_pretrain(parser, args):
     args.num_frames = encoder.get("num_frames")
     args._resolved_command_line = run_folder.resolved_command_line(parser, args)
     return args
-
-
-def check_method_options(parser, args, spec, grid, patch):
-    """--mask-ratio, --masking, --norm-pix-loss, --target and --teacher against what the
-    method's model takes (the registry record), and what it can do on the token `grid`."""
-    if not takes_masking(spec) and (args.masking is not None or args.mask_ratio is not None):
-        parser.error(f"--method {args.method} does not hide tokens ({spec.model.__name__} takes no mask ratio): "
-                     "drop --masking/--mask-ratio")
-    if args.mask_ratio is not None:
-        try:
-            check_mask_ratio(args.mask_ratio, math.prod(grid), name="--mask-ratio")
-        except ValueError as error:
-            parser.error(str(error).replace("`", ""))
-    if args.masking is not None:
-        default = None if args.masking == "time_frequency" else DEFAULT_MASK_RATIO  # derives its own ratio
-        check_masking(parser, args.masking, default if args.mask_ratio is None else args.mask_ratio,
-                      patch[0], grid)
-    if args.norm_pix_loss is not None and not takes_norm_pix_loss(spec):
-        parser.error(f"--norm-pix-loss applies to the methods {', '.join(methods_taking('norm_pix_loss'))}, "
-                     f"not --method {args.method}")
-    if args.target is not None:
-        from keras_mim.targets import TARGETS
-
-        if not takes_target(spec):
-            parser.error(f"--target applies to the methods {', '.join(methods_taking('target'))}, "
-                         f"not --method {args.method}")
-        if args.target not in TARGETS:
-            parser.error(f"unknown --target {args.target!r}; expected one of {', '.join(sorted(TARGETS))}")
-        if args.norm_pix_loss is not None:
-            parser.error("--norm-pix-loss configures the default pixel target; drop it with --target")
-    if spec.teacher and args.teacher is None:
-        parser.error(f"--method {args.method} learns from a frozen teacher: pass --teacher MODEL.keras "
-                     "(e.g. the model.keras of an earlier `keras-mim pretrain` run)")
-    if args.teacher is not None:
-        if not spec.teacher:
-            parser.error(f"--teacher is only used by the methods {', '.join(methods_taking('teacher'))}")
-        if not args.teacher.endswith(".keras") or not os.path.isfile(args.teacher):
-            parser.error(f"--teacher {args.teacher!r} must be an existing .keras file")
-
-
-def scan_data(parser, args):
-    """Check --data (the folder is scanned, a tfds set must be prepared) before anything
-    heavy; keeps the source in `args._data` and returns the number of training images."""
-    from keras_mim.cli.pretrain_data import data_source
-
-    try:
-        args._data, available = data_source(args, seed=args.seed)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        parser.error(f"--data {args.data!r}: {error}")
-    return available
-
-
-def check_distribute(parser, args):
-    """--distribute: exit with status 2 if the backend cannot, or if --batch-size (and, on
-    JAX, the held-out batch) does not split evenly over the devices."""
-    import keras
-
-    from keras_mim import distribute
-
-    backend = args.backend or keras.backend.backend()
-    try:
-        distribute.check_kind(args.distribute, backend, name="--distribute")
-        if args.distribute != "none" and backend == keras.backend.backend():  # else the restarted command checks
-            devices = distribute.num_replicas(args.distribute)
-            distribute.check_global_batch(args.batch_size, devices, name="--batch-size")
-            if backend == "jax":  # JAX shards every batch evenly, held-out evaluation included
-                distribute.check_global_batch(NUM_HELDOUT, devices, name="held-out batch")
-    except ValueError as error:
-        parser.error(str(error).replace("`", ""))
 
 
 def run_pretrain(args):
