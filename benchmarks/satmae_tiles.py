@@ -12,13 +12,24 @@ logistic regression on 512 tiles, scored on 512 others:
 - the kind of shape the patch belongs to (square, disc, triangle; shape patches only): each
   kind is a random cover per tile, so only the shape's outline, beyond the patch, tells it.
 
+Then the comparison with training from scratch: each encoder, and SatMAE's at random init, is
+fine-tuned whole (`patch_finetune.py`: LayerNorm + linear head per patch place, AdamW, the same
+steps for all) on the shape-kind maps (floor, square, disc, triangle) of `--finetune-tiles`
+labelled tiles, and scored on the 512 held-out tiles (mean IoU over the 4 classes, accuracy on
+shape patches).
+
+`--cache DIR` keeps the pretrained encoders (`DIR/<name>_<preset>_<epochs>ep_<num-train>_encoder.keras`, with their losses) so
+a rerun only fine-tunes.
+
 Writes a JSON with the command, the losses and the scores. Nothing is downloaded.
-Usage: KERAS_BACKEND=jax python benchmarks/satmae_tiles.py --epochs 30 --json benchmarks/results/satmae_tiles_jax.json --figure docs/figures/satmae_tiles.png
+Usage (from benchmarks/): KERAS_BACKEND=jax python satmae_tiles.py --epochs 40 --cache /tmp/satcache --json results/satmae_tiles_40ep_jax.json --figure ../docs/figures/satmae_tiles.png
 """
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 
 import keras
@@ -30,6 +41,7 @@ from keras_mim.data.multispectral import (SATMAE_BANDS, SENTINEL2_BANDS, band_no
 from keras_mim.data.paired_scenes import CLASS_NAMES
 from keras_mim.data.multispectral import COVER_NAMES
 from multimae_scenes import optimizer
+from patch_finetune import finetune_scores, seed_runs
 
 
 def place_features(encoder, images, batch_size=128):
@@ -82,9 +94,15 @@ def main(argv=None):
     p.add_argument("--num-probe", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--preset", default="satmae_vit_tiny")
+    p.add_argument("--finetune-tiles", default="64,512", help="labelled tiles per fine-tuning run, comma-separated")
+    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--finetune-seeds", default="0", help="one fine-tuning run per seed, comma-separated")
+    p.add_argument("--cache", default=None, help="folder keeping the pretrained encoders between runs")
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="PNG of the pretrained SatMAE on held-out tiles")
     args = p.parse_args(argv)
+    cache = args.cache or tempfile.mkdtemp()
+    os.makedirs(cache, exist_ok=True)
     keras.utils.set_random_seed(0)
     satmae = SatMAE.from_preset(args.preset, seed=0)
     size, patch = satmae.encoder.image_size[0], satmae.encoder.patch_size[0]
@@ -104,22 +122,38 @@ def main(argv=None):
               "batch_size": args.batch_size, "covers": list(COVER_NAMES), "shape_kinds": list(CLASS_NAMES[1:]),
               "bands": [SENTINEL2_BANDS[b] for b in bands], "channel_groups": [list(g) for g in enc.channel_groups]}
     for name, model in (("satmae", satmae), ("mae_stacked_bands", mae)):
+        path = os.path.join(cache, f"{name}_{args.preset}_{args.epochs}ep_{args.num_train}_encoder.keras")
+        if os.path.isfile(path) and os.path.isfile(path + ".json"):
+            with open(path + ".json") as f:
+                result[name] = json.load(f)
+            print(name, "pretrained encoder from", path, flush=True)
+            continue
         model.compile(optimizer=optimizer(steps))
         start = time.time()
         history = model.fit(train, batch_size=args.batch_size, epochs=args.epochs, verbose=2, shuffle=True)
         result[name] = {"loss_first_last": [history.history["loss"][0], history.history["loss"][-1]],
-                        "train_time_s": round(time.time() - start, 1),
-                        **probe_scores(model.encoder, probe_train, probe_test, patch)}
-        print(name, result[name], flush=True)
+                        "train_time_s": round(time.time() - start, 1)}
+        model.encoder.save(path)
+        with open(path + ".json", "w") as f:
+            json.dump(result[name], f)
         if name == "satmae" and args.figure:
             from keras_mim.viz_multimodal import plot_band_group_reconstructions
 
             plot_band_group_reconstructions(
                 satmae, probe_test[0], path=args.figure, max_samples=2, band_names=result["bands"],
                 title=f"SatMAE {args.preset}, {args.epochs} epochs on {args.num_train} generated tiles: held-out tiles")
-    random_init = SatMAE.from_preset(args.preset, seed=1).encoder
-    result["random_init"] = probe_scores(random_init, probe_train, probe_test, patch)
-    print("random_init", result["random_init"], flush=True)
+    saved = lambda name: keras.saving.load_model(  # noqa: E731
+        os.path.join(cache, f"{name}_{args.preset}_{args.epochs}ep_{args.num_train}_encoder.keras"))
+    encoders = {"satmae": lambda: saved("satmae"), "mae_stacked_bands": lambda: saved("mae_stacked_bands"),
+                "random_init": lambda: SatMAE.from_preset(args.preset, seed=1).encoder}
+    for name, make in encoders.items():
+        result.setdefault(name, {}).update(probe_scores(make(), probe_train, probe_test, patch))
+        for tiles in (int(t) for t in args.finetune_tiles.split(",")):
+            labelled = (probe_train[0][:tiles], probe_train[2][:tiles])
+            result[name][f"finetune_{tiles}_tiles"] = seed_runs(args.finetune_seeds, lambda seed: finetune_scores(
+                make(), labelled, (probe_test[0], probe_test[2]), patch, len(CLASS_NAMES),
+                steps=args.finetune_steps, seed=seed))
+        print(name, result[name], flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -150,3 +150,23 @@ def test_hand_written_jax_step_trains_and_counts_its_hlo():
     assert trainer.params == blocks + (p * d + d) + d + 2 * d + (d * dd + dd) + dd + 2 * dd + (dd * p + p)
     summary = ref.hlo_summary(trainer.lowered(images).compile().as_text())
     assert summary["dots_total"] > 0 and summary["fusions"] > 0 and summary["sorts"] >= 1
+
+
+@pytest.mark.backend_independent  # numpy only
+def test_patch_finetune_labels_each_patch_by_its_majority_class():
+    import numpy as np
+
+    from patch_finetune import majority_labels, seed_runs
+
+    rng = np.random.default_rng(0)
+    maps = rng.integers(0, 4, size=(3, 8, 12))
+    labels = majority_labels(maps, 4, 4)
+    assert labels.shape == (3, 6)
+    for n in range(3):  # row-major over the 2 x 3 patches; ties go to the lowest class, as argmax
+        for k, (i, j) in enumerate((i, j) for i in range(2) for j in range(3)):
+            cell = maps[n, 4 * i:4 * i + 4, 4 * j:4 * j + 4].ravel()
+            assert labels[n, k] == np.bincount(cell, minlength=4).argmax()
+    runs = iter([{"mean_iou": 0.2, "object_accuracy": 0.4}, {"mean_iou": 0.4, "object_accuracy": 0.6}])
+    summary = seed_runs("3,5", lambda seed: next(runs))
+    assert summary["seeds"] == [3, 5] and summary["mean_iou"] == pytest.approx(0.3)
+    assert summary["object_accuracy"] == pytest.approx(0.5) and len(summary["runs"]) == 2
