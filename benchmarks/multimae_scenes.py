@@ -11,13 +11,22 @@ Probes on the frozen patch tokens of held-out scenes (another seed than pretrain
   shape stands at a random depth; the floor's depth follows the row, which the position
   embedding alone gives).
 
+Then the comparison with training from scratch: each RGB encoder, and the ViT at random init,
+is fine-tuned whole (`patch_finetune.py`: LayerNorm + linear head per patch, AdamW, the same
+steps for all) on the class maps of `--finetune-scenes` labelled scenes, RGB only, and scored
+on the 512 held-out scenes (mean IoU over the 4 classes, accuracy on shape patches).
+
+`--cache DIR` keeps the pretrained RGB encoders (with their losses) so a rerun only evaluates.
+
 Writes a JSON with the command, the losses and the scores. Nothing is downloaded.
-Usage: KERAS_BACKEND=jax python benchmarks/multimae_scenes.py --epochs 30 --json benchmarks/results/multimae_scenes_jax.json --figure docs/figures/multimae_scenes.png
+Usage (from benchmarks/): KERAS_BACKEND=jax python multimae_scenes.py --epochs 30 --finetune-scenes 512 --finetune-seeds 0,1,2 --json results/multimae_scenes_jax.json --figure ../docs/figures/multimae_scenes.png
 """
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 
 import keras
@@ -25,6 +34,7 @@ import numpy as np
 
 from keras_mim import MaskedAutoencoder, MultiMAE, ViTEncoder
 from keras_mim.data.paired_scenes import CLASS_NAMES, paired_scenes
+from patch_finetune import finetune_scores, seed_runs
 
 
 def patch_tokens(encoder, images, batch_size=128):
@@ -76,9 +86,17 @@ def main(argv=None):
     p.add_argument("--num-probe", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--preset", default="multimae_vit_tiny")
+    p.add_argument("--finetune-scenes", default="64,512", help="labelled scenes per fine-tuning run, comma-separated")
+    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--finetune-seeds", default="0", help="one fine-tuning run per seed, comma-separated")
+    p.add_argument("--cache", default=None, help="folder keeping the pretrained encoders between runs")
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None, help="PNG of the pretrained MultiMAE on held-out scenes")
     args = p.parse_args(argv)
+    cache = args.cache or tempfile.mkdtemp()
+    os.makedirs(cache, exist_ok=True)
+    saved = lambda name: os.path.join(  # noqa: E731
+        cache, f"{name}_{args.preset}_{args.epochs}ep_{args.num_train}_encoder.keras")
     keras.utils.set_random_seed(0)
     multimae = MultiMAE.from_preset(args.preset, seed=0)
     size, patch = multimae.encoder.image_size[0], multimae.encoder.patch_size[0]
@@ -93,22 +111,35 @@ def main(argv=None):
               "num_train": args.num_train, "num_probe": args.num_probe, "epochs": args.epochs,
               "batch_size": args.batch_size, "classes": list(CLASS_NAMES)}
     for name, model, x in (("multimae", multimae, train), ("mae_rgb_only", mae, train["rgb"])):
+        if os.path.isfile(saved(name)) and os.path.isfile(saved(name) + ".json"):
+            with open(saved(name) + ".json") as f:
+                result[name] = json.load(f)
+            print(name, "pretrained encoder from", saved(name), flush=True)
+            continue
         model.compile(optimizer=optimizer(steps))
         start = time.time()
         history = model.fit(x, batch_size=args.batch_size, epochs=args.epochs, verbose=2, shuffle=True)
         result[name] = {"loss_first_last": [history.history["loss"][0], history.history["loss"][-1]],
-                        "train_time_s": round(time.time() - start, 1),
-                        **probe_scores(model.encoder.trunk if name == "multimae" else model.encoder, probe_train,
-                                       probe_test, patch)}
-        print(name, result[name], flush=True)
+                        "train_time_s": round(time.time() - start, 1)}
+        (model.encoder.trunk if name == "multimae" else model.encoder).save(saved(name))
+        with open(saved(name) + ".json", "w") as f:
+            json.dump(result[name], f)
         if name == "multimae" and args.figure:
             from keras_mim.viz_multimodal import plot_multimodal_reconstructions
 
             plot_multimodal_reconstructions(multimae, probe_test, path=args.figure, max_samples=3, title=(
                 f"MultiMAE {args.preset}, {args.epochs} epochs on {args.num_train} generated scenes: held-out scenes"))
-    random_init = ViTEncoder.from_config({**trunk, "name": "random"})
-    result["random_init"] = probe_scores(random_init, probe_train, probe_test, patch)
-    print("random_init", result["random_init"], flush=True)
+    encoders = {"multimae": lambda: keras.saving.load_model(saved("multimae")),
+                "mae_rgb_only": lambda: keras.saving.load_model(saved("mae_rgb_only")),
+                "random_init": lambda: ViTEncoder.from_config({**trunk, "name": "random"})}
+    for name, make in encoders.items():
+        result.setdefault(name, {}).update(probe_scores(make(), probe_train, probe_test, patch))
+        for scenes in (int(t) for t in args.finetune_scenes.split(",")):
+            labelled = (probe_train["rgb"][:scenes], probe_train["semseg"][:scenes])
+            result[name][f"finetune_{scenes}_scenes"] = seed_runs(args.finetune_seeds, lambda seed: finetune_scores(
+                make(), labelled, (probe_test["rgb"], probe_test["semseg"]), patch, len(CLASS_NAMES),
+                steps=args.finetune_steps, seed=seed))
+        print(name, result[name], flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
