@@ -27,14 +27,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 import keras
 import numpy as np
 
 from keras_mim import MaskedAutoencoder, MultiMAE, ViTEncoder
 from keras_mim.data.paired_scenes import CLASS_NAMES, paired_scenes
-from patch_finetune import finetune_scores, seed_runs
+from patch_finetune import finetune_rows, pretrained_encoder
 
 
 def patch_tokens(encoder, images, batch_size=128):
@@ -95,8 +94,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     cache = args.cache or tempfile.mkdtemp()
     os.makedirs(cache, exist_ok=True)
-    saved = lambda name: os.path.join(  # noqa: E731
-        cache, f"{name}_{args.preset}_{args.epochs}ep_{args.num_train}_encoder.keras")
+    key = f"{args.preset}_{args.epochs}ep_{args.num_train}"
     keras.utils.set_random_seed(0)
     multimae = MultiMAE.from_preset(args.preset, seed=0)
     size, patch = multimae.encoder.image_size[0], multimae.encoder.patch_size[0]
@@ -111,34 +109,22 @@ def main(argv=None):
               "num_train": args.num_train, "num_probe": args.num_probe, "epochs": args.epochs,
               "batch_size": args.batch_size, "classes": list(CLASS_NAMES)}
     for name, model, x in (("multimae", multimae, train), ("mae_rgb_only", mae, train["rgb"])):
-        if os.path.isfile(saved(name)) and os.path.isfile(saved(name) + ".json"):
-            with open(saved(name) + ".json") as f:
-                result[name] = json.load(f)
-            print(name, "pretrained encoder from", saved(name), flush=True)
-            continue
-        model.compile(optimizer=optimizer(steps))
-        start = time.time()
-        history = model.fit(x, batch_size=args.batch_size, epochs=args.epochs, verbose=2, shuffle=True)
-        result[name] = {"loss_first_last": [history.history["loss"][0], history.history["loss"][-1]],
-                        "train_time_s": round(time.time() - start, 1)}
-        (model.encoder.trunk if name == "multimae" else model.encoder).save(saved(name))
-        with open(saved(name) + ".json", "w") as f:
-            json.dump(result[name], f)
-        if name == "multimae" and args.figure:
+        result[name], trained = pretrained_encoder(
+            cache, f"{name}_{key}", model, x, lambda m: m.encoder.trunk if m is multimae else m.encoder,
+            fit=dict(optimizer=optimizer(steps), batch_size=args.batch_size, epochs=args.epochs))
+        if trained and name == "multimae" and args.figure:
             from keras_mim.viz_multimodal import plot_multimodal_reconstructions
 
             plot_multimodal_reconstructions(multimae, probe_test, path=args.figure, max_samples=3, title=(
                 f"MultiMAE {args.preset}, {args.epochs} epochs on {args.num_train} generated scenes: held-out scenes"))
-    encoders = {"multimae": lambda: keras.saving.load_model(saved("multimae")),
-                "mae_rgb_only": lambda: keras.saving.load_model(saved("mae_rgb_only")),
-                "random_init": lambda: ViTEncoder.from_config({**trunk, "name": "random"})}
+    encoders = {name: (lambda name=name: keras.saving.load_model(os.path.join(cache, f"{name}_{key}_encoder.keras")))
+                for name in ("multimae", "mae_rgb_only")}
+    encoders["random_init"] = lambda: ViTEncoder.from_config({**trunk, "name": "random"})
     for name, make in encoders.items():
         result.setdefault(name, {}).update(probe_scores(make(), probe_train, probe_test, patch))
-        for scenes in (int(t) for t in args.finetune_scenes.split(",")):
-            labelled = (probe_train["rgb"][:scenes], probe_train["semseg"][:scenes])
-            result[name][f"finetune_{scenes}_scenes"] = seed_runs(args.finetune_seeds, lambda seed: finetune_scores(
-                make(), labelled, (probe_test["rgb"], probe_test["semseg"]), patch, len(CLASS_NAMES),
-                steps=args.finetune_steps, seed=seed))
+        result[name].update(finetune_rows(make, (probe_train["rgb"], probe_train["semseg"]),
+                                          (probe_test["rgb"], probe_test["semseg"]), patch, len(CLASS_NAMES),
+                                          args.finetune_scenes, "scenes", args.finetune_steps, args.finetune_seeds))
         print(name, result[name], flush=True)
     if args.json:
         with open(args.json, "w") as f:

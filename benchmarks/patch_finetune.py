@@ -9,7 +9,10 @@ trained. Written here, not in the library: keras_mim has no dense-prediction hea
 this one exists only to score encoders.
 """
 
+import json
 import math
+import os
+import time
 
 import keras
 import numpy as np
@@ -75,3 +78,35 @@ def seed_runs(seeds, run):
         return runs[0]
     mean = {key: round(float(np.mean([r[key] for r in runs])), 4) for key in ("mean_iou", "object_accuracy")}
     return {**mean, "seeds": [int(seed) for seed in str(seeds).split(",")], "runs": runs}
+
+
+def finetune_rows(make_encoder, labelled, test, patch, num_classes, counts, unit, steps, seeds):
+    """`{"finetune_<count>_<unit>": seed_runs(...)}` for each of the comma-separated `counts`: a
+    fresh `make_encoder()` fine-tuned on the first `count` images of `labelled = (images, maps)`."""
+    rows = {}
+    for count in (int(c) for c in str(counts).split(",")):
+        train = (labelled[0][:count], labelled[1][:count])
+        rows[f"finetune_{count}_{unit}"] = seed_runs(seeds, lambda seed: finetune_scores(  # noqa: B023 (called here)
+            make_encoder(), train, test, patch, num_classes, steps=steps, seed=seed))
+    return rows
+
+
+def pretrained_encoder(cache, name, model, data, encoder_of, fit):
+    """Pretrain `model` on `data` (`model.fit(**fit)`, after `compile(optimizer=...)`) and save
+    `encoder_of(model)` as `cache/<name>_encoder.keras` with its losses beside it (`.json`),
+    unless both files are there already. Returns `(losses record, whether it trained)`."""
+    path = os.path.join(cache, f"{name}_encoder.keras")
+    if os.path.isfile(path) and os.path.isfile(path + ".json"):
+        print(name, "pretrained encoder from", path, flush=True)
+        with open(path + ".json") as f:
+            return json.load(f), False
+    fit = dict(fit)
+    model.compile(optimizer=fit.pop("optimizer"))
+    start = time.time()
+    history = model.fit(data, verbose=2, shuffle=True, **fit)
+    record = {"loss_first_last": [history.history["loss"][0], history.history["loss"][-1]],
+              "train_time_s": round(time.time() - start, 1)}
+    encoder_of(model).save(path)
+    with open(path + ".json", "w") as f:
+        json.dump(record, f)
+    return record, True

@@ -30,7 +30,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 import keras
 import numpy as np
@@ -41,7 +40,7 @@ from keras_mim.data.multispectral import (SATMAE_BANDS, SENTINEL2_BANDS, band_no
 from keras_mim.data.paired_scenes import CLASS_NAMES
 from keras_mim.data.multispectral import COVER_NAMES
 from multimae_scenes import optimizer
-from patch_finetune import finetune_scores, seed_runs
+from patch_finetune import finetune_rows, majority_labels, pretrained_encoder
 
 
 def place_features(encoder, images, batch_size=128):
@@ -57,13 +56,6 @@ def place_features(encoder, images, batch_size=128):
     return out.reshape(-1, out.shape[-1]).astype("float32")
 
 
-def place_labels(classes, patch):
-    """Each patch's majority value of the int maps `classes` `(n, H, W)`, row-major."""
-    n, h, w = classes.shape
-    cells = classes.reshape(n, h // patch, patch, w // patch, patch).transpose(0, 1, 3, 2, 4).reshape(-1, patch * patch)
-    return np.array([np.bincount(c, minlength=len(CLASS_NAMES)).argmax() for c in cells])
-
-
 def probe_scores(encoder, probe_train, probe_test, patch):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import jaccard_score
@@ -74,7 +66,7 @@ def probe_scores(encoder, probe_train, probe_test, patch):
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     scores = {}
     for target, index in (("cover", 1), ("shape_kind", 2)):
-        y_train, y_test = place_labels(probe_train[index], patch), place_labels(probe_test[index], patch)
+        y_train, y_test = (majority_labels(c[index], patch, len(CLASS_NAMES)).ravel() for c in (probe_train, probe_test))
         if target == "shape_kind":  # shape patches only
             x_fit, y_train, x_eval, y_test = x_train[y_train > 0], y_train[y_train > 0], x_test[y_test > 0], y_test[y_test > 0]
         else:
@@ -121,38 +113,24 @@ def main(argv=None):
               "num_train": args.num_train, "num_probe": args.num_probe, "epochs": args.epochs,
               "batch_size": args.batch_size, "covers": list(COVER_NAMES), "shape_kinds": list(CLASS_NAMES[1:]),
               "bands": [SENTINEL2_BANDS[b] for b in bands], "channel_groups": [list(g) for g in enc.channel_groups]}
+    key = f"{args.preset}_{args.epochs}ep_{args.num_train}"
     for name, model in (("satmae", satmae), ("mae_stacked_bands", mae)):
-        path = os.path.join(cache, f"{name}_{args.preset}_{args.epochs}ep_{args.num_train}_encoder.keras")
-        if os.path.isfile(path) and os.path.isfile(path + ".json"):
-            with open(path + ".json") as f:
-                result[name] = json.load(f)
-            print(name, "pretrained encoder from", path, flush=True)
-            continue
-        model.compile(optimizer=optimizer(steps))
-        start = time.time()
-        history = model.fit(train, batch_size=args.batch_size, epochs=args.epochs, verbose=2, shuffle=True)
-        result[name] = {"loss_first_last": [history.history["loss"][0], history.history["loss"][-1]],
-                        "train_time_s": round(time.time() - start, 1)}
-        model.encoder.save(path)
-        with open(path + ".json", "w") as f:
-            json.dump(result[name], f)
-        if name == "satmae" and args.figure:
+        result[name], trained = pretrained_encoder(cache, f"{name}_{key}", model, train, lambda m: m.encoder, fit=dict(
+            optimizer=optimizer(steps), batch_size=args.batch_size, epochs=args.epochs))
+        if trained and name == "satmae" and args.figure:
             from keras_mim.viz_multimodal import plot_band_group_reconstructions
 
             plot_band_group_reconstructions(
                 satmae, probe_test[0], path=args.figure, max_samples=2, band_names=result["bands"],
                 title=f"SatMAE {args.preset}, {args.epochs} epochs on {args.num_train} generated tiles: held-out tiles")
-    saved = lambda name: keras.saving.load_model(  # noqa: E731
-        os.path.join(cache, f"{name}_{args.preset}_{args.epochs}ep_{args.num_train}_encoder.keras"))
-    encoders = {"satmae": lambda: saved("satmae"), "mae_stacked_bands": lambda: saved("mae_stacked_bands"),
-                "random_init": lambda: SatMAE.from_preset(args.preset, seed=1).encoder}
+    encoders = {name: (lambda name=name: keras.saving.load_model(os.path.join(cache, f"{name}_{key}_encoder.keras")))
+                for name in ("satmae", "mae_stacked_bands")}
+    encoders["random_init"] = lambda: SatMAE.from_preset(args.preset, seed=1).encoder
     for name, make in encoders.items():
         result.setdefault(name, {}).update(probe_scores(make(), probe_train, probe_test, patch))
-        for tiles in (int(t) for t in args.finetune_tiles.split(",")):
-            labelled = (probe_train[0][:tiles], probe_train[2][:tiles])
-            result[name][f"finetune_{tiles}_tiles"] = seed_runs(args.finetune_seeds, lambda seed: finetune_scores(
-                make(), labelled, (probe_test[0], probe_test[2]), patch, len(CLASS_NAMES),
-                steps=args.finetune_steps, seed=seed))
+        result[name].update(finetune_rows(make, (probe_train[0], probe_train[2]), (probe_test[0], probe_test[2]), patch,
+                                          len(CLASS_NAMES), args.finetune_tiles, "tiles", args.finetune_steps,
+                                          args.finetune_seeds))
         print(name, result[name], flush=True)
     if args.json:
         with open(args.json, "w") as f:
